@@ -1,0 +1,42 @@
+// swift-tools-version:6.1
+// The tools version is 6.1 so that the separate Benchmarks/ package (ordo-one/benchmark with
+// `traits: ["MallocInterposer"]`) can join without changing this manifest.
+import PackageDescription
+
+/// swift-system: `FileDescriptor`, `Errno` and `FilePath` for the POSIX file system.
+let systemPackage: Target.Dependency = .product(name: "SystemPackage", package: "swift-system")
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+let propertyBased: Target.Dependency = .product(name: "PropertyBased", package: "swift-property-based")
+
+let package = Package(
+    name: "rivellum",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "FaultFS", targets: ["FaultFS"]),
+        .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "SimRunner", targets: ["SimRunner"]),
+        .executable(name: "rivellum-sim", targets: ["rivellum-sim"]),
+        .executable(name: "rivellum-node", targets: ["rivellum-node"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // CRC32C (Castagnoli): SSE4.2 with three interleaved streams, chosen at run time by CPU
+        // detection through a function attribute (no unsafe flags), slicing-by-8 otherwise.
+        .target(name: "CCRC32C"),
+        // The file-system layer: the `FileSystem` protocol, the POSIX implementation and the
+        // deterministic fault-injecting simulation. Everything the engine stores goes through it.
+        .target(name: "FaultFS", dependencies: [systemPackage]),
+        // The storage engine: WAL, lanes, MetaRoot, recovery, snapshots.
+        .target(name: "Engine", dependencies: ["FaultFS", "CCRC32C"]),
+        // The deterministic simulator's library (workloads, fault schedules, oracles).
+        .target(name: "SimRunner", dependencies: ["Engine", "FaultFS"]),
+        .executableTarget(name: "rivellum-sim", dependencies: ["SimRunner", argumentParser]),
+        .executableTarget(name: "rivellum-node", dependencies: ["Engine", "FaultFS", argumentParser]),
+        .testTarget(name: "FaultFSTests", dependencies: ["FaultFS", propertyBased]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "CCRC32C", "FaultFS", propertyBased]),
+    ]
+)

@@ -1,0 +1,96 @@
+/// One line of a simulation trace: a file-system operation with its outcome and any faults that
+/// were injected into it, or an event the engine or simulator recorded.
+public struct TraceEvent: Sendable, Equatable {
+    /// The operation number (1-based) the event belongs to; engine events carry the number of
+    /// the last operation before them.
+    public var index: UInt64
+    public var operation: String
+    public var path: String
+    public var offset: UInt64?
+    public var length: Int?
+    /// `"ok"`, `"error:<code>"`, `"crashed"`, or free text for engine events.
+    public var outcome: String
+    /// Fault families (or `crash_point`) injected into this operation, tagged as injected.
+    public var injected: [String]
+
+    /// The event as one JSON object, for JSONL trace files.
+    public var jsonLine: String {
+        var fields = ["\"i\":\(index)", "\"op\":\(jsonString(operation))", "\"path\":\(jsonString(path))"]
+        if let offset { fields.append("\"offset\":\(offset)") }
+        if let length { fields.append("\"length\":\(length)") }
+        fields.append("\"outcome\":\(jsonString(outcome))")
+        if !injected.isEmpty {
+            fields.append("\"injected\":[" + injected.map(jsonString).joined(separator: ",") + "]")
+        }
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+}
+
+/// Escapes `text` as a JSON string literal.
+public func jsonString(_ text: String) -> String {
+    var result = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": result += "\\\""
+        case "\\": result += "\\\\"
+        case "\n": result += "\\n"
+        case "\r": result += "\\r"
+        case "\t": result += "\\t"
+        case _ where scalar.value < 0x20:
+            let hex = String(scalar.value, radix: 16)
+            result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: result.unicodeScalars.append(scalar)
+        }
+    }
+    return result + "\""
+}
+
+/// The running record of a simulation: a hash over every event (FNV-1a, 64 bit) and the most
+/// recent events, at most `eventsMax` of them, plus an optional sink that sees every event.
+struct Trace {
+    private(set) var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+    private(set) var events: [TraceEvent] = []
+    private(set) var eventCount: UInt64 = 0
+    let eventsMax: Int
+    var sink: (@Sendable (TraceEvent) -> Void)?
+
+    init(eventsMax: Int) {
+        precondition(eventsMax >= 0)
+        self.eventsMax = eventsMax
+    }
+
+    mutating func record(
+        index: UInt64, operation: String, path: String, offset: UInt64?, length: Int?, outcome: String,
+        injected: [String]
+    ) {
+        eventCount += 1
+        mix(index)
+        mix(operation)
+        mix(path)
+        mix(offset.map { $0 &+ 1 } ?? 0)
+        mix(UInt64(bitPattern: Int64(length ?? -1)))
+        mix(outcome)
+        for tag in injected { mix(tag) }
+        guard eventsMax > 0 || sink != nil else { return }
+        let event = TraceEvent(
+            index: index, operation: operation, path: path, offset: offset, length: length, outcome: outcome,
+            injected: injected)
+        sink?(event)
+        guard eventsMax > 0 else { return }
+        if events.count >= eventsMax { events.removeFirst(events.count / 2 + 1) }
+        events.append(event)
+    }
+
+    private mutating func mix(_ value: UInt64) {
+        var word = value
+        for _ in 0..<8 {
+            hash = (hash ^ (word & 0xFF)) &* 0x0000_0100_0000_01B3
+            word >>= 8
+        }
+    }
+
+    private mutating func mix(_ text: String) {
+        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        hash = (hash ^ 0xFF) &* 0x0000_0100_0000_01B3
+    }
+}

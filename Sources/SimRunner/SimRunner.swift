@@ -1,0 +1,3 @@
+import FaultFS
+
+/// Placeholder replaced below.
