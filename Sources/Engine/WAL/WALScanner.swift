@@ -1,0 +1,319 @@
+import FaultFS
+
+/// One segment file as the scanner found it.
+public struct WALScannedSegment: Sendable, Equatable {
+    public var path: String
+    public var index: UInt64
+    /// `nil` when the header could not be decoded.
+    public var header: WALSegmentHeader?
+    public var headerChecksum: UInt32
+    /// The LSN of the last trusted record in this segment; the previous segment's last LSN when
+    /// it holds none.
+    public var lastLSN: LSN
+    /// The header checksum of the last trusted frame, or the segment header's checksum.
+    public var closingChecksum: UInt32
+    /// The end of the trusted data (frames are trusted up to here).
+    public var validEndOffset: UInt64
+    public var sizeBytes: UInt64
+}
+
+/// How recovery must treat a damage it found.
+public enum WALDamageVerdict: String, Sendable, Equatable {
+    /// Only an interrupted, never-acknowledged write can explain it: safe to drop.
+    case tornTail = "torn_tail"
+    /// Anything else: the log must not be used past it.
+    case midLog = "mid_log"
+}
+
+/// The result of reading one partition, before anything on disk is changed.
+public struct WALPartitionScan: Sendable {
+    public var partition: WALPartitionID
+    public var directory: String
+    /// Every segment file in index order, up to and including the one with the first damage
+    /// (all of them in salvage mode).
+    public var segments: [WALScannedSegment]
+    /// Segment files after the damaged one (dev_fast torn tails can span segments).
+    public var segmentsAfterDamage: [String]
+    /// The first LSN the partition holds (after retention), or `lastLSN + 1` when empty.
+    public var firstLSN: LSN
+    public var lastLSN: LSN
+    public var closingChecksum: UInt32
+    /// The first damage, if any, and its verdict with the evidence behind it.
+    public var damage: WALDamage?
+    public var verdict: WALDamageVerdict?
+    public var evidence: String
+    /// Damage skipped in salvage mode.
+    public var skipped: [WALDamage]
+    public var recordsRead: UInt64
+    public var bytesRead: UInt64
+}
+
+/// Reads a WAL partition's segments in order, checks every frame and the segment chain, hands
+/// each trusted record to a visitor, and classifies the first damage as a torn tail or mid-log
+/// damage. Changes nothing on disk.
+///
+/// The torn-tail rule (recovery rules R1–R5 of the reference notes): damage at expected LSN d is
+/// a torn tail only if (1) it is in the last segment (or the segment was written under
+/// `dev_fast`, which never syncs, so later segments may be torn too), (2) no checksum-valid frame
+/// after it claims that d was durable (its synced-through LSN ≥ d), and (3) no checksum-valid
+/// frame after it belongs elsewhere (another partition or segment, or an LSN below d). Anything
+/// else is mid-log damage.
+public struct WALScanner {
+    public let fileSystem: any FileSystem
+    public let directory: String
+    public let partition: WALPartitionID
+
+    public init(fileSystem: any FileSystem, directory: String, partition: WALPartitionID) {
+        self.fileSystem = fileSystem
+        self.directory = directory
+        self.partition = partition
+    }
+
+    /// `segment-<16 hex digits>.wal`.
+    public static func segmentFileName(index: UInt64) -> String {
+        let hex = String(index, radix: 16)
+        return "segment-" + String(repeating: "0", count: 16 - hex.count) + hex + ".wal"
+    }
+
+    static func segmentIndex(fileName: String) -> UInt64? {
+        guard fileName.count == 28, fileName.hasPrefix("segment-"), fileName.hasSuffix(".wal") else { return nil }
+        let hex = fileName.dropFirst(8).prefix(16)
+        guard hex.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else { return nil }
+        return UInt64(hex, radix: 16)
+    }
+
+    /// The segment files of the partition, sorted by index. Other names (forensic copies of
+    /// torn tails, temporary files) are ignored.
+    func segmentFiles() throws(WALError) -> [(index: UInt64, path: String)] {
+        let names: [String]
+        do {
+            guard try fileSystem.exists(directory) else { return [] }
+            names = try fileSystem.listDirectory(directory)
+        } catch {
+            throw WALError.io(error, partition: partition, "listing \(directory)")
+        }
+        return names.compactMap { name in
+            Self.segmentIndex(fileName: name).map { ($0, PathComponents.join(directory, name)) }
+        }.sorted { $0.index < $1.index }
+    }
+
+    /// Scans the partition. `visit` sees every trusted record in LSN order; after a scan that
+    /// ends in mid-log damage the caller must discard what it was given.
+    public func scan(
+        mode: WALRecoveryMode,
+        visit: (WALFrameHeader, UnsafeRawBufferPointer) throws -> Void = { _, _ in }
+    ) throws -> WALPartitionScan {
+        let files = try segmentFiles()
+        var scan = WALPartitionScan(
+            partition: partition, directory: directory, segments: [], segmentsAfterDamage: [], firstLSN: 1,
+            lastLSN: 0, closingChecksum: 0, damage: nil, verdict: nil, evidence: "", skipped: [], recordsRead: 0,
+            bytesRead: 0)
+        var damagedSegmentPosition: Int?
+        for (position, file) in files.enumerated() {
+            let bytes: [UInt8]
+            do {
+                bytes = try fileSystem.readFile(file.path)
+            } catch {
+                throw WALError.io(error, partition: partition, "reading \(file.path)")
+            }
+            scan.bytesRead += UInt64(bytes.count)
+            let found = try bytes.withUnsafeBytes { buffer throws -> WALDamage? in
+                try scanSegment(buffer, file: file, isFirst: position == 0, mode: mode, scan: &scan, visit: visit)
+            }
+            if let found {
+                scan.damage = found
+                damagedSegmentPosition = position
+                let rest = files[(position + 1)...].map(\.path)
+                scan.segmentsAfterDamage = rest
+                (scan.verdict, scan.evidence) = try classify(found, bytes: bytes, laterSegments: rest, scan: scan)
+                break
+            }
+        }
+        _ = damagedSegmentPosition
+        scan.firstLSN = scan.segments.first?.header?.firstLSN ?? (scan.lastLSN + 1)
+        return scan
+    }
+
+    /// Scans one segment, appending it to `scan.segments`. Returns the first damage (nil when
+    /// the segment is clean, or in salvage mode where damage is skipped).
+    private func scanSegment(
+        _ bytes: UnsafeRawBufferPointer, file: (index: UInt64, path: String), isFirst: Bool, mode: WALRecoveryMode,
+        scan: inout WALPartitionScan, visit: (WALFrameHeader, UnsafeRawBufferPointer) throws -> Void
+    ) throws -> WALDamage? {
+        func damage(_ damageClass: WALDamageClass, _ offset: Int, _ detail: String) -> WALDamage {
+            WALDamage(damageClass: damageClass, path: file.path, offset: UInt64(offset), expectedLSN: scan.lastLSN + 1, detail: detail)
+        }
+        var segment = WALScannedSegment(
+            path: file.path, index: file.index, header: nil, headerChecksum: 0, lastLSN: scan.lastLSN,
+            closingChecksum: scan.closingChecksum, validEndOffset: 0, sizeBytes: UInt64(bytes.count))
+        // The segment header and the chain.
+        let header: WALSegmentHeader
+        switch WALSegmentHeader.decode(bytes) {
+        case .failure(let reason):
+            scan.segments.append(segment)
+            return damage(.badSegmentHeader, 0, reason.rawValue)
+        case .success(let (decoded, checksum)):
+            header = decoded
+            segment.header = decoded
+            segment.headerChecksum = checksum
+        }
+        if let previous = scan.segments.last {
+            if header.partition == partition && header.segmentIndex == previous.index {
+                scan.segments.append(segment)
+                return damage(.duplicateSegment, 0, "a second copy of segment \(previous.index)")
+            }
+            if file.index != previous.index + 1 {
+                scan.segments.append(segment)
+                return damage(.missingSegment, 0, "segment \(previous.index + 1) is missing before \(file.index)")
+            }
+        }
+        guard header.partition == partition, header.segmentIndex == file.index else {
+            scan.segments.append(segment)
+            return damage(
+                .badSegmentHeader, 0,
+                "header names partition \(header.partition) segment \(header.segmentIndex), file is \(partition) segment \(file.index)")
+        }
+        if isFirst {
+            scan.lastLSN = header.previousLastLSN
+            scan.closingChecksum = header.previousChecksum
+            segment.lastLSN = header.previousLastLSN
+        } else if header.previousLastLSN != scan.lastLSN || header.previousChecksum != scan.closingChecksum {
+            scan.segments.append(segment)
+            return damage(
+                header.firstLSN <= scan.lastLSN ? .duplicateSegment : .chainBreak, 0,
+                "header continues LSN \(header.previousLastLSN) checksum \(header.previousChecksum), "
+                    + "previous segment ends at LSN \(scan.lastLSN) checksum \(scan.closingChecksum)")
+        }
+        scan.closingChecksum = segment.headerChecksum
+        segment.closingChecksum = segment.headerChecksum
+        // The frames.
+        var offset = WALFormat.segmentHeaderBytes
+        var found: WALDamage?
+        // Bounded: every round advances offset by at least one frame alignment or leaves.
+        frames: while offset < bytes.count {
+            var problem: (WALDamageClass, String)?
+            switch WALFrameCodec.decode(bytes, at: offset) {
+            case .frame(let frame):
+                if frame.partition != partition || frame.segmentIndexLow != UInt32(truncatingIfNeeded: file.index) {
+                    problem = (.foreignRecord, "frame of \(frame.partition) segment \(frame.segmentIndexLow)")
+                } else if frame.lsn != scan.lastLSN + 1 {
+                    problem = (
+                        frame.lsn <= scan.lastLSN ? .foreignRecord : .lsnGap,
+                        "frame has LSN \(frame.lsn), expected \(scan.lastLSN + 1)"
+                    )
+                } else {
+                    let payloadStart = offset + WALFormat.frameHeaderBytes
+                    try visit(frame, UnsafeRawBufferPointer(rebasing: bytes[payloadStart..<(payloadStart + frame.payloadLength)]))
+                    scan.lastLSN = frame.lsn
+                    scan.closingChecksum = frame.headerChecksum
+                    scan.recordsRead += 1
+                    segment.lastLSN = frame.lsn
+                    segment.closingChecksum = frame.headerChecksum
+                    offset += frame.frameLength
+                    segment.validEndOffset = UInt64(offset)
+                    continue frames
+                }
+            case .zeroHeader:
+                if WALFrameCodec.isAllZero(bytes, offset, bytes.count) { break frames }
+                problem = (.zeroedRegion, "zero bytes followed by data")
+            case .needMoreData:
+                problem = (.truncatedFrame, "the file ends inside a frame")
+            case .damaged(let damageClass):
+                problem = (damageClass, "frame does not verify")
+            }
+            let here = damage(problem!.0, offset, problem!.1)
+            guard mode == .salvage else {
+                found = here
+                break frames
+            }
+            // Salvage: resynchronise on the next valid frame of this partition and segment.
+            scan.skipped.append(here)
+            guard let next = nextValidFrame(bytes, after: offset, segmentIndex: file.index, minimumLSN: scan.lastLSN + 1)
+            else { break frames }
+            scan.lastLSN = next.lsn - 1
+            offset = next.offset
+        }
+        if segment.validEndOffset == 0 { segment.validEndOffset = UInt64(WALFormat.segmentHeaderBytes) }
+        scan.segments.append(segment)
+        return found
+    }
+
+    /// The next offset after `offset` holding a checksum-valid frame of this partition and
+    /// segment with an LSN of at least `minimumLSN`.
+    private func nextValidFrame(
+        _ bytes: UnsafeRawBufferPointer, after offset: Int, segmentIndex: UInt64, minimumLSN: LSN
+    ) -> (offset: Int, lsn: LSN)? {
+        var candidate = offset + WALFormat.frameAlignmentBytes
+        // Bounded by the segment size.
+        while candidate + WALFormat.frameHeaderBytes <= bytes.count {
+            if case .frame(let frame) = WALFrameCodec.decode(bytes, at: candidate),
+                frame.partition == partition, frame.segmentIndexLow == UInt32(truncatingIfNeeded: segmentIndex),
+                frame.lsn >= minimumLSN
+            {
+                return (candidate, frame.lsn)
+            }
+            candidate += WALFormat.frameAlignmentBytes
+        }
+        return nil
+    }
+
+    /// Decides whether `damage` is a torn tail, and says why.
+    private func classify(
+        _ damage: WALDamage, bytes: [UInt8], laterSegments: [String], scan: WALPartitionScan
+    ) throws -> (WALDamageVerdict, String) {
+        let damagedSegment = scan.segments.last!
+        let policy = damagedSegment.header?.fsyncPolicy ?? scan.segments.dropLast().last?.header?.fsyncPolicy ?? .strict
+        switch damage.damageClass {
+        case .missingSegment, .chainBreak, .duplicateSegment:
+            return (.midLog, "the segment chain is broken; segments are synced before the next one is created")
+        default:
+            break
+        }
+        if !laterSegments.isEmpty && policy != .devFast {
+            return (.midLog, "\(laterSegments.count) later segment(s) exist, and a segment is synced before the next is created")
+        }
+        // Look for a witness after the damage in this segment and in any later (dev_fast) ones.
+        let start = Int(damage.offset) + WALFormat.frameAlignmentBytes
+        if let witness = witness(in: bytes, from: start, segmentIndex: damagedSegment.index, damagedLSN: damage.expectedLSN) {
+            return (.midLog, witness)
+        }
+        for path in laterSegments {
+            let later: [UInt8]
+            do {
+                later = try fileSystem.readFile(path)
+            } catch {
+                throw WALError.io(error, partition: partition, "reading \(path)")
+            }
+            let index = WALScanner.segmentIndex(fileName: PathComponents.name(of: path)) ?? 0
+            if let witness = witness(in: later, from: WALFormat.segmentHeaderBytes, segmentIndex: index, damagedLSN: damage.expectedLSN) {
+                return (.midLog, witness)
+            }
+        }
+        return (.tornTail, "no valid record after the damage shows it was ever durable (\(policy.rawValue) segment)")
+    }
+
+    /// A checksum-valid frame at or after `start` that proves the damage is not a torn tail.
+    private func witness(in bytes: [UInt8], from start: Int, segmentIndex: UInt64, damagedLSN: LSN) -> String? {
+        bytes.withUnsafeBytes { buffer in
+            var offset = start
+            // Bounded by the segment size.
+            while offset + WALFormat.frameHeaderBytes <= buffer.count {
+                if case .frame(let frame) = WALFrameCodec.decode(buffer, at: offset) {
+                    if frame.partition != partition || frame.segmentIndexLow != UInt32(truncatingIfNeeded: segmentIndex) {
+                        return "a valid record of \(frame.partition) segment \(frame.segmentIndexLow) sits at offset \(offset)"
+                    }
+                    if frame.lsn < damagedLSN {
+                        return "a valid record with the older LSN \(frame.lsn) sits at offset \(offset)"
+                    }
+                    if frame.syncedThroughLSN >= damagedLSN {
+                        return "the record with LSN \(frame.lsn) at offset \(offset) was written after LSN \(frame.syncedThroughLSN) was durable"
+                    }
+                    offset += frame.frameLength
+                } else {
+                    offset += WALFormat.frameAlignmentBytes
+                }
+            }
+            return nil
+        }
+    }
+}

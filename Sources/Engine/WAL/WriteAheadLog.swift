@@ -1,0 +1,202 @@
+import FaultFS
+
+/// The write-ahead log of a node: one partition per lane plus the meta partition, each in its
+/// own directory under `wal_dir` (`lane-0000/`, …, `meta/`).
+///
+/// Opening recovers every partition first (see `WALRecovery`), handing each trusted record to
+/// the replay closure in LSN order per partition, and only then opens the writers. Durability of
+/// appends is per partition and per policy: see `WALPartition`.
+public final class WriteAheadLog: Sendable {
+    public let directory: String
+    public let partitions: [WALPartitionID: WALPartition]
+    public let recoveryReports: [WALRecoveryReport]
+
+    /// Recovers and opens the log.
+    /// - Parameter replay: called for every trusted record, partition by partition in the order
+    ///   of `partitionIDs`, in LSN order within each. It must not throw.
+    public init(
+        fileSystem: any FileSystem, directory: String, partitionIDs: [WALPartitionID],
+        configuration: WALConfiguration, clock: any WALClock,
+        replay: (WALPartitionID, WALFrameHeader, UnsafeRawBufferPointer) -> Void = { _, _, _ in }
+    ) throws(WALError) {
+        precondition(Set(partitionIDs).count == partitionIDs.count, "duplicate partition ids")
+        precondition(configuration.recoveryMode != .salvage, "salvage is read-only: use WriteAheadLog.salvage")
+        self.directory = directory
+        var reports: [WALRecoveryReport] = []
+        var scans: [WALPartitionID: WALPartitionScan] = [:]
+        for partition in partitionIDs {
+            let (report, scan) = try WALRecovery.recover(
+                fileSystem: fileSystem, directory: Self.partitionDirectory(directory, partition), partition: partition,
+                mode: configuration.recoveryMode, replay: { header, payload in replay(partition, header, payload) })
+            reports.append(report)
+            scans[partition] = scan
+        }
+        var writers: [WALPartitionID: WALPartition] = [:]
+        for partition in partitionIDs {
+            writers[partition] = try WALPartition(
+                fileSystem: fileSystem, directory: Self.partitionDirectory(directory, partition), partition: partition,
+                configuration: configuration, clock: clock, recovered: scans[partition]!)
+        }
+        partitions = writers
+        recoveryReports = reports
+    }
+
+    public static func partitionDirectory(_ directory: String, _ partition: WALPartitionID) -> String {
+        PathComponents.join(directory, partition.directoryName)
+    }
+
+    public func partition(_ id: WALPartitionID) -> WALPartition {
+        guard let partition = partitions[id] else { preconditionFailure("no WAL partition \(id)") }
+        return partition
+    }
+
+    /// Closes every partition (syncing first unless dev_fast). Returns the first error, after
+    /// trying them all.
+    public func close() throws(WALError) {
+        var firstError: WALError?
+        for id in partitions.keys.sorted() {
+            do {
+                try partitions[id]!.close()
+            } catch {
+                if firstError == nil { firstError = error }
+            }
+        }
+        if let firstError { throw firstError }
+    }
+
+    /// Reads a log in salvage mode: skips damaged regions, reports each, changes nothing.
+    public static func salvage(
+        fileSystem: any FileSystem, directory: String, partitionIDs: [WALPartitionID],
+        replay: (WALPartitionID, WALFrameHeader, UnsafeRawBufferPointer) -> Void
+    ) throws(WALError) -> [WALRecoveryReport] {
+        var reports: [WALRecoveryReport] = []
+        for partition in partitionIDs {
+            let (report, _) = try WALRecovery.recover(
+                fileSystem: fileSystem, directory: partitionDirectory(directory, partition), partition: partition,
+                mode: .salvage, replay: { header, payload in replay(partition, header, payload) })
+            reports.append(report)
+        }
+        return reports
+    }
+}
+
+/// What `WALVerifier` found in one partition.
+public struct WALPartitionVerifyReport: Sendable {
+    public struct Segment: Sendable, Equatable {
+        public var path: String
+        public var index: UInt64
+        public var firstLSN: LSN
+        public var lastLSN: LSN
+        public var sizeBytes: UInt64
+        public var createdAtSeconds: UInt64
+    }
+
+    public var partition: WALPartitionID
+    public var segments: [Segment]
+    public var firstLSN: LSN
+    public var lastLSN: LSN
+    public var records: UInt64
+    /// The first damage with its verdict, then (scanning on as salvage does) any further damage.
+    public var damage: [WALDamage]
+    public var verdict: WALDamageVerdict?
+    public var evidence: String
+}
+
+/// Scans every partition of a log directory read-only and reports ranges and damage.
+public enum WALVerifier {
+    public static func verify(fileSystem: any FileSystem, directory: String) throws(WALError) -> [WALPartitionVerifyReport] {
+        let names: [String]
+        do {
+            names = try fileSystem.listDirectory(directory)
+        } catch {
+            throw WALError.io(error, partition: .meta, "listing \(directory)")
+        }
+        var reports: [WALPartitionVerifyReport] = []
+        for name in names {
+            let partition: WALPartitionID
+            if name == "meta" {
+                partition = .meta
+            } else if name.hasPrefix("lane-"), let lane = UInt32(name.dropFirst(5)) {
+                partition = WALPartitionID(rawValue: lane)
+            } else {
+                continue
+            }
+            let scanner = WALScanner(fileSystem: fileSystem, directory: PathComponents.join(directory, name), partition: partition)
+            let strictScan: WALPartitionScan
+            let salvageScan: WALPartitionScan
+            do {
+                strictScan = try scanner.scan(mode: .tolerateTornTail)
+                salvageScan = try scanner.scan(mode: .salvage)
+            } catch let error as WALError {
+                throw error
+            } catch {
+                preconditionFailure("the verifier's visitor does not throw: \(error)")
+            }
+            var damage = strictScan.damage.map { [$0] } ?? []
+            damage += salvageScan.skipped.filter { $0 != strictScan.damage }
+            let segments = salvageScan.segments.map { segment in
+                WALPartitionVerifyReport.Segment(
+                    path: segment.path, index: segment.index, firstLSN: segment.header?.firstLSN ?? 0,
+                    lastLSN: segment.lastLSN, sizeBytes: segment.sizeBytes,
+                    createdAtSeconds: segment.header?.createdAtSeconds ?? 0)
+            }
+            reports.append(
+                WALPartitionVerifyReport(
+                    partition: partition, segments: segments, firstLSN: strictScan.firstLSN, lastLSN: strictScan.lastLSN,
+                    records: strictScan.recordsRead, damage: damage, verdict: strictScan.verdict,
+                    evidence: strictScan.evidence))
+        }
+        return reports
+    }
+}
+
+/// Deletes WAL segments that are no longer needed.
+public enum WALRetention {
+    /// Deletes, oldest first, whole segments of one partition whose records are all below
+    /// `lsn` and that were created at least `retentionHours` before `nowSeconds`. Never deletes
+    /// the last two segments (the active one and the one its header chains to), and stops at the
+    /// first segment that must stay, so the kept segments remain one contiguous chain. The
+    /// directory is synced after the unlinks. Returns the deleted paths.
+    public static func deleteSegments(
+        fileSystem: any FileSystem, directory: String, partition: WALPartitionID, below lsn: LSN,
+        retentionHours: UInt64, nowSeconds: UInt64
+    ) throws(WALError) -> [String] {
+        let scanner = WALScanner(fileSystem: fileSystem, directory: directory, partition: partition)
+        let files = try scanner.segmentFiles()
+        guard files.count > 2 else { return [] }
+        var headers: [WALSegmentHeader] = []
+        for file in files {
+            do {
+                let handle = try fileSystem.openFile(file.path, options: .readOnly)
+                defer { try? handle.close() }
+                let bytes = try handle.read(at: 0, count: WALFormat.segmentHeaderBytes)
+                guard case .success(let (header, _)) = WALSegmentHeader.decode(bytes) else { break }
+                headers.append(header)
+            } catch {
+                throw WALError.io(error, partition: partition, "reading the header of \(file.path)")
+            }
+        }
+        var deleted: [String] = []
+        let cutoffSeconds = retentionHours * 3_600
+        // Candidates: every segment but the last two; a segment's last LSN is the next one's
+        // first LSN minus one.
+        for position in 0..<max(0, min(headers.count, files.count) - 2) {
+            let lastLSN = headers[position + 1].firstLSN - 1
+            guard lastLSN < lsn, headers[position].createdAtSeconds + cutoffSeconds <= nowSeconds else { break }
+            do {
+                try fileSystem.removeFile(files[position].path)
+            } catch {
+                throw WALError.io(error, partition: partition, "deleting \(files[position].path)")
+            }
+            deleted.append(files[position].path)
+        }
+        if !deleted.isEmpty {
+            do {
+                try fileSystem.syncDirectory(directory)
+            } catch {
+                throw WALError.io(error, partition: partition, "syncing \(directory) after deleting segments")
+            }
+        }
+        return deleted
+    }
+}
