@@ -128,10 +128,18 @@ struct SimulatedState {
     }
 
     /// The inode at `path`, or `nil` when nothing is there.
+    /// The inode at `path`, or `nil` when nothing is there (also when a parent is missing, as
+    /// `lstat` reports ENOENT); a parent that is a file throws `wrongKind` (ENOTDIR).
     func lookup(_ path: String, operation: String) throws(FileSystemError) -> UInt64? {
-        if PathComponents.split(path).isEmpty { return Self.rootID }
-        let (parent, name) = try resolveParent(path, operation: operation)
-        return inodes[parent]!.entries[name]
+        var current = Self.rootID
+        for component in PathComponents.split(path) {
+            guard inodes[current]!.kind == .directory else {
+                throw FileSystemError(.wrongKind, operation: operation, path: path, detail: "a parent is a file")
+            }
+            guard let next = inodes[current]!.entries[component] else { return nil }
+            current = next
+        }
+        return current
     }
 
     func directory(_ path: String, operation: String) throws(FileSystemError) -> UInt64 {

@@ -151,6 +151,7 @@ struct FileSystemConformanceTests {
     func statusReportsKindAndSize(kind: FileSystemUnderTest) throws {
         let (fileSystem, base) = try kind.make()
         #expect(try fileSystem.status(base + "/nothing") == nil)
+        #expect(try fileSystem.status(base + "/no/such/parent") == nil)
         #expect(try fileSystem.status(base)?.kind == .directory)
         try fileSystem.writeFileAtomically(base + "/f", bytes: [1, 2, 3, 4])
         let status = try fileSystem.status(base + "/f")
