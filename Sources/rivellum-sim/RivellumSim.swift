@@ -28,12 +28,15 @@ extension RivellumSim {
             guard seeds > 0 && seeds <= 1_000_000 else { throw ValidationError("--seeds must be in 1...1000000") }
         }
 
+        @Option(help: "Which workload each seed runs: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var workload: Workload = .all
+
         func run() throws {
             var summary = SweepSummary()
             for seed in firstSeed..<(firstSeed + UInt64(seeds)) {
-                var result = FileSystemDurabilityWorkload(seed: seed).run()
+                var result = workload.run(seed: seed)
                 if checkDeterminism && result.failure == nil {
-                    let again = FileSystemDurabilityWorkload(seed: seed).run()
+                    let again = workload.run(seed: seed)
                     if again.traceHash != result.traceHash {
                         result.failure = "I7: trace hash \(result.traceHash) then \(again.traceHash)"
                     }
@@ -45,13 +48,39 @@ extension RivellumSim {
                     summary.failures.append(result)
                     print("FAIL seed=\(seed): \(failure)")
                     print("  knobs: \(result.knobs)")
-                    print("  reproduce: swift run rivellum-sim sweep --first-seed \(seed) --seeds 1")
+                    print("  reproduce: swift run -c release rivellum-sim sweep --workload \(workload.rawValue) --first-seed \(seed) --seeds 1")
                 }
             }
             print(
                 "sweep: \(summary.seedsRun) seeds, \(summary.failures.count) failures, "
                     + "\(summary.crashes) crashes, \(summary.fileSystemOperations) file-system operations")
             if !summary.failures.isEmpty { throw ExitCode(1) }
+        }
+    }
+}
+
+/// The workloads a seed can drive.
+enum Workload: String, CaseIterable, ExpressibleByArgument {
+    /// The file-system layer's own durability contract.
+    case fs
+    /// The write-ahead log under crashes and faults.
+    case wal
+    /// Both, one after the other, with one combined result.
+    case all
+
+    func run(seed: UInt64) -> SeedResult {
+        switch self {
+        case .fs: return FileSystemDurabilityWorkload(seed: seed).run()
+        case .wal: return WALSwarmWorkload(seed: seed).run()
+        case .all:
+            let first = FileSystemDurabilityWorkload(seed: seed).run()
+            guard first.failure == nil else { return first }
+            var second = WALSwarmWorkload(seed: seed).run()
+            second.traceHash = second.traceHash &* 31 &+ first.traceHash
+            second.fileSystemOperations += first.fileSystemOperations
+            second.crashes += first.crashes
+            second.knobs = first.knobs + " | " + second.knobs
+            return second
         }
     }
 }

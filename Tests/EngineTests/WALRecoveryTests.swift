@@ -310,4 +310,35 @@ struct WALRecoveryTests {
         #expect(report.firstLSN <= 9)
         #expect(replayed == Array(fixture.payloads.suffix(replayed.count)))
     }
+
+    @Test func missingFirstSegmentIsRefusedUnlessWrittenUnderDevFast() throws {
+        for policy in [FsyncPolicy.strict, .devFast] {
+            let fixture = try WALFixture(records: 12, segmentSizeBytes: 600, policy: policy)
+            try fixture.fileSystem.removeFile(try fixture.segmentPaths()[0])
+            switch (policy, fixture.recover()) {
+            case (.strict, .failure(let error)):
+                #expect(error.damage?.damageClass == .missingSegment)
+            case (.devFast, .success(let (replayed, _))):
+                #expect(replayed.isEmpty, "nothing after a hole is kept")
+            case (_, let result):
+                Issue.record("\(policy): unexpected \(result)")
+            }
+        }
+    }
+
+    @Test func segmentsBelowTheRetentionMarkerAreIgnored() throws {
+        let fixture = try WALFixture(records: 24, segmentSizeBytes: 600)
+        let paths = try fixture.segmentPaths()
+        let now = fixture.clock.nowNanoseconds() / 1_000_000_000 + 25 * 3_600
+        let deleted = try WALRetention.deleteSegments(
+            fileSystem: fixture.fileSystem, directory: fixture.partitionDirectory, partition: fixture.partition,
+            below: 9, retentionHours: 24, nowSeconds: now)
+        #expect(deleted.count >= 1)
+        // As if the retention run had crashed after writing the marker and before unlinking:
+        // put a deleted segment back; recovery ignores it.
+        try fixture.fileSystem.writeFileAtomically(deleted[0], bytes: [1, 2, 3])
+        let (_, report) = try fixture.recover().get()
+        #expect(report.lastLSN == 24)
+        #expect(paths.count > deleted.count)
+    }
 }

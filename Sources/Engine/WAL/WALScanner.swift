@@ -97,13 +97,47 @@ public struct WALScanner {
         }.sorted { $0.index < $1.index }
     }
 
+    /// The file, in a partition directory, that names the partition's first segment once
+    /// retention has deleted older ones: 8 bytes of segment index and a masked CRC32C of them.
+    public static let firstSegmentMarkerName = "FIRST_SEGMENT"
+
+    static func encodeFirstSegmentMarker(index: UInt64) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.appendLittleEndian(index)
+        bytes.appendLittleEndian(CRC32C.mask(CRC32C.checksum(bytes)))
+        return bytes
+    }
+
+    /// The index the partition's chain must start at: 1, or what the marker says.
+    func firstSegmentIndex() throws(WALError) -> UInt64 {
+        let path = PathComponents.join(directory, Self.firstSegmentMarkerName)
+        let bytes: [UInt8]
+        do {
+            guard try fileSystem.exists(path) else { return 1 }
+            bytes = try fileSystem.readFile(path)
+        } catch {
+            throw WALError.io(error, partition: partition, "reading \(path)")
+        }
+        guard bytes.count == 12, CRC32C.mask(CRC32C.checksum(bytes[0..<8])) == bytes.littleEndian(at: 8, as: UInt32.self)
+        else {
+            throw WALError(
+                kind: .midLogDamage, partition: partition,
+                damage: WALDamage(damageClass: .badSegmentHeader, path: path, offset: 0, expectedLSN: 0, detail: "first-segment marker does not verify"),
+                cause: nil, message: "the marker naming the first segment is damaged")
+        }
+        return bytes.littleEndian(at: 0, as: UInt64.self)
+    }
+
     /// Scans the partition. `visit` sees every trusted record in LSN order; after a scan that
     /// ends in mid-log damage the caller must discard what it was given.
     public func scan(
         mode: WALRecoveryMode,
         visit: (WALFrameHeader, UnsafeRawBufferPointer) throws -> Void = { _, _ in }
     ) throws -> WALPartitionScan {
-        let files = try segmentFiles()
+        // Segments below the first one are left over from a retention run that crashed after
+        // writing the marker: they are no longer part of the chain.
+        let firstIndex = try firstSegmentIndex()
+        let files = try segmentFiles().filter { $0.index >= firstIndex }
         var scan = WALPartitionScan(
             partition: partition, directory: directory, segments: [], segmentsAfterDamage: [], firstLSN: 1,
             lastLSN: 0, closingChecksum: 0, damage: nil, verdict: nil, evidence: "", skipped: [], recordsRead: 0,
@@ -118,7 +152,8 @@ public struct WALScanner {
             }
             scan.bytesRead += UInt64(bytes.count)
             let found = try bytes.withUnsafeBytes { buffer throws -> WALDamage? in
-                try scanSegment(buffer, file: file, isFirst: position == 0, mode: mode, scan: &scan, visit: visit)
+                try scanSegment(
+                    buffer, file: file, isFirst: position == 0, firstIndex: firstIndex, mode: mode, scan: &scan, visit: visit)
             }
             if let found {
                 scan.damage = found
@@ -137,7 +172,8 @@ public struct WALScanner {
     /// Scans one segment, appending it to `scan.segments`. Returns the first damage (nil when
     /// the segment is clean, or in salvage mode where damage is skipped).
     private func scanSegment(
-        _ bytes: UnsafeRawBufferPointer, file: (index: UInt64, path: String), isFirst: Bool, mode: WALRecoveryMode,
+        _ bytes: UnsafeRawBufferPointer, file: (index: UInt64, path: String), isFirst: Bool, firstIndex: UInt64,
+        mode: WALRecoveryMode,
         scan: inout WALPartitionScan, visit: (WALFrameHeader, UnsafeRawBufferPointer) throws -> Void
     ) throws -> WALDamage? {
         func damage(_ damageClass: WALDamageClass, _ offset: Int, _ detail: String) -> WALDamage {
@@ -156,6 +192,10 @@ public struct WALScanner {
             header = decoded
             segment.header = decoded
             segment.headerChecksum = checksum
+        }
+        if isFirst && file.index != firstIndex {
+            scan.segments.append(segment)
+            return damage(.missingSegment, 0, "the chain starts at segment \(firstIndex), the first file is \(file.index)")
         }
         if let previous = scan.segments.last {
             if header.partition == partition && header.segmentIndex == previous.index {
@@ -262,14 +302,33 @@ public struct WALScanner {
         _ damage: WALDamage, bytes: [UInt8], laterSegments: [String], scan: WALPartitionScan
     ) throws -> (WALDamageVerdict, String) {
         let damagedSegment = scan.segments.last!
-        let policy = damagedSegment.header?.fsyncPolicy ?? scan.segments.dropLast().last?.header?.fsyncPolicy ?? .strict
+        // The policy the damaged bytes were written under: the damaged segment's own header, or
+        // (when that header is what is damaged) its neighbours'.
+        var policy = damagedSegment.header?.fsyncPolicy ?? scan.segments.dropLast().last?.header?.fsyncPolicy
+        for path in laterSegments where policy == nil {
+            if case .success(let (header, _)) = WALSegmentHeader.decode((try? fileSystem.readFile(path)) ?? []) {
+                policy = header.fsyncPolicy
+            }
+        }
+        let policyUsed = policy ?? .strict
+        if policyUsed == .devFast {
+            // dev_fast never syncs: after a power loss anything from the damage on, in this
+            // segment or later ones, may be missing, torn or reordered. Only a witness written
+            // under another policy could prove otherwise.
+            if let witness = witness(in: bytes, from: Int(damage.offset) + WALFormat.frameAlignmentBytes,
+                segmentIndex: damagedSegment.index, damagedLSN: damage.expectedLSN), damage.offset > 0
+            {
+                return (.midLog, witness)
+            }
+            return (.tornTail, "the segment was written under dev_fast, which never syncs")
+        }
         switch damage.damageClass {
         case .missingSegment, .chainBreak, .duplicateSegment:
             return (.midLog, "the segment chain is broken; segments are synced before the next one is created")
         default:
             break
         }
-        if !laterSegments.isEmpty && policy != .devFast {
+        if !laterSegments.isEmpty {
             return (.midLog, "\(laterSegments.count) later segment(s) exist, and a segment is synced before the next is created")
         }
         // Look for a witness after the damage in this segment and in any later (dev_fast) ones.
@@ -289,7 +348,7 @@ public struct WALScanner {
                 return (.midLog, witness)
             }
         }
-        return (.tornTail, "no valid record after the damage shows it was ever durable (\(policy.rawValue) segment)")
+        return (.tornTail, "no valid record after the damage shows it was ever durable (\(policyUsed.rawValue) segment)")
     }
 
     /// A checksum-valid frame at or after `start` that proves the damage is not a torn tail.

@@ -162,7 +162,8 @@ public enum WALRetention {
         retentionHours: UInt64, nowSeconds: UInt64
     ) throws(WALError) -> [String] {
         let scanner = WALScanner(fileSystem: fileSystem, directory: directory, partition: partition)
-        let files = try scanner.segmentFiles()
+        let firstIndex = try scanner.firstSegmentIndex()
+        let files = try scanner.segmentFiles().filter { $0.index >= firstIndex }
         guard files.count > 2 else { return [] }
         var headers: [WALSegmentHeader] = []
         for file in files {
@@ -180,9 +181,23 @@ public enum WALRetention {
         let cutoffSeconds = retentionHours * 3_600
         // Candidates: every segment but the last two; a segment's last LSN is the next one's
         // first LSN minus one.
+        var deletable = 0
         for position in 0..<max(0, min(headers.count, files.count) - 2) {
             let lastLSN = headers[position + 1].firstLSN - 1
             guard lastLSN < lsn, headers[position].createdAtSeconds + cutoffSeconds <= nowSeconds else { break }
+            deletable += 1
+        }
+        guard deletable > 0 else { return [] }
+        // The marker moves first (durably), so a crash part-way never leaves a chain whose
+        // start recovery would mistake for a missing segment.
+        do {
+            try fileSystem.writeFileAtomically(
+                PathComponents.join(directory, WALScanner.firstSegmentMarkerName),
+                bytes: WALScanner.encodeFirstSegmentMarker(index: files[deletable].index))
+        } catch {
+            throw WALError.io(error, partition: partition, "writing the first-segment marker in \(directory)")
+        }
+        for position in 0..<deletable {
             do {
                 try fileSystem.removeFile(files[position].path)
             } catch {
