@@ -7,6 +7,8 @@ import PackageDescription
 let systemPackage: Target.Dependency = .product(name: "SystemPackage", package: "swift-system")
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let propertyBased: Target.Dependency = .product(name: "PropertyBased", package: "swift-property-based")
+/// swift-crypto: SHA-256 for the lane roots and the MetaRoot.
+let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
 
 let package = Package(
     name: "rivellum",
@@ -22,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // CRC32C (Castagnoli): SSE4.2 with three interleaved streams, chosen at run time by CPU
@@ -31,7 +34,7 @@ let package = Package(
         // deterministic fault-injecting simulation. Everything the engine stores goes through it.
         .target(name: "FaultFS", dependencies: [systemPackage]),
         // The storage engine: WAL, lanes, MetaRoot, recovery, snapshots.
-        .target(name: "Engine", dependencies: ["FaultFS", "CCRC32C"]),
+        .target(name: "Engine", dependencies: ["FaultFS", "CCRC32C", crypto]),
         // The deterministic simulator's library (workloads, fault schedules, oracles).
         .target(name: "SimRunner", dependencies: ["Engine", "FaultFS"]),
         .executableTarget(name: "rivellum-sim", dependencies: ["SimRunner", argumentParser]),
