@@ -30,16 +30,25 @@ let package = Package(
         // CRC32C (Castagnoli): SSE4.2 with three interleaved streams, chosen at run time by CPU
         // detection through a function attribute (no unsafe flags), slicing-by-8 otherwise.
         .target(name: "CCRC32C"),
+        // RocksDB 7.8.3 from Debian's librocksdb-dev: the C API.
+        .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
+        // A rocksdb::FileSystem that forwards RocksDB's file I/O to Swift callbacks, so every
+        // lane's RocksDB runs on the engine's FileSystem (and, under simulation, crashes with it).
+        .target(
+            name: "CRocksDBBridge",
+            dependencies: ["CRocksDB"],
+            linkerSettings: [.linkedLibrary("rocksdb")]),
         // The file-system layer: the `FileSystem` protocol, the POSIX implementation and the
         // deterministic fault-injecting simulation. Everything the engine stores goes through it.
         .target(name: "FaultFS", dependencies: [systemPackage]),
         // The storage engine: WAL, lanes, MetaRoot, recovery, snapshots.
-        .target(name: "Engine", dependencies: ["FaultFS", "CCRC32C", crypto]),
+        .target(name: "Engine", dependencies: ["FaultFS", "CCRC32C", "CRocksDB", "CRocksDBBridge", crypto]),
         // The deterministic simulator's library (workloads, fault schedules, oracles).
         .target(name: "SimRunner", dependencies: ["Engine", "FaultFS"]),
         .executableTarget(name: "rivellum-sim", dependencies: ["SimRunner", argumentParser]),
         .executableTarget(name: "rivellum-node", dependencies: ["Engine", "FaultFS", argumentParser]),
         .testTarget(name: "FaultFSTests", dependencies: ["FaultFS", propertyBased]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "CCRC32C", "FaultFS", propertyBased]),
-    ]
+    ],
+    cxxLanguageStandard: .cxx17
 )

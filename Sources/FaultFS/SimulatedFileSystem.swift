@@ -49,6 +49,18 @@ public final class SimulatedFileSystem: FileSystem {
         }
     }
 
+    /// Halts the machine now, as a scheduled crash point would: every later call throws
+    /// `crashed` until `crash(_:)`. Use it to stop a component that would otherwise keep writing
+    /// (closing a RocksDB instance flushes) before building the post-crash image.
+    public func halt() {
+        state.withLock { state in
+            state.halted = true
+            state.trace.record(
+                index: state.operationCount, operation: "halt", path: "", offset: nil, length: nil, outcome: "halted",
+                injected: ["crash_point"])
+        }
+    }
+
     /// `true` once a scheduled crash point was reached and until `crash(_:)`.
     public var isHalted: Bool { state.withLock { $0.halted } }
 

@@ -1,0 +1,237 @@
+import CRocksDBBridge
+import FaultFS
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A RocksDB environment whose file I/O goes through a `FileSystem`: RocksDB's files then get the
+/// same durability model, faults and crashes as the engine's own files.
+///
+/// Thread-safe: RocksDB calls it from its background threads. It owns the C++ environment; every
+/// database opened with it keeps it alive, and it is destroyed after the last one closes.
+public final class RocksDBEnvironment: Sendable {
+    let bridge: RocksDBFileSystemBridge
+    /// The `rocksdb_env_t *` for `rocksdb_options_set_env`.
+    nonisolated(unsafe) let pointer: OpaquePointer
+
+    public init(fileSystem: any FileSystem) {
+        bridge = RocksDBFileSystemBridge(fileSystem: fileSystem)
+        var callbacks = RocksDBFileSystemBridge.makeCallbacks()
+        callbacks.context = Unmanaged.passUnretained(bridge).toOpaque()
+        pointer = OpaquePointer(rvb_env_create(&callbacks))
+    }
+
+    deinit {
+        rvb_env_destroy(UnsafeMutableRawPointer(pointer))
+    }
+
+    /// Files RocksDB has open through this environment (for leak checks in tests).
+    public var openFileCount: Int { bridge.handles.withLock { $0.count } }
+}
+
+/// The Swift half of the bridge: the handle and lock tables and the C callbacks.
+final class RocksDBFileSystemBridge: Sendable {
+    let fileSystem: any FileSystem
+    let handles = Mutex<[UInt64: any FileHandle]>([:])
+    let locks = Mutex<[UInt64: any FileLock]>([:])
+    private let nextToken = Atomic<UInt64>(1)
+
+    init(fileSystem: any FileSystem) {
+        self.fileSystem = fileSystem
+    }
+
+    func token() -> UInt64 { nextToken.add(1, ordering: .relaxed).oldValue }
+
+    static func from(_ context: UnsafeMutableRawPointer?) -> RocksDBFileSystemBridge {
+        Unmanaged<RocksDBFileSystemBridge>.fromOpaque(context!).takeUnretainedValue()
+    }
+
+    func handle(_ token: UInt64) -> (any FileHandle)? { handles.withLock { $0[token] } }
+
+    /// Runs `body`, mapping a `FileSystemError` to a bridge status and message.
+    static func run(_ message: UnsafeMutablePointer<CChar>?, _ body: () throws(FileSystemError) -> Void) -> Int32 {
+        do {
+            try body()
+            return Int32(RVB_OK)
+        } catch {
+            write(error.description, to: message)
+            switch error.code {
+            case .notFound: return Int32(RVB_NOT_FOUND)
+            case .noSpace: return Int32(RVB_NO_SPACE)
+            case .alreadyExists: return Int32(RVB_ALREADY_EXISTS)
+            case .locked: return Int32(RVB_BUSY)
+            default: return Int32(RVB_IO_ERROR)
+            }
+        }
+    }
+
+    static func write(_ text: String, to message: UnsafeMutablePointer<CChar>?) {
+        guard let message else { return }
+        let bytes = Array(text.utf8.prefix(Int(RVB_MESSAGE_BYTES) - 1))
+        bytes.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { message.update(from: $0.baseAddress!, count: $0.count) }
+        }
+        message[bytes.count] = 0
+    }
+
+    static func missingHandle(_ token: UInt64, _ message: UnsafeMutablePointer<CChar>?) -> Int32 {
+        write("bridge: no open file with handle \(token)", to: message)
+        return Int32(RVB_IO_ERROR)
+    }
+
+    /// The callback table; `context` is filled per environment.
+    static func makeCallbacks() -> rvb_callbacks {
+        var table = rvb_callbacks()
+        table.open_file = { context, path, mode, handleOut, sizeOut, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            let path = String(cString: path!)
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in
+                let options: OpenOptions
+                switch Int(mode) {
+                case Int(RVB_OPEN_READ): options = .readOnly
+                case Int(RVB_OPEN_WRITE_TRUNCATE): options = OpenOptions(creation: .createIfMissing, writable: true, truncate: true)
+                default: options = .createOrOpen
+                }
+                let handle = try bridge.fileSystem.openFile(path, options: options)
+                let size: UInt64
+                do throws(FileSystemError) {
+                    size = try handle.size()
+                } catch {
+                    try? handle.close()
+                    throw error
+                }
+                let token = bridge.token()
+                bridge.handles.withLock { $0[token] = handle }
+                handleOut!.pointee = token
+                sizeOut!.pointee = size
+            }
+        }
+        table.read = { context, token, offset, buffer, count, readCount, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            guard let handle = bridge.handle(token) else { return RocksDBFileSystemBridge.missingHandle(token, message) }
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in
+                var total = 0
+                // Bounded: each round reads at least one byte or stops at end of file.
+                while total < count {
+                    let target = UnsafeMutableRawBufferPointer(start: buffer! + total, count: count - total)
+                    let got = try handle.read(into: target, at: offset + UInt64(total))
+                    if got == 0 { break }
+                    total += got
+                }
+                readCount!.pointee = total
+            }
+        }
+        table.append = { context, token, bytes, count, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            guard let handle = bridge.handle(token) else { return RocksDBFileSystemBridge.missingHandle(token, message) }
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in
+                try handle.append(UnsafeRawBufferPointer(start: bytes, count: count))
+            }
+        }
+        table.truncate_file = { context, token, size, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            guard let handle = bridge.handle(token) else { return RocksDBFileSystemBridge.missingHandle(token, message) }
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try handle.truncate(to: size) }
+        }
+        table.sync_file = { context, token, full, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            guard let handle = bridge.handle(token) else { return RocksDBFileSystemBridge.missingHandle(token, message) }
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in
+                if full != 0 { try handle.fullSync() } else { try handle.sync() }
+            }
+        }
+        table.close_file = { context, token, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            guard let handle = bridge.handles.withLock({ $0.removeValue(forKey: token) }) else {
+                return RocksDBFileSystemBridge.missingHandle(token, message)
+            }
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try handle.close() }
+        }
+        table.status = { context, path, isDirectory, size, links, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            let path = String(cString: path!)
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in
+                guard let status = try bridge.fileSystem.status(path) else {
+                    throw FileSystemError(.notFound, operation: "lstat", path: path)
+                }
+                isDirectory!.pointee = status.kind == .directory ? 1 : 0
+                size!.pointee = status.sizeBytes
+                links!.pointee = status.linkCount
+            }
+        }
+        table.list_directory = { context, path, names, count, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            let path = String(cString: path!)
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in
+                let entries = try bridge.fileSystem.listDirectory(path)
+                let totalBytes = entries.reduce(0) { $0 + $1.utf8.count + 1 }
+                let block = malloc(max(1, totalBytes))!.assumingMemoryBound(to: CChar.self)
+                var cursor = block
+                for entry in entries {
+                    for byte in entry.utf8 {
+                        cursor.pointee = CChar(bitPattern: byte)
+                        cursor += 1
+                    }
+                    cursor.pointee = 0
+                    cursor += 1
+                }
+                names!.pointee = block
+                count!.pointee = entries.count
+            }
+        }
+        table.remove_file = { context, path, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            let path = String(cString: path!)
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try bridge.fileSystem.removeFile(path) }
+        }
+        table.create_directory = { context, path, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            let path = String(cString: path!)
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try bridge.fileSystem.createDirectory(path) }
+        }
+        table.remove_directory = { context, path, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            let path = String(cString: path!)
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try bridge.fileSystem.removeDirectory(path) }
+        }
+        table.rename_path = { context, source, target, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            let source = String(cString: source!)
+            let target = String(cString: target!)
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try bridge.fileSystem.rename(source, to: target) }
+        }
+        table.link_path = { context, source, target, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            let source = String(cString: source!)
+            let target = String(cString: target!)
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try bridge.fileSystem.link(source, to: target) }
+        }
+        table.sync_directory = { context, path, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            let path = String(cString: path!)
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try bridge.fileSystem.syncDirectory(path) }
+        }
+        table.lock_file = { context, path, lockOut, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            let path = String(cString: path!)
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in
+                let lock = try bridge.fileSystem.lockFile(path)
+                let token = bridge.token()
+                bridge.locks.withLock { $0[token] = lock }
+                lockOut!.pointee = token
+            }
+        }
+        table.unlock_file = { context, token, message in
+            let bridge = RocksDBFileSystemBridge.from(context)
+            guard let lock = bridge.locks.withLock({ $0.removeValue(forKey: token) }) else {
+                return RocksDBFileSystemBridge.missingHandle(token, message)
+            }
+            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try lock.unlock() }
+        }
+        return table
+    }
+}

@@ -1,0 +1,210 @@
+import CRocksDB
+import Synchronization
+
+/// An error from RocksDB, with the operation that failed and the path of the database.
+public struct RocksDBError: Error, Sendable, CustomStringConvertible {
+    public var operation: String
+    public var path: String
+    public var message: String
+
+    public var description: String { "RocksDB \(operation) on \(path): \(message)" }
+
+    /// Takes ownership of a RocksDB error string (freed with `rocksdb_free`).
+    static func check(_ error: UnsafeMutablePointer<CChar>?, _ operation: String, _ path: String) throws(RocksDBError) {
+        guard let error else { return }
+        let message = String(cString: error)
+        rocksdb_free(error)
+        throw RocksDBError(operation: operation, path: path, message: message)
+    }
+}
+
+/// One RocksDB database (one lane's state), opened through a `RocksDBEnvironment`.
+///
+/// Configuration: RocksDB's own WAL is off for every write — the engine's WAL is the log, and a
+/// lane's state becomes durable only through `flush()` (SST files and MANIFEST synced by
+/// RocksDB). Automatic compaction, statistics dumps and the info log are off so that, under the
+/// simulator, RocksDB's file operations happen only while a caller waits (determinism).
+///
+/// Thread-safe for reads and writes (RocksDB's guarantee). `close()` must be called once, after
+/// every other call has returned; afterwards any call traps.
+public final class RocksDatabase: @unchecked Sendable {
+    // @unchecked: the C handles are used only through RocksDB's thread-safe API; `closed`
+    // guards the lifetime.
+    public let path: String
+    private let environment: RocksDBEnvironment
+    private let database: OpaquePointer
+    private let options: OpaquePointer
+    private let writeOptions: OpaquePointer
+    private let readOptions: OpaquePointer
+    private let flushOptions: OpaquePointer
+    private let closed = Atomic<Bool>(false)
+
+    /// Opens (creating if missing) the database at `path`.
+    public init(path: String, environment: RocksDBEnvironment, createIfMissing: Bool = true) throws(RocksDBError) {
+        self.path = path
+        self.environment = environment
+        let options = rocksdb_options_create()!
+        rocksdb_options_set_env(options, environment.pointer)
+        rocksdb_options_set_create_if_missing(options, createIfMissing ? 1 : 0)
+        rocksdb_options_set_paranoid_checks(options, 1)
+        rocksdb_options_set_disable_auto_compactions(options, 1)
+        rocksdb_options_set_stats_dump_period_sec(options, 0)
+        rocksdb_options_set_stats_persist_period_sec(options, 0)
+        rocksdb_options_set_max_file_opening_threads(options, 1)
+        rocksdb_options_set_max_background_jobs(options, 2)
+        rocksdb_options_set_write_buffer_size(options, 64 << 20)
+        rocksdb_options_set_info_log_level(options, 5)  // HEADER_LEVEL: nothing routine
+        var error: UnsafeMutablePointer<CChar>?
+        let opened = rocksdb_open(options, path, &error)
+        do {
+            try RocksDBError.check(error, "open", path)
+        } catch {
+            if let opened { rocksdb_close(opened) }
+            rocksdb_options_destroy(options)
+            throw error
+        }
+        guard let opened else {
+            rocksdb_options_destroy(options)
+            throw RocksDBError(operation: "open", path: path, message: "no handle and no error")
+        }
+        database = opened
+        self.options = options
+        writeOptions = rocksdb_writeoptions_create()!
+        rocksdb_writeoptions_disable_WAL(writeOptions, 1)
+        readOptions = rocksdb_readoptions_create()!
+        rocksdb_readoptions_set_verify_checksums(readOptions, 1)
+        flushOptions = rocksdb_flushoptions_create()!
+        rocksdb_flushoptions_set_wait(flushOptions, 1)
+    }
+
+    deinit {
+        assert(closed.load(ordering: .acquiring), "RocksDatabase \(path) was not closed")
+        if !closed.load(ordering: .acquiring) { release() }
+    }
+
+    private func checkOpen() {
+        precondition(!closed.load(ordering: .acquiring), "RocksDatabase \(path) used after close")
+    }
+
+    /// The value at `key`, or nil. Block checksums are verified: damage throws, never returns
+    /// wrong bytes.
+    public func get(_ key: [UInt8]) throws(RocksDBError) -> [UInt8]? {
+        checkOpen()
+        var length = 0
+        var error: UnsafeMutablePointer<CChar>?
+        let value = key.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { rocksdb_get(database, readOptions, $0.baseAddress, $0.count, &length, &error) }
+        }
+        try RocksDBError.check(error, "get", path)
+        guard let value else { return nil }
+        defer { rocksdb_free(value) }
+        return Array(UnsafeRawBufferPointer(start: value, count: length))
+    }
+
+    /// Applies `batch` atomically (to the memtable; durable only after `flush()`).
+    public func write(_ batch: RocksWriteBatch) throws(RocksDBError) {
+        checkOpen()
+        var error: UnsafeMutablePointer<CChar>?
+        rocksdb_write(database, writeOptions, batch.pointer, &error)
+        try RocksDBError.check(error, "write", path)
+    }
+
+    /// Writes the memtable to SST files and waits: afterwards everything written is durable.
+    public func flush() throws(RocksDBError) {
+        checkOpen()
+        var error: UnsafeMutablePointer<CChar>?
+        rocksdb_flush(database, flushOptions, &error)
+        try RocksDBError.check(error, "flush", path)
+    }
+
+    /// Compacts the whole key range (caller waits).
+    public func compact() {
+        checkOpen()
+        rocksdb_compact_range(database, nil, 0, nil, 0)
+    }
+
+    /// Every key-value pair whose key starts with `prefix`, in key order.
+    public func scan(prefix: [UInt8], _ visit: ([UInt8], [UInt8]) throws -> Void) throws {
+        checkOpen()
+        let iterator = rocksdb_create_iterator(database, readOptions)!
+        defer { rocksdb_iter_destroy(iterator) }
+        prefix.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { rocksdb_iter_seek(iterator, $0.baseAddress, $0.count) }
+        }
+        // Bounded by the number of keys in the database.
+        while rocksdb_iter_valid(iterator) != 0 {
+            var keyLength = 0
+            var valueLength = 0
+            let keyPointer = rocksdb_iter_key(iterator, &keyLength)!
+            let key = Array(UnsafeRawBufferPointer(start: keyPointer, count: keyLength))
+            guard key.starts(with: prefix) else { break }
+            let valuePointer = rocksdb_iter_value(iterator, &valueLength)
+            let value = valueLength == 0 ? [] : Array(UnsafeRawBufferPointer(start: valuePointer, count: valueLength))
+            try visit(key, value)
+            rocksdb_iter_next(iterator)
+        }
+        var error: UnsafeMutablePointer<CChar>?
+        rocksdb_iter_get_error(iterator, &error)
+        try RocksDBError.check(error, "iterate", path)
+    }
+
+    /// A hard-link checkpoint of the database in `directory` (which must not exist), flushed
+    /// first so it holds everything written.
+    public func checkpoint(to directory: String) throws(RocksDBError) {
+        checkOpen()
+        var error: UnsafeMutablePointer<CChar>?
+        let checkpoint = rocksdb_checkpoint_object_create(database, &error)
+        try RocksDBError.check(error, "checkpoint", path)
+        defer { rocksdb_checkpoint_object_destroy(checkpoint) }
+        rocksdb_checkpoint_create(checkpoint, directory, 0, &error)
+        try RocksDBError.check(error, "checkpoint", directory)
+    }
+
+    /// Closes the database. Data not flushed is flushed by RocksDB if it can; after a simulated
+    /// crash that fails quietly, which is what a crash means.
+    public func close() {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        release()
+    }
+
+    private func release() {
+        rocksdb_close(database)
+        rocksdb_options_destroy(options)
+        rocksdb_writeoptions_destroy(writeOptions)
+        rocksdb_readoptions_destroy(readOptions)
+        rocksdb_flushoptions_destroy(flushOptions)
+    }
+}
+
+/// A RocksDB write batch: puts and deletes applied together or not at all.
+public final class RocksWriteBatch {
+    let pointer: OpaquePointer
+
+    public init() {
+        pointer = rocksdb_writebatch_create()!
+    }
+
+    deinit {
+        rocksdb_writebatch_destroy(pointer)
+    }
+
+    public func put(_ key: [UInt8], _ value: [UInt8]) {
+        key.withUnsafeBufferPointer { keyBuffer in
+            value.withUnsafeBufferPointer { valueBuffer in
+                keyBuffer.withMemoryRebound(to: CChar.self) { keyChars in
+                    valueBuffer.withMemoryRebound(to: CChar.self) { valueChars in
+                        rocksdb_writebatch_put(pointer, keyChars.baseAddress, keyChars.count, valueChars.baseAddress, valueChars.count)
+                    }
+                }
+            }
+        }
+    }
+
+    public func delete(_ key: [UInt8]) {
+        key.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { rocksdb_writebatch_delete(pointer, $0.baseAddress, $0.count) }
+        }
+    }
+
+    public var count: Int { Int(rocksdb_writebatch_count(pointer)) }
+}
