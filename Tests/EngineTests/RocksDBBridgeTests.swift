@@ -70,10 +70,8 @@ struct RocksDBBridgeTests {
             fileSystem.setPlan(FaultPlan(rates: [
                 .lostUnsyncedWrites: 0.7, .tornWrites: 0.3, .lostDirectoryEntries: 0.7, .reorderedWrites: 0.5,
             ]))
-            // The machine stops; closing the crashed process's database then writes nothing.
-            fileSystem.halt()
-            database.close()
             fileSystem.crash(.powerLoss)
+            database.close()  // closing never flushes, so it writes nothing
             fileSystem.setPlan(.none)
             let reopenedEnvironment = RocksDBEnvironment(fileSystem: fileSystem)
             let reopened = try RocksDatabase(path: "/db", environment: reopenedEnvironment)

@@ -43,7 +43,20 @@ public final class RocksDatabase: @unchecked Sendable {
     public init(path: String, environment: RocksDBEnvironment, createIfMissing: Bool = true) throws(RocksDBError) {
         self.path = path
         self.environment = environment
+        // avoid_flush_during_shutdown has no setter in the 7.8 C API; the options string does it.
+        // Closing must never flush: lane state becomes durable only through flush(), after the
+        // log that covers it.
+        let base = rocksdb_options_create()!
         let options = rocksdb_options_create()!
+        var optionsError: UnsafeMutablePointer<CChar>?
+        rocksdb_get_options_from_string(base, "avoid_flush_during_shutdown=true", options, &optionsError)
+        rocksdb_options_destroy(base)
+        if let optionsError {
+            let message = String(cString: optionsError)
+            rocksdb_free(optionsError)
+            rocksdb_options_destroy(options)
+            throw RocksDBError(operation: "configure", path: path, message: message)
+        }
         rocksdb_options_set_env(options, environment.pointer)
         rocksdb_options_set_create_if_missing(options, createIfMissing ? 1 : 0)
         rocksdb_options_set_paranoid_checks(options, 1)
@@ -160,8 +173,8 @@ public final class RocksDatabase: @unchecked Sendable {
         try RocksDBError.check(error, "checkpoint", directory)
     }
 
-    /// Closes the database. Data not flushed is flushed by RocksDB if it can; after a simulated
-    /// crash that fails quietly, which is what a crash means.
+    /// Closes the database without flushing: what was not flushed is gone, exactly as after a
+    /// crash (the engine's WAL replays it).
     public func close() {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         release()

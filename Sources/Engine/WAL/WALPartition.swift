@@ -48,6 +48,8 @@ public final class WALPartition: @unchecked Sendable {
     private var lastSyncNanoseconds: UInt64
     private var statisticsValue = WALPartitionStatistics()
     private var encodeBuffer: [UInt8] = []
+    /// dev_fast: segments rolled without a sync, synced by the next `checkpointSync()`.
+    private var unsyncedRolledPaths: [String] = []
 
     /// Opens the writer after recovery: continues the last scanned segment, or starts a new one
     /// when there is none, it is full, or it was written under another fsync policy.
@@ -165,6 +167,36 @@ public final class WALPartition: @unchecked Sendable {
         try syncLocked(through: lastLSN)
     }
 
+    /// Makes everything written durable whatever the policy — under `dev_fast` too, including
+    /// segments rolled without a sync. The engine calls it before it flushes lane state, which
+    /// must never become durable ahead of the log.
+    public func checkpointSync() throws(WALError) {
+        lock.lock()
+        defer { lock.unlock() }
+        try checkUsable()
+        while syncInProgress { lock.wait() }
+        for path in unsyncedRolledPaths {
+            do {
+                let rolled = try fileSystem.openFile(path, options: .readOnly)
+                defer { try? rolled.close() }
+                try rolled.sync()
+            } catch {
+                throw fail(WALError.io(error, partition: partition, "fdatasync of rolled segment \(path)"))
+            }
+        }
+        unsyncedRolledPaths.removeAll()
+        do {
+            try handle!.sync()
+            if configuration.fsyncPolicy == .devFast { try fileSystem.syncDirectory(directory) }
+        } catch {
+            throw fail(WALError.io(error, partition: partition, "checkpoint sync of segment \(segmentIndex)"))
+        }
+        statisticsValue.syncs += 1
+        durableLSNValue = lastLSN
+        unsyncedBytes = 0
+        lastSyncNanoseconds = clock.nowNanoseconds()
+    }
+
     /// For `balanced`: syncs if the interval has passed with unsynced records. Call it from a
     /// timer at least every `syncIntervalMilliseconds`.
     public func tick() throws(WALError) {
@@ -270,6 +302,9 @@ public final class WALPartition: @unchecked Sendable {
         }
         handle = nil
         try? old.close()
+        if configuration.fsyncPolicy == .devFast {
+            unsyncedRolledPaths.append(PathComponents.join(directory, WALScanner.segmentFileName(index: segmentIndex)))
+        }
         do {
             try startSegment(index: segmentIndex + 1)
         } catch {

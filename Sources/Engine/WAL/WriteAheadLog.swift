@@ -14,31 +14,113 @@ public final class WriteAheadLog: Sendable {
     /// Recovers and opens the log.
     /// - Parameter replay: called for every trusted record, partition by partition in the order
     ///   of `partitionIDs`, in LSN order within each. It must not throw.
-    public init(
+    public convenience init(
         fileSystem: any FileSystem, directory: String, partitionIDs: [WALPartitionID],
         configuration: WALConfiguration, clock: any WALClock,
         replay: (WALPartitionID, WALFrameHeader, UnsafeRawBufferPointer) -> Void = { _, _, _ in }
     ) throws(WALError) {
+        let recovered = try Self.recover(
+            fileSystem: fileSystem, directory: directory, partitionIDs: partitionIDs, mode: configuration.recoveryMode,
+            replay: replay)
+        try self.init(fileSystem: fileSystem, directory: directory, configuration: configuration, clock: clock, recovered: recovered)
+    }
+
+    /// What recovering every partition found, ready to open writers on.
+    public struct Recovered: Sendable {
+        public var partitionIDs: [WALPartitionID]
+        public var scans: [WALPartitionID: WALPartitionScan]
+        public var reports: [WALRecoveryReport]
+    }
+
+    /// Recovers every partition (see `WALRecovery`) without opening writers, so a caller can
+    /// decide what to keep (`discardRecords`) before anything new is written.
+    public static func recover(
+        fileSystem: any FileSystem, directory: String, partitionIDs: [WALPartitionID], mode: WALRecoveryMode,
+        replay: (WALPartitionID, WALFrameHeader, UnsafeRawBufferPointer) -> Void = { _, _, _ in }
+    ) throws(WALError) -> Recovered {
         precondition(Set(partitionIDs).count == partitionIDs.count, "duplicate partition ids")
-        precondition(configuration.recoveryMode != .salvage, "salvage is read-only: use WriteAheadLog.salvage")
-        self.directory = directory
+        precondition(mode != .salvage, "salvage is read-only: use WriteAheadLog.salvage")
         var reports: [WALRecoveryReport] = []
         var scans: [WALPartitionID: WALPartitionScan] = [:]
         for partition in partitionIDs {
             let (report, scan) = try WALRecovery.recover(
-                fileSystem: fileSystem, directory: Self.partitionDirectory(directory, partition), partition: partition,
-                mode: configuration.recoveryMode, replay: { header, payload in replay(partition, header, payload) })
+                fileSystem: fileSystem, directory: partitionDirectory(directory, partition), partition: partition,
+                mode: mode, replay: { header, payload in replay(partition, header, payload) })
             reports.append(report)
             scans[partition] = scan
         }
+        return Recovered(partitionIDs: partitionIDs, scans: scans, reports: reports)
+    }
+
+    /// Opens the writers on a recovered log.
+    public init(
+        fileSystem: any FileSystem, directory: String, configuration: WALConfiguration, clock: any WALClock,
+        recovered: Recovered
+    ) throws(WALError) {
+        self.directory = directory
         var writers: [WALPartitionID: WALPartition] = [:]
-        for partition in partitionIDs {
+        for partition in recovered.partitionIDs {
             writers[partition] = try WALPartition(
                 fileSystem: fileSystem, directory: Self.partitionDirectory(directory, partition), partition: partition,
-                configuration: configuration, clock: clock, recovered: scans[partition]!)
+                configuration: configuration, clock: clock, recovered: recovered.scans[partition]!)
         }
         partitions = writers
-        recoveryReports = reports
+        recoveryReports = recovered.reports
+    }
+
+    /// Removes every record after `lsn` from a recovered partition (records of blocks that never
+    /// committed): whole segments move aside as `<segment>.uncommitted-0`, the bytes cut from the
+    /// segment that keeps `lsn` are copied to `<segment>.uncommitted-<offset>`, and everything is
+    /// synced. Returns the updated recovery state of the partition (rescanned). Idempotent.
+    public static func discardRecords(
+        fileSystem: any FileSystem, directory: String, partition: WALPartitionID, after lsn: LSN,
+        recovered: inout Recovered
+    ) throws(WALError) {
+        let partitionDirectory = partitionDirectory(directory, partition)
+        let scanner = WALScanner(fileSystem: fileSystem, directory: partitionDirectory, partition: partition)
+        let firstIndex = try scanner.firstSegmentIndex()
+        let files = try scanner.segmentFiles().filter { $0.index >= firstIndex }
+        do {
+            for file in files.reversed() {
+                let bytes = try fileSystem.readFile(file.path)
+                guard case .success(let (header, _)) = WALSegmentHeader.decode(bytes) else { break }
+                if header.firstLSN > lsn {
+                    try fileSystem.rename(file.path, to: file.path + ".uncommitted-0")
+                    continue
+                }
+                let cut = bytes.withUnsafeBytes { buffer -> Int? in
+                    var offset = WALFormat.segmentHeaderBytes
+                    // Bounded by the segment size; recovery already verified these frames.
+                    while offset < buffer.count, case .frame(let frame) = WALFrameCodec.decode(buffer, at: offset) {
+                        if frame.lsn > lsn { return offset }
+                        offset += frame.frameLength
+                    }
+                    return nil
+                }
+                if let cut {
+                    let copyPath = file.path + ".uncommitted-\(cut)"
+                    let copy = try fileSystem.openFile(copyPath, options: OpenOptions(creation: .createIfMissing, writable: true, truncate: true))
+                    try copy.write(Array(bytes[cut...]), at: 0)
+                    try copy.sync()
+                    try copy.close()
+                    let segment = try fileSystem.openFile(file.path, options: .readWrite)
+                    try segment.truncate(to: UInt64(cut))
+                    try segment.sync()
+                    try segment.close()
+                }
+                break
+            }
+            try fileSystem.syncDirectory(partitionDirectory)
+        } catch {
+            throw WALError.io(error, partition: partition, "discarding records after LSN \(lsn)")
+        }
+        let (report, scan) = try WALRecovery.recover(
+            fileSystem: fileSystem, directory: partitionDirectory, partition: partition, mode: .tolerateTornTail,
+            replay: { _, _ in })
+        recovered.scans[partition] = scan
+        if let index = recovered.reports.firstIndex(where: { $0.partition == partition }) {
+            recovered.reports[index].lastLSN = report.lastLSN
+        }
     }
 
     public static func partitionDirectory(_ directory: String, _ partition: WALPartitionID) -> String {
