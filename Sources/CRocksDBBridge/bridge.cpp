@@ -9,6 +9,7 @@
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
 #include <rocksdb/io_status.h>
+#include <rocksdb/system_clock.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -402,11 +403,33 @@ private:
     std::shared_ptr<Callbacks> callbacks_;
 };
 
+// The system clock with sleeps that return at once.
+class NoSleepClock : public rocksdb::SystemClockWrapper {
+public:
+    explicit NoSleepClock(const std::shared_ptr<rocksdb::SystemClock> &target) : rocksdb::SystemClockWrapper(target) {}
+    const char *Name() const override { return "RivellumNoSleepClock"; }
+    void SleepForMicroseconds(int) override {}
+};
+
+// The composite environment with its clock replaced. Env::GetSystemClock() is not virtual; it
+// returns the protected `system_clock_`, which a wrapper may set.
+class NoSleepEnv : public rocksdb::EnvWrapper {
+public:
+    explicit NoSleepEnv(std::unique_ptr<rocksdb::Env> &&target) : rocksdb::EnvWrapper(std::move(target)) {
+        system_clock_ = std::make_shared<NoSleepClock>(rocksdb::SystemClock::Default());
+    }
+    const char *Name() const override { return "RivellumNoSleepEnv"; }
+    void SleepForMicroseconds(int) override {}
+};
+
 }  // namespace
 
-extern "C" void *rvb_env_create(const rvb_callbacks *callbacks) {
+extern "C" void *rvb_env_create(const rvb_callbacks *callbacks, int skip_sleeps) {
     std::shared_ptr<rocksdb::FileSystem> fileSystem = std::make_shared<BridgeFileSystem>(*callbacks);
     std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fileSystem);
+    if (skip_sleeps) {
+        env = std::unique_ptr<rocksdb::Env>(new NoSleepEnv(std::move(env)));
+    }
     return new CAPIEnvLayout{env.release(), false};
 }
 

@@ -163,7 +163,7 @@ public final class SimulatedFileSystem: FileSystem {
                 }
                 if state.fires(.noSpace) { throw state.injectedError(.noSpace, "open", path) }
                 let created = state.makeInode(.file)
-                state.inodes[parent]!.entries[name] = created
+                state.setEntry(parent, name, created)
                 id = created
             }
             if options.truncate { state.applyTruncate(id!, sizeBytes: 0) }
@@ -181,7 +181,7 @@ public final class SimulatedFileSystem: FileSystem {
                 throw FileSystemError(.alreadyExists, operation: "mkdir", path: path)
             }
             if state.fires(.noSpace) { throw state.injectedError(.noSpace, "mkdir", path) }
-            state.inodes[parent]!.entries[name] = state.makeInode(.directory)
+            state.setEntry(parent, name, state.makeInode(.directory))
         }
     }
 
@@ -202,7 +202,7 @@ public final class SimulatedFileSystem: FileSystem {
             guard state.inodes[id]!.kind == .file else {
                 throw FileSystemError(.wrongKind, operation: "unlink", path: path, detail: "is a directory")
             }
-            state.inodes[parent]!.entries[name] = nil
+            state.setEntry(parent, name, nil)
         }
     }
 
@@ -218,7 +218,7 @@ public final class SimulatedFileSystem: FileSystem {
             guard state.inodes[id]!.entries.isEmpty else {
                 throw FileSystemError(.directoryNotEmpty, operation: "rmdir", path: path)
             }
-            state.inodes[parent]!.entries[name] = nil
+            state.setEntry(parent, name, nil)
         }
     }
 
@@ -238,12 +238,10 @@ public final class SimulatedFileSystem: FileSystem {
                     throw FileSystemError(.directoryNotEmpty, operation: "rename", path: target)
                 }
             }
-            state.inodes[sourceParent]!.entries[sourceName] = nil
-            state.inodes[targetParent]!.entries[targetName] = id
             let group = state.nextRenameGroup
             state.nextRenameGroup += 1
-            state.renameGroups[.init(directoryID: sourceParent, name: sourceName)] = group
-            state.renameGroups[.init(directoryID: targetParent, name: targetName)] = group
+            state.setEntry(sourceParent, sourceName, nil, renameGroup: group)
+            state.setEntry(targetParent, targetName, id, renameGroup: group)
         }
     }
 
@@ -260,7 +258,7 @@ public final class SimulatedFileSystem: FileSystem {
             guard state.inodes[targetParent]!.entries[targetName] == nil else {
                 throw FileSystemError(.alreadyExists, operation: "link", path: target)
             }
-            state.inodes[targetParent]!.entries[targetName] = id
+            state.setEntry(targetParent, targetName, id)
         }
     }
 
@@ -271,7 +269,7 @@ public final class SimulatedFileSystem: FileSystem {
                 throw state.injectedError(.syncFailed, "fsync(dir)", path, detail: "EIO")
             }
             state.inodes[id]!.durableEntries = state.inodes[id]!.entries
-            for key in state.renameGroups.keys where key.directoryID == id { state.renameGroups[key] = nil }
+            state.inodes[id]!.entryLog.removeAll()
             state.collectGarbage()
         }
     }
@@ -300,7 +298,7 @@ public final class SimulatedFileSystem: FileSystem {
                 id = existing
             } else {
                 id = state.makeInode(.file)
-                state.inodes[parent]!.entries[name] = id
+                state.setEntry(parent, name, id)
             }
             guard state.lockedInodes.insert(id).inserted else {
                 throw FileSystemError(.locked, operation: "flock", path: path, detail: "held by another holder")

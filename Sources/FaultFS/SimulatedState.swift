@@ -27,12 +27,17 @@ struct SimulatedState {
         var pending: [PendingChange] = []
         var entries: [String: UInt64] = [:]
         var durableEntries: [String: UInt64] = [:]
+        /// Entry changes since the directory was last synced, in order. A power loss keeps a
+        /// prefix of them (journaling file systems commit metadata in order).
+        var entryLog: [EntryChange] = []
         var openCount = 0
     }
 
-    struct EntryKey: Hashable {
-        var directoryID: UInt64
+    struct EntryChange {
         var name: String
+        var target: UInt64?
+        /// Set for the two halves of a rename: they are resolved together unless non-atomic.
+        var renameGroup: UInt64?
     }
 
     var random: DeterministicRandom
@@ -46,9 +51,6 @@ struct SimulatedState {
     var crashAtOperation: UInt64?
     var halted = false
     var lockedInodes: Set<UInt64> = []
-    /// Entries changed together by one rename; resolved together at power loss unless the
-    /// rename is non-atomic.
-    var renameGroups: [EntryKey: UInt64] = [:]
     var nextRenameGroup: UInt64 = 0
     var cachedBytesTotal: UInt64 = 0
     var trace: Trace
@@ -243,40 +245,39 @@ struct SimulatedState {
         cachedBytesTotal = inodes.values.reduce(0) { $0 + UInt64($1.cached.count) }
     }
 
+    /// Changes the live entry `name` of directory `id` (nil removes it) and logs the change.
+    mutating func setEntry(_ id: UInt64, _ name: String, _ target: UInt64?, renameGroup: UInt64? = nil) {
+        inodes[id]!.entries[name] = target
+        inodes[id]!.entryLog.append(EntryChange(name: name, target: target, renameGroup: renameGroup))
+    }
+
+    /// Each directory keeps its durable entries plus a prefix of the changes logged since its
+    /// last sync: every change survives unless `lostDirectoryEntries` fires, and the first lost
+    /// one ends the prefix. The two names of a rename survive together, except when the rename
+    /// is non-atomic: then each half is a coin flip.
     private mutating func resolveDirectories() {
-        // Every name whose volatile and durable entries differ is a change; a rename's two
-        // names form one group, decided together unless the rename is non-atomic.
-        var changes: [EntryKey] = []
-        for id in inodes.keys.sorted() where inodes[id]!.kind == .directory {
-            let inode = inodes[id]!
-            let names = Set(inode.entries.keys).union(inode.durableEntries.keys).sorted()
-            for name in names where inode.entries[name] != inode.durableEntries[name] {
-                changes.append(EntryKey(directoryID: id, name: name))
-            }
-        }
-        var groupDecisions: [UInt64: Bool] = [:]
+        var groupSurvives: [UInt64: Bool] = [:]
         var nonAtomicGroups: Set<UInt64> = []
-        var persisted: [EntryKey: Bool] = [:]
-        for key in changes {
-            if let group = renameGroups[key] {
-                if groupDecisions[group] == nil {
-                    groupDecisions[group] = !fires(.lostDirectoryEntries)
-                    if fires(.nonAtomicRename) { nonAtomicGroups.insert(group) }
+        for id in inodes.keys.sorted() where inodes[id]!.kind == .directory {
+            var durable = inodes[id]!.durableEntries
+            for change in inodes[id]!.entryLog {
+                let survives: Bool
+                if let group = change.renameGroup {
+                    if groupSurvives[group] == nil {
+                        groupSurvives[group] = !fires(.lostDirectoryEntries)
+                        if fires(.nonAtomicRename) { nonAtomicGroups.insert(group) }
+                    }
+                    survives = nonAtomicGroups.contains(group) ? random.chance(0.5) : groupSurvives[group]!
+                } else {
+                    survives = !fires(.lostDirectoryEntries)
                 }
-                persisted[key] = nonAtomicGroups.contains(group) ? random.chance(0.5) : groupDecisions[group]!
-            } else {
-                persisted[key] = !fires(.lostDirectoryEntries)
+                guard survives else { break }
+                durable[change.name] = change.target
             }
+            inodes[id]!.durableEntries = durable
+            inodes[id]!.entries = durable
+            inodes[id]!.entryLog.removeAll()
         }
-        for key in changes {
-            var inode = inodes[key.directoryID]!
-            inode.durableEntries[key.name] = persisted[key]! ? inode.entries[key.name] : inode.durableEntries[key.name]
-            inodes[key.directoryID] = inode
-        }
-        for id in inodes.keys where inodes[id]!.kind == .directory {
-            inodes[id]!.entries = inodes[id]!.durableEntries
-        }
-        renameGroups.removeAll()
     }
 
     /// Drops inodes no directory entry reaches. After a power loss nothing is open, so this is

@@ -54,9 +54,11 @@ typedef struct rvb_callbacks {
 } rvb_callbacks;
 
 /// Creates a RocksDB environment (a `rocksdb_env_t *` for `rocksdb_options_set_env`) whose
-/// file system forwards every file operation to `callbacks`. Threads, clock and scheduling stay
-/// RocksDB's defaults. The callbacks struct is copied.
-void *rvb_env_create(const rvb_callbacks *callbacks);
+/// file system forwards every file operation to `callbacks`. Threads and scheduling stay
+/// RocksDB's defaults. With `skip_sleeps` set, the clock's sleeps return at once (RocksDB sleeps
+/// a second after a failed flush; a simulated machine has no time to wait out). The callbacks
+/// struct is copied.
+void *rvb_env_create(const rvb_callbacks *callbacks, int skip_sleeps);
 
 /// Destroys an environment from `rvb_env_create`, after every database using it is closed.
 void rvb_env_destroy(void *env);

@@ -43,13 +43,15 @@ public final class RocksDatabase: @unchecked Sendable {
     public init(path: String, environment: RocksDBEnvironment, createIfMissing: Bool = true) throws(RocksDBError) {
         self.path = path
         self.environment = environment
-        // avoid_flush_during_shutdown has no setter in the 7.8 C API; the options string does it.
-        // Closing must never flush: lane state becomes durable only through flush(), after the
-        // log that covers it.
+        // Two options without a setter in the 7.8 C API, set through the options string:
+        // - avoid_flush_during_shutdown: closing must never flush, because lane state becomes
+        //   durable only through flush(), after the log that covers it;
+        // - max_bgerror_resume_count=0: after an I/O error RocksDB must not retry in the
+        //   background (a failed sync is fatal; the engine restarts and recovers instead).
         let base = rocksdb_options_create()!
         let options = rocksdb_options_create()!
         var optionsError: UnsafeMutablePointer<CChar>?
-        rocksdb_get_options_from_string(base, "avoid_flush_during_shutdown=true", options, &optionsError)
+        rocksdb_get_options_from_string(base, "avoid_flush_during_shutdown=true;max_bgerror_resume_count=0", options, &optionsError)
         rocksdb_options_destroy(base)
         if let optionsError {
             let message = String(cString: optionsError)

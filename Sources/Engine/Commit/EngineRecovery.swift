@@ -1,0 +1,197 @@
+import FaultFS
+
+/// Recovery on open, in this order (each step idempotent, so a crash anywhere and another run
+/// give the same result):
+///
+/// 1. Read each lane's applied marker (what its RocksDB holds durably).
+/// 2. Recover the WAL (torn tails dropped, mid-log damage refused) and collect the commit records
+///    and the lane records past each lane's applied LSN.
+/// 3. Find H*, the last committed height: walking up from the lowest applied height, a height is
+///    committed when its commit record is present, chains to the previous MetaRoot, and every
+///    lane record it names is present (or already applied) with the recorded lane root.
+/// 4. Refuse if a lane has applied past H* (state ahead of the log).
+/// 5. Replay each lane's records up to H*, checking every resulting lane root.
+/// 6. Discard the log's records past H* (uncommitted blocks), copying them aside.
+/// 7. Recompute the MetaRoot from the lane roots and compare it with H*'s commit record.
+/// 8. Make the recovered state durable: sync the WAL, flush the lanes.
+enum EngineRecovery {
+    struct Result {
+        var wal: WriteAheadLog
+        var height: UInt64
+        var metaRoot: Hash32
+        var laneRoots: [Hash32]
+        var appliedLSNs: [LSN]
+        var report: EngineRecoveryReport
+    }
+
+    static func run(
+        fileSystem: any FileSystem, configuration: EngineConfiguration, clock: any WALClock, lanes: [LaneStore]
+    ) throws(EngineError) -> Result {
+        let laneCount = configuration.laneCount
+        let walDirectory = configuration.resolvedWALDirectory
+        // 1. Applied markers.
+        var markers: [LaneAppliedMarker] = []
+        for lane in lanes { markers.append(try lane.applied()) }
+        let lowestApplied = markers.map(\.height).min() ?? 0
+        // 2. The WAL.
+        var commits: [UInt64: CommitRecord] = [:]
+        var laneRecords: [[LSN: LaneBlockRecord]] = Array(repeating: [:], count: laneCount)
+        var malformed: (WALPartitionID, LSN)?
+        let partitions = (0..<laneCount).map { WALPartitionID.lane($0) } + [.meta]
+        var recovered: WriteAheadLog.Recovered
+        do {
+            try fileSystem.createDirectories(walDirectory)
+            recovered = try WriteAheadLog.recover(
+                fileSystem: fileSystem, directory: walDirectory, partitionIDs: partitions, mode: configuration.wal.recoveryMode
+            ) { partition, header, payload in
+                if partition.isMeta {
+                    guard header.lsn >= lowestApplied else { return }
+                    guard header.recordType == EngineRecordType.commit.rawValue, let record = CommitRecord.decode(payload),
+                        record.height == header.lsn, record.lanes.count == laneCount
+                    else {
+                        if malformed == nil { malformed = (partition, header.lsn) }
+                        return
+                    }
+                    commits[record.height] = record
+                } else {
+                    let lane = Int(partition.rawValue)
+                    guard header.lsn > markers[lane].lsn else { return }
+                    guard header.recordType == EngineRecordType.laneBlock.rawValue, let record = LaneBlockRecord.decode(payload)
+                    else {
+                        if malformed == nil { malformed = (partition, header.lsn) }
+                        return
+                    }
+                    laneRecords[lane][header.lsn] = record
+                }
+            }
+        } catch let error as WALError {
+            throw EngineError.wal(error)
+        } catch {
+            throw EngineError(.storage, path: walDirectory, "creating the WAL directory: \(error)")
+        }
+        if let (partition, lsn) = malformed {
+            throw EngineError(
+                .corruptState, path: WriteAheadLog.partitionDirectory(walDirectory, partition),
+                "the record at LSN \(lsn) of \(partition) passes its checksums but is not a valid engine record")
+        }
+        // 3. The last committed height.
+        var committed = lowestApplied
+        var previousMetaRoot = commits[lowestApplied]?.metaRoot
+        scan: while let record = commits[committed + 1] {
+            if let previousMetaRoot, record.previousMetaRoot != previousMetaRoot {
+                throw EngineError(
+                    .metaRootMismatch, height: record.height, path: WriteAheadLog.partitionDirectory(walDirectory, .meta),
+                    "the commit record does not chain to the previous MetaRoot")
+            }
+            for (lane, entry) in record.lanes.enumerated() {
+                guard let lsn = entry.lsn, lsn > markers[lane].lsn else { continue }
+                guard let laneRecord = laneRecords[lane][lsn], laneRecord.height == record.height else {
+                    // The block's lane record never became durable: the block is not committed.
+                    break scan
+                }
+                guard laneRecord.laneRoot == entry.laneRoot else {
+                    throw EngineError(
+                        .laneRootMismatch, lane: lane, height: record.height,
+                        path: WriteAheadLog.partitionDirectory(walDirectory, .lane(lane)),
+                        "the lane record's root \(laneRecord.laneRoot.hex.prefix(16)) differs from the commit record's \(entry.laneRoot.hex.prefix(16))")
+                }
+            }
+            committed = record.height
+            previousMetaRoot = record.metaRoot
+        }
+        // 4. No lane may be ahead of the log.
+        for (lane, marker) in markers.enumerated() where marker.height > committed {
+            throw EngineError(
+                .laneAheadOfLog, lane: lane, height: marker.height, path: configuration.laneDirectory(lane),
+                "the lane has applied height \(marker.height), but the log holds committed blocks only up to \(committed)")
+        }
+        // 5. Replay.
+        var reportLanes: [EngineRecoveryReport.Lane] = []
+        var laneRoots: [Hash32] = []
+        var appliedLSNs: [LSN] = []
+        for (lane, store) in lanes.enumerated() {
+            var marker = markers[lane]
+            var replayed = 0
+            // Bounded by the lane records recovered; LSNs must run on without a gap.
+            while let record = laneRecords[lane][marker.lsn + 1], record.height <= committed {
+                let (root, tree) = try store.stage(record.operations)
+                guard root == record.laneRoot, root == commits[record.height]?.lanes[lane].laneRoot else {
+                    throw EngineError(
+                        .laneRootMismatch, lane: lane, height: record.height, path: store.path,
+                        "replaying the block gives lane root \(root.hex.prefix(16)), the log recorded \(record.laneRoot.hex.prefix(16))")
+                }
+                marker = LaneAppliedMarker(height: record.height, lsn: marker.lsn + 1, laneRoot: root)
+                try store.write(record.operations, tree: tree, marker: marker)
+                replayed += 1
+            }
+            // Every commit up to H* that names this lane must now be applied.
+            if let last = (lowestApplied...committed).reversed().lazy.compactMap({ commits[$0]?.lanes[lane].lsn }).first,
+                last > marker.lsn
+            {
+                throw EngineError(
+                    .missingRecord, lane: lane, height: committed,
+                    path: WriteAheadLog.partitionDirectory(walDirectory, .lane(lane)),
+                    "the lane record at LSN \(marker.lsn + 1) is missing before LSN \(last)")
+            }
+            let root = try store.root()
+            laneRoots.append(root)
+            appliedLSNs.append(marker.lsn)
+            reportLanes.append(
+                EngineRecoveryReport.Lane(lane: lane, appliedHeightBefore: markers[lane].height, recordsReplayed: replayed, walBytesTruncated: 0))
+        }
+        // 6. Drop uncommitted records from the log.
+        var dropped: UInt64 = 0
+        do {
+            for lane in 0..<laneCount {
+                let scan = recovered.scans[.lane(lane)]!
+                if scan.lastLSN > appliedLSNs[lane] {
+                    try WriteAheadLog.discardRecords(
+                        fileSystem: fileSystem, directory: walDirectory, partition: .lane(lane), after: appliedLSNs[lane],
+                        recovered: &recovered)
+                    reportLanes[lane].walBytesTruncated = scan.bytesRead  // an upper bound; exact bytes are in the .uncommitted copy
+                }
+            }
+            let metaScan = recovered.scans[.meta]!
+            if metaScan.lastLSN > committed {
+                dropped = metaScan.lastLSN - committed
+                try WriteAheadLog.discardRecords(
+                    fileSystem: fileSystem, directory: walDirectory, partition: .meta, after: committed, recovered: &recovered)
+            }
+        } catch {
+            throw EngineError.wal(error)
+        }
+        // 7. The MetaRoot.
+        let metaRoot: Hash32
+        if committed == 0 {
+            metaRoot = MetaRoot.compute(chainID: configuration.chainID, height: 0, laneRoots: laneRoots)
+        } else {
+            guard let record = commits[committed] else {
+                throw EngineError(
+                    .missingRecord, height: committed, path: WriteAheadLog.partitionDirectory(walDirectory, .meta),
+                    "the commit record of the last committed height is missing")
+            }
+            let recomputed = MetaRoot.compute(chainID: configuration.chainID, height: committed, laneRoots: laneRoots)
+            guard recomputed == record.metaRoot else {
+                throw EngineError(
+                    .metaRootMismatch, height: committed, path: configuration.dataDirectory,
+                    "the MetaRoot recomputed from the lane roots is \(recomputed.hex), the log recorded \(record.metaRoot.hex)")
+            }
+            metaRoot = record.metaRoot
+        }
+        // 8. Durable before anything new: open the writers, sync, flush.
+        let wal: WriteAheadLog
+        do {
+            wal = try WriteAheadLog(
+                fileSystem: fileSystem, directory: walDirectory, configuration: configuration.wal, clock: clock,
+                recovered: recovered)
+            for partition in partitions { try wal.partition(partition).checkpointSync() }
+        } catch {
+            throw EngineError.wal(error)
+        }
+        for store in lanes { try store.flush() }
+        let report = EngineRecoveryReport(
+            height: committed, metaRoot: metaRoot, lanes: reportLanes, uncommittedBlocksDropped: dropped,
+            wal: recovered.reports, durationNanoseconds: 0)
+        return Result(wal: wal, height: committed, metaRoot: metaRoot, laneRoots: laneRoots, appliedLSNs: appliedLSNs, report: report)
+    }
+}

@@ -1,0 +1,420 @@
+import FaultFS
+import Synchronization
+
+/// How an engine is laid out and behaves.
+public struct EngineConfiguration: Sendable, Equatable {
+    /// The chain this data directory belongs to; fixed at genesis. The default is `rivellum-dev`.
+    public var chainID = "rivellum-dev"
+    /// Lanes 0..<laneCount; fixed at genesis. The default is 4.
+    public var laneCount = 4
+    public var dataDirectory: String
+    /// The WAL's directory. The default is `<data directory>/wal`.
+    public var walDirectory: String?
+    public var wal = WALConfiguration()
+    /// Lanes are flushed (after the WAL is synced) every this many blocks. The default is 256.
+    public var flushEveryBlocks: UInt64 = 256
+    /// WAL segments are kept at least this long after they are no longer needed. Default 24.
+    public var walRetentionHours: UInt64 = 24
+
+    public init(dataDirectory: String) {
+        self.dataDirectory = dataDirectory
+    }
+
+    var resolvedWALDirectory: String { walDirectory ?? PathComponents.join(dataDirectory, "wal") }
+    var lanesDirectory: String { PathComponents.join(dataDirectory, "lanes") }
+
+    func laneDirectory(_ lane: Int) -> String {
+        PathComponents.join(lanesDirectory, WALPartitionID.lane(lane).directoryName)
+    }
+}
+
+/// What `Engine.commit` returns.
+public struct CommitResult: Sendable, Equatable {
+    public var height: UInt64
+    public var metaRoot: Hash32
+    /// `true` once the block is durable (always under strict; under balanced when a sync covered
+    /// it; never under dev_fast).
+    public var durable: Bool
+}
+
+/// The state roots at a height.
+public struct StateRoots: Sendable, Equatable {
+    public var height: UInt64
+    public var metaRoot: Hash32
+    public var laneRoots: [Hash32]
+}
+
+/// A value read with its proofs: key → lane root → MetaRoot.
+public struct StateRead: Sendable {
+    public var key: [UInt8]
+    public var value: [UInt8]?
+    public var lane: Int
+    public var height: UInt64
+    public var metaRoot: Hash32
+    public var laneRoot: Hash32
+    public var proof: SparseMerkleProof
+    public var laneProof: MetaRoot.LaneProof
+}
+
+/// What recovery did when the engine opened.
+public struct EngineRecoveryReport: Sendable, CustomStringConvertible {
+    public struct Lane: Sendable {
+        public var lane: Int
+        public var appliedHeightBefore: UInt64
+        public var recordsReplayed: Int
+        public var walBytesTruncated: UInt64
+    }
+
+    /// The last committed height found.
+    public var height: UInt64
+    public var metaRoot: Hash32
+    public var lanes: [Lane]
+    /// Blocks found in the log past the last committed height and dropped.
+    public var uncommittedBlocksDropped: UInt64
+    public var wal: [WALRecoveryReport]
+    public var durationNanoseconds: UInt64
+
+    public var description: String {
+        let replayed = lanes.reduce(0) { $0 + $1.recordsReplayed }
+        return "recovered height \(height) meta_root \(metaRoot.hex.prefix(16)) replayed \(replayed) lane record(s), "
+            + "dropped \(uncommittedBlocksDropped) uncommitted block(s)"
+    }
+}
+
+/// The storage engine: commits blocks across lanes atomically, serves state with proofs, and
+/// recovers to exactly the last committed block after any crash.
+///
+/// Commit protocol (docs/ARCHITECTURE.md): each touched lane's operations go to its WAL partition
+/// as one record, then the block's commit record (every lane root, the MetaRoot chained to the
+/// previous one) to the meta partition; the lanes' RocksDB receive the block in one write batch
+/// each (memtable only). The block is acknowledged once every partition is durable up to what
+/// was written by then (strict). Lane state becomes durable only at a checkpoint, after the WAL
+/// is synced. A block is committed when its commit record and all its lane records are in the
+/// log; recovery finds the last such height and replays lanes up to it.
+///
+/// Thread-safe. Commits are framed one at a time; their syncs overlap (group commit).
+public final class Engine: @unchecked Sendable {
+    // @unchecked: the mutable state below is guarded by `lock`.
+    public let configuration: EngineConfiguration
+    public let recoveryReport: EngineRecoveryReport
+    private let fileSystem: any FileSystem
+    private let clock: any WALClock
+    private let executor: any LaneExecutor
+    private let environment: RocksDBEnvironment
+    private let lanes: [LaneStore]
+    private let wal: WriteAheadLog
+    private let dataLock: any FileLock
+    private let lock = ConditionLock()
+
+    private var height: UInt64
+    private var metaRoot: Hash32
+    private var laneRoots: [Hash32]
+    private var appliedLSNs: [LSN]
+    private var blocksSinceFlush: UInt64 = 0
+    private var failure: EngineError?
+    private var isClosed = false
+    /// Blocks written but not yet known durable: (height, per-partition LSN that covers it).
+    private var pendingDurability: [(height: UInt64, targets: [WALPartitionID: LSN])] = []
+    private var durableHeightValue: UInt64
+
+    static let pendingDurabilityMax = 100_000
+
+    var partitions: [WALPartitionID] { (0..<configuration.laneCount).map { WALPartitionID.lane($0) } + [.meta] }
+
+    /// Opens the data directory: creates a genesis if it is empty, otherwise recovers (see
+    /// `EngineRecovery`). Refuses with a precise error rather than start on state it cannot
+    /// prove.
+    public init(
+        fileSystem: any FileSystem, configuration: EngineConfiguration, clock: any WALClock = SystemClock(),
+        executor: any LaneExecutor = SerialLaneExecutor()
+    ) throws(EngineError) {
+        precondition(configuration.laneCount >= 1 && configuration.laneCount <= 1_024, "lane count out of range")
+        let started = clock.nowNanoseconds()
+        self.configuration = configuration
+        self.fileSystem = fileSystem
+        self.clock = clock
+        self.executor = executor
+        do {
+            try fileSystem.createDirectories(configuration.dataDirectory)
+        } catch {
+            throw EngineError(.storage, path: configuration.dataDirectory, "creating the data directory: \(error)")
+        }
+        do {
+            dataLock = try fileSystem.lockFile(PathComponents.join(configuration.dataDirectory, "LOCK"))
+        } catch {
+            throw EngineError(
+                error.code == .locked ? .locked : .storage, path: configuration.dataDirectory,
+                "locking the data directory: \(error)")
+        }
+        var opened: [LaneStore] = []
+        let environment = RocksDBEnvironment(fileSystem: fileSystem)
+        do throws(EngineError) {
+            try Genesis.ensure(fileSystem: fileSystem, configuration: configuration)
+            for lane in 0..<configuration.laneCount {
+                let directory = configuration.laneDirectory(lane)
+                do {
+                    try fileSystem.createDirectories(directory)
+                } catch {
+                    throw EngineError(.storage, lane: lane, path: directory, "creating the lane directory: \(error)")
+                }
+                do {
+                    opened.append(try LaneStore(index: lane, path: directory, environment: environment))
+                } catch {
+                    throw EngineError(.storage, lane: lane, path: directory, error.description)
+                }
+            }
+            let recovered = try EngineRecovery.run(
+                fileSystem: fileSystem, configuration: configuration, clock: clock, lanes: opened)
+            self.environment = environment
+            lanes = opened
+            wal = recovered.wal
+            height = recovered.height
+            metaRoot = recovered.metaRoot
+            laneRoots = recovered.laneRoots
+            appliedLSNs = recovered.appliedLSNs
+            durableHeightValue = recovered.height
+            var report = recovered.report
+            report.durationNanoseconds = clock.nowNanoseconds() &- started
+            recoveryReport = report
+        } catch {
+            for lane in opened { lane.close() }
+            try? dataLock.unlock()
+            throw error
+        }
+    }
+
+    // MARK: Commit
+
+    /// Commits one block and returns its height and MetaRoot once it is as durable as the policy
+    /// promises. On any failure the engine stops accepting work (`failed`) and must be reopened.
+    public func commit(_ operations: [BlockOperation]) throws(EngineError) -> CommitResult {
+        let (result, targets) = try frame(operations)
+        // Outside the lock: concurrent commits share syncs.
+        var durable = true
+        for partition in partitions {
+            guard let target = targets[partition] else { continue }
+            do {
+                if !(try wal.partition(partition).commit(through: target)) { durable = false }
+            } catch {
+                throw fail(EngineError.wal(error))
+            }
+        }
+        if configuration.wal.fsyncPolicy == .devFast { durable = false }
+        lock.withLock { updateDurableHeight() }
+        return CommitResult(height: result.height, metaRoot: result.metaRoot, durable: durable)
+    }
+
+    /// Frames a block under the lock: lane records, commit record, lane batches. Returns the
+    /// LSN each partition must be durable through for the block (and all before it) to be.
+    private func frame(_ operations: [BlockOperation]) throws(EngineError) -> (CommitResult, [WALPartitionID: LSN]) {
+        lock.lock()
+        defer { lock.unlock() }
+        try checkUsable()
+        let newHeight = height + 1
+        var byLane: [Int: [BlockOperation]] = [:]
+        for operation in operations {
+            byLane[LaneRouting.lane(of: operation.key, laneCount: configuration.laneCount), default: []].append(operation)
+        }
+        let touched = byLane.keys.sorted()
+        let operationsByLane = byLane
+        let results = Mutex<[Int: (root: Hash32, lsn: LSN)]>([:])
+        do {
+            let lanes = self.lanes
+            let wal = self.wal
+            try executor.run(touched) { (lane) throws(EngineError) in
+                let laneOperations = operationsByLane[lane]!
+                let (root, tree) = try lanes[lane].stage(laneOperations)
+                let record = LaneBlockRecord(height: newHeight, laneRoot: root, operations: laneOperations)
+                let lsn: LSN
+                do throws(WALError) {
+                    lsn = try wal.partition(.lane(lane)).append([record.encoded()], recordType: EngineRecordType.laneBlock.rawValue).upperBound
+                } catch {
+                    throw EngineError.wal(error)
+                }
+                try lanes[lane].write(laneOperations, tree: tree, marker: LaneAppliedMarker(height: newHeight, lsn: lsn, laneRoot: root))
+                results.withLock { $0[lane] = (root, lsn) }
+            }
+        } catch {
+            throw failLocked(error)
+        }
+        let laneResults = results.withLock { $0 }
+        var newRoots = laneRoots
+        for (lane, result) in laneResults { newRoots[lane] = result.root }
+        let newMetaRoot = MetaRoot.compute(chainID: configuration.chainID, height: newHeight, laneRoots: newRoots)
+        let commitRecord = CommitRecord(
+            height: newHeight, metaRoot: newMetaRoot, previousMetaRoot: metaRoot,
+            lanes: (0..<configuration.laneCount).map { CommitRecord.Lane(lsn: laneResults[$0]?.lsn, laneRoot: newRoots[$0]) })
+        do {
+            let lsn = try wal.partition(.meta).append([commitRecord.encoded()], recordType: EngineRecordType.commit.rawValue).upperBound
+            precondition(lsn == newHeight, "the meta partition's LSN is the height")
+        } catch {
+            throw failLocked(EngineError.wal(error))
+        }
+        height = newHeight
+        metaRoot = newMetaRoot
+        laneRoots = newRoots
+        for (lane, result) in laneResults { appliedLSNs[lane] = result.lsn }
+        var targets: [WALPartitionID: LSN] = [:]
+        for partition in partitions {
+            let written = wal.partition(partition).writtenLSN
+            if written > wal.partition(partition).durableLSN { targets[partition] = written }
+        }
+        if configuration.wal.fsyncPolicy != .devFast {
+            pendingDurability.append((newHeight, targets))
+            if pendingDurability.count > Self.pendingDurabilityMax { pendingDurability.removeFirst() }
+        }
+        blocksSinceFlush += 1
+        if blocksSinceFlush >= configuration.flushEveryBlocks {
+            try checkpointLocked()
+        }
+        return (CommitResult(height: newHeight, metaRoot: newMetaRoot, durable: false), targets)
+    }
+
+    private func updateDurableHeight() {
+        // Bounded by the pending queue.
+        while let first = pendingDurability.first,
+            first.targets.allSatisfy({ wal.partition($0.key).durableLSN >= $0.value })
+        {
+            durableHeightValue = max(durableHeightValue, first.height)
+            pendingDurability.removeFirst()
+        }
+    }
+
+    private func checkUsable() throws(EngineError) {
+        if let failure { throw EngineError(.failed, "the engine failed earlier and must be reopened: \(failure.description)") }
+        if isClosed { throw EngineError(.failed, "the engine is closed") }
+    }
+
+    /// Records the first failure; the engine then refuses all work. Call without the lock.
+    private func fail(_ error: EngineError) -> EngineError {
+        lock.withLock { failLocked(error) }
+    }
+
+    /// Records the first failure; the lock must be held.
+    private func failLocked(_ error: EngineError) -> EngineError {
+        if failure == nil { failure = error }
+        return error
+    }
+
+    // MARK: Checkpoints
+
+    /// Syncs the WAL, then flushes every lane (lane state never becomes durable ahead of the
+    /// log), then deletes WAL segments no lane needs any more that are older than the retention.
+    public func checkpoint() throws(EngineError) {
+        lock.lock()
+        defer { lock.unlock() }
+        try checkUsable()
+        try checkpointLocked()
+    }
+
+    private func checkpointLocked() throws(EngineError) {
+        do {
+            for partition in partitions { try wal.partition(partition).checkpointSync() }
+        } catch {
+            failure = EngineError.wal(error)
+            throw failure!
+        }
+        updateDurableHeight()
+        for lane in lanes {
+            do {
+                try lane.flush()
+            } catch {
+                failure = error
+                throw error
+            }
+        }
+        blocksSinceFlush = 0
+        let nowSeconds = clock.nowNanoseconds() / 1_000_000_000
+        do {
+            for lane in 0..<configuration.laneCount {
+                _ = try WALRetention.deleteSegments(
+                    fileSystem: fileSystem,
+                    directory: WriteAheadLog.partitionDirectory(configuration.resolvedWALDirectory, .lane(lane)),
+                    partition: .lane(lane), below: appliedLSNs[lane] + 1, retentionHours: configuration.walRetentionHours,
+                    nowSeconds: nowSeconds)
+            }
+            // The meta record at the lowest flushed height stays: recovery checks it.
+            _ = try WALRetention.deleteSegments(
+                fileSystem: fileSystem, directory: WriteAheadLog.partitionDirectory(configuration.resolvedWALDirectory, .meta),
+                partition: .meta, below: height, retentionHours: configuration.walRetentionHours, nowSeconds: nowSeconds)
+        } catch {
+            failure = EngineError.wal(error)
+            throw failure!
+        }
+    }
+
+    // MARK: Reads
+
+    /// The current height, MetaRoot and lane roots.
+    public func stateRoots() -> StateRoots {
+        lock.withLock { StateRoots(height: height, metaRoot: metaRoot, laneRoots: laneRoots) }
+    }
+
+    /// The highest height known durable (the last acknowledged height under strict; behind it by
+    /// the sync window under balanced; the last recovered or checkpointed height under dev_fast).
+    public var durableHeight: UInt64 {
+        lock.withLock {
+            updateDurableHeight()
+            return durableHeightValue
+        }
+    }
+
+    /// Reads `key` with its proofs at the current height.
+    public func get(_ key: [UInt8]) throws(EngineError) -> StateRead {
+        lock.lock()
+        defer { lock.unlock() }
+        try checkUsable()
+        let lane = LaneRouting.lane(of: key, laneCount: configuration.laneCount)
+        let value = try lanes[lane].value(key)
+        let proof: SparseMerkleProof
+        do {
+            proof = try lanes[lane].tree().proof(path: StateHashing.keyPath(key))
+        } catch let error as EngineError {
+            throw error
+        } catch {
+            throw EngineError(.storage, lane: lane, "building a proof: \(error)")
+        }
+        return StateRead(
+            key: key, value: value, lane: lane, height: height, metaRoot: metaRoot, laneRoot: laneRoots[lane], proof: proof,
+            laneProof: MetaRoot.laneProof(laneRoots: laneRoots, index: lane))
+    }
+
+    /// The lane stores, for verification and the simulator's oracle.
+    public var laneStores: [LaneStore] { lanes }
+
+    // MARK: Shutdown
+
+    /// Checkpoints (unless the engine failed) and releases everything. Idempotent.
+    public func close() throws(EngineError) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !isClosed else { return }
+        var firstError: EngineError?
+        if failure == nil {
+            do {
+                try checkpointLocked()
+            } catch {
+                firstError = error
+            }
+        }
+        isClosed = true
+        do {
+            try wal.close()
+        } catch {
+            if firstError == nil && failure == nil { firstError = EngineError.wal(error) }
+        }
+        for lane in lanes { lane.close() }
+        try? dataLock.unlock()
+        if let firstError { throw firstError }
+    }
+
+    /// Drops everything without writing, as a crash does (for the simulator and tests; the
+    /// machine's file system must already be halted or crashed).
+    public func abandon() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !isClosed else { return }
+        isClosed = true
+        for lane in lanes { lane.close() }
+    }
+}

@@ -1,0 +1,38 @@
+import FaultFS
+
+/// The file that fixes a data directory's chain id and lane count at its creation:
+/// `GENESIS`, text lines `format=1`, `chain_id=<id>`, `lanes=<n>`, then `crc32c=<hex>` over the
+/// lines before it. Written atomically (temporary file, sync, rename, directory sync).
+enum Genesis {
+    static let fileName = "GENESIS"
+
+    static func encode(chainID: String, laneCount: Int) -> [UInt8] {
+        let body = "format=1\nchain_id=\(chainID)\nlanes=\(laneCount)\n"
+        let crc = CRC32C.checksum(Array(body.utf8))
+        return Array((body + "crc32c=\(String(crc, radix: 16))\n").utf8)
+    }
+
+    /// Creates the genesis file in an empty data directory, or checks that the existing one
+    /// matches the configuration.
+    static func ensure(fileSystem: any FileSystem, configuration: EngineConfiguration) throws(EngineError) {
+        let path = PathComponents.join(configuration.dataDirectory, fileName)
+        let expected = encode(chainID: configuration.chainID, laneCount: configuration.laneCount)
+        do {
+            guard try fileSystem.exists(path) else {
+                try fileSystem.writeFileAtomically(path, bytes: expected)
+                return
+            }
+            let found = try fileSystem.readFile(path)
+            guard found == expected else {
+                let text = String(decoding: found, as: UTF8.self).split(separator: "\n").prefix(3).joined(separator: ", ")
+                throw EngineError(
+                    .genesisMismatch, path: path,
+                    "the data directory holds \(text); the configuration says chain_id=\(configuration.chainID), lanes=\(configuration.laneCount)")
+            }
+        } catch let error as EngineError {
+            throw error
+        } catch {
+            throw EngineError(.storage, path: path, "reading or writing the genesis file: \(error)")
+        }
+    }
+}

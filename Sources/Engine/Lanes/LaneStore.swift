@@ -1,0 +1,174 @@
+import FaultFS
+
+/// Which lane a key belongs to: the first 8 bytes of SHA-256(key), big-endian, modulo the lane
+/// count. Fixed at genesis with the lane count (docs/FORMATS.md).
+public enum LaneRouting {
+    public static func lane(of key: [UInt8], laneCount: Int) -> Int {
+        precondition(laneCount >= 1)
+        return Int(StateHashing.keyPath(key).words.0 % UInt64(laneCount))
+    }
+}
+
+/// Where a lane's state stands: the last block applied to it, the LSN of that block's lane
+/// record, and the lane root after it. Stored in the same RocksDB write batch as the block's data.
+public struct LaneAppliedMarker: Sendable, Equatable {
+    public var height: UInt64
+    public var lsn: LSN
+    public var laneRoot: Hash32
+
+    public static let genesis = LaneAppliedMarker(height: 0, lsn: 0, laneRoot: StateHashing.emptyTree)
+
+    var encoded: [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.appendLittleEndian(height)
+        bytes.appendLittleEndian(lsn)
+        return bytes + laneRoot.bytes
+    }
+
+    init(height: UInt64, lsn: LSN, laneRoot: Hash32) {
+        self.height = height
+        self.lsn = lsn
+        self.laneRoot = laneRoot
+    }
+
+    init?(encoded bytes: [UInt8]) {
+        guard bytes.count == 48 else { return nil }
+        height = bytes.littleEndian(at: 0, as: UInt64.self)
+        lsn = bytes.littleEndian(at: 8, as: UInt64.self)
+        laneRoot = Hash32(bytes: bytes[16..<48])
+    }
+}
+
+/// One lane's state in its own RocksDB: values under `v`+key, tree nodes under `n`+position, and
+/// the applied marker under `a`. A block's changes to all three go in one write batch.
+///
+/// Durability: writes reach RocksDB's memtable only (its WAL is off); they become durable when
+/// the engine flushes the lane, which it does only after syncing the log that covers them.
+public final class LaneStore: @unchecked Sendable {
+    // @unchecked: RocksDatabase is thread-safe; `index` and `path` are constants.
+    public let index: Int
+    public let path: String
+    let database: RocksDatabase
+
+    static let valuePrefix: UInt8 = UInt8(ascii: "v")
+    static let nodePrefix: UInt8 = UInt8(ascii: "n")
+    static let appliedKey: [UInt8] = [UInt8(ascii: "a")]
+
+    init(index: Int, path: String, environment: RocksDBEnvironment) throws(RocksDBError) {
+        self.index = index
+        self.path = path
+        database = try RocksDatabase(path: path, environment: environment)
+    }
+
+    func close() {
+        database.close()
+    }
+
+    public func applied() throws(EngineError) -> LaneAppliedMarker {
+        guard let bytes = try storage({ () throws(RocksDBError) in try database.get(Self.appliedKey) }) else { return .genesis }
+        guard let marker = LaneAppliedMarker(encoded: bytes) else {
+            throw EngineError(.corruptState, lane: index, path: path, "the applied marker is malformed")
+        }
+        return marker
+    }
+
+    public func value(_ key: [UInt8]) throws(EngineError) -> [UInt8]? {
+        try storage { () throws(RocksDBError) in try database.get([Self.valuePrefix] + key) }
+    }
+
+    func node(_ position: TreePosition) throws(EngineError) -> TreeNode? {
+        guard let bytes = try storage({ () throws(RocksDBError) in try database.get([Self.nodePrefix] + position.encoded) }) else {
+            return nil
+        }
+        guard let node = TreeNode(encoded: bytes) else {
+            throw EngineError(.corruptState, lane: index, path: path, "tree node at depth \(position.depth) is malformed")
+        }
+        return node
+    }
+
+    /// The lane's tree as stored now.
+    func tree() -> SparseMerkleTree {
+        SparseMerkleTree(source: { [self] position in try self.node(position) })
+    }
+
+    /// The root as stored now (the root node's hash).
+    public func root() throws(EngineError) -> Hash32 {
+        try node(.root)?.hash ?? StateHashing.emptyTree
+    }
+
+    /// Applies a block's operations for this lane in order (a later operation on a key wins)
+    /// and returns the new root with the tree changes, without writing anything.
+    func stage(_ operations: [BlockOperation]) throws(EngineError) -> (root: Hash32, tree: SparseMerkleTree) {
+        var tree = tree()
+        do {
+            for operation in operations {
+                try tree.update(
+                    path: StateHashing.keyPath(operation.key), valueHash: operation.value.map(StateHashing.valueHash))
+            }
+            return (try tree.rootHash(), tree)
+        } catch let error as EngineError {
+            throw error
+        } catch {
+            throw EngineError(.storage, lane: index, path: path, "updating the lane tree: \(error)")
+        }
+    }
+
+    /// Writes a staged block: values, tree nodes and the applied marker in one batch.
+    func write(_ operations: [BlockOperation], tree: SparseMerkleTree, marker: LaneAppliedMarker) throws(EngineError) {
+        let batch = RocksWriteBatch()
+        for operation in operations {
+            if let value = operation.value {
+                batch.put([Self.valuePrefix] + operation.key, value)
+            } else {
+                batch.delete([Self.valuePrefix] + operation.key)
+            }
+        }
+        for (position, node) in tree.changes {
+            if let node {
+                batch.put([Self.nodePrefix] + position.encoded, node.encoded)
+            } else {
+                batch.delete([Self.nodePrefix] + position.encoded)
+            }
+        }
+        batch.put(Self.appliedKey, marker.encoded)
+        try storage { () throws(RocksDBError) in try database.write(batch) }
+    }
+
+    /// Makes everything written durable (SST files and MANIFEST synced by RocksDB).
+    func flush() throws(EngineError) {
+        try storage { () throws(RocksDBError) in try database.flush() }
+    }
+
+    /// The lane root recomputed from scratch from every stored key-value pair, by the reference
+    /// code path that shares nothing with the incremental tree.
+    public func recomputeRootFromScratch() throws(EngineError) -> Hash32 {
+        var leaves: [(path: Hash32, valueHash: Hash32)] = []
+        do {
+            try database.scan(prefix: [Self.valuePrefix]) { key, value in
+                leaves.append((StateHashing.keyPath(Array(key.dropFirst())), StateHashing.valueHash(value)))
+            }
+        } catch {
+            throw EngineError(.storage, lane: index, path: path, "scanning values: \(error)")
+        }
+        return SparseMerkleReference.root(of: leaves)
+    }
+
+    /// Every key-value pair, in key order.
+    public func allValues() throws(EngineError) -> [([UInt8], [UInt8])] {
+        var pairs: [([UInt8], [UInt8])] = []
+        do {
+            try database.scan(prefix: [Self.valuePrefix]) { key, value in pairs.append((Array(key.dropFirst()), value)) }
+        } catch {
+            throw EngineError(.storage, lane: index, path: path, "scanning values: \(error)")
+        }
+        return pairs
+    }
+
+    private func storage<Result>(_ body: () throws(RocksDBError) -> Result) throws(EngineError) -> Result {
+        do {
+            return try body()
+        } catch {
+            throw EngineError(.storage, lane: index, path: path, error.description)
+        }
+    }
+}
