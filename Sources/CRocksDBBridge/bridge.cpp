@@ -403,32 +403,48 @@ private:
     std::shared_ptr<Callbacks> callbacks_;
 };
 
-// The system clock with sleeps that return at once.
-class NoSleepClock : public rocksdb::SystemClockWrapper {
+// The clock of a simulated machine: time stands still at a fixed instant and sleeps return at
+// once. RocksDB writes times into SST properties and MANIFEST edits and sleeps a second after a
+// failed flush; with the wall clock, neither the bytes nor the timing of a simulated run would
+// be a function of its seed.
+class SimulationClock : public rocksdb::SystemClockWrapper {
 public:
-    explicit NoSleepClock(const std::shared_ptr<rocksdb::SystemClock> &target) : rocksdb::SystemClockWrapper(target) {}
-    const char *Name() const override { return "RivellumNoSleepClock"; }
+    static constexpr uint64_t kMicros = 1700000000ull * 1000000ull;
+    explicit SimulationClock(const std::shared_ptr<rocksdb::SystemClock> &target) : rocksdb::SystemClockWrapper(target) {}
+    const char *Name() const override { return "RivellumSimulationClock"; }
+    uint64_t NowMicros() override { return kMicros; }
+    uint64_t NowNanos() override { return kMicros * 1000; }
     void SleepForMicroseconds(int) override {}
+    rocksdb::Status GetCurrentTime(int64_t *unix_time) override {
+        *unix_time = static_cast<int64_t>(kMicros / 1000000);
+        return rocksdb::Status::OK();
+    }
 };
 
-// The composite environment with its clock replaced. Env::GetSystemClock() is not virtual; it
+// The composite environment with the simulation clock. Env::GetSystemClock() is not virtual; it
 // returns the protected `system_clock_`, which a wrapper may set.
-class NoSleepEnv : public rocksdb::EnvWrapper {
+class SimulationEnv : public rocksdb::EnvWrapper {
 public:
-    explicit NoSleepEnv(std::unique_ptr<rocksdb::Env> &&target) : rocksdb::EnvWrapper(std::move(target)) {
-        system_clock_ = std::make_shared<NoSleepClock>(rocksdb::SystemClock::Default());
+    explicit SimulationEnv(std::unique_ptr<rocksdb::Env> &&target) : rocksdb::EnvWrapper(std::move(target)) {
+        system_clock_ = std::make_shared<SimulationClock>(rocksdb::SystemClock::Default());
     }
-    const char *Name() const override { return "RivellumNoSleepEnv"; }
+    const char *Name() const override { return "RivellumSimulationEnv"; }
+    uint64_t NowMicros() override { return SimulationClock::kMicros; }
+    uint64_t NowNanos() override { return SimulationClock::kMicros * 1000; }
     void SleepForMicroseconds(int) override {}
+    rocksdb::Status GetCurrentTime(int64_t *unix_time) override {
+        *unix_time = static_cast<int64_t>(SimulationClock::kMicros / 1000000);
+        return rocksdb::Status::OK();
+    }
 };
 
 }  // namespace
 
-extern "C" void *rvb_env_create(const rvb_callbacks *callbacks, int skip_sleeps) {
+extern "C" void *rvb_env_create(const rvb_callbacks *callbacks, int simulation) {
     std::shared_ptr<rocksdb::FileSystem> fileSystem = std::make_shared<BridgeFileSystem>(*callbacks);
     std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fileSystem);
-    if (skip_sleeps) {
-        env = std::unique_ptr<rocksdb::Env>(new NoSleepEnv(std::move(env)));
+    if (simulation) {
+        env = std::unique_ptr<rocksdb::Env>(new SimulationEnv(std::move(env)));
     }
     return new CAPIEnvLayout{env.release(), false};
 }

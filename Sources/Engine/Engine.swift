@@ -23,6 +23,9 @@ public struct EngineConfiguration: Sendable, Equatable {
     var resolvedWALDirectory: String { walDirectory ?? PathComponents.join(dataDirectory, "wal") }
     var lanesDirectory: String { PathComponents.join(dataDirectory, "lanes") }
 
+    /// Where the lanes' RocksDB directories live: `<data directory>/lanes`.
+    public var lanesDirectoryPath: String { lanesDirectory }
+
     func laneDirectory(_ lane: Int) -> String {
         PathComponents.join(lanesDirectory, WALPartitionID.lane(lane).directoryName)
     }
@@ -317,6 +320,9 @@ public final class Engine: @unchecked Sendable {
         updateDurableHeight()
         for lane in lanes {
             do {
+                // Every lane is current at this height, including lanes no recent block touched:
+                // recovery then starts here, and the log before it can go.
+                try lane.writeMarker(LaneAppliedMarker(height: height, lsn: appliedLSNs[lane.index], laneRoot: laneRoots[lane.index]))
                 try lane.flush()
             } catch {
                 failure = error

@@ -69,6 +69,13 @@ public struct DeterministicRandom: RandomNumberGenerator, Sendable {
         Int.random(in: range, using: &self)
     }
 
+    /// A value in `0..<bound` from exactly one draw (a slight modulo bias, irrelevant here), so
+    /// that how many draws a decision takes never depends on the bound.
+    public mutating func below(_ bound: Int) -> Int {
+        precondition(bound > 0)
+        return Int(next() % UInt64(bound))
+    }
+
     /// A new generator whose stream is independent of this one's future draws.
     public mutating func fork() -> DeterministicRandom {
         DeterministicRandom(seed: next())

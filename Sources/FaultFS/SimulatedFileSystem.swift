@@ -104,6 +104,14 @@ public final class SimulatedFileSystem: FileSystem {
         state.withLock { $0.trace.sink = sink }
     }
 
+    /// Leaves the offsets and lengths of operations on paths under these prefixes out of the trace
+    /// hash. For files whose bytes a component makes random on purpose — RocksDB writes a random
+    /// session id into every SST and MANIFEST edit, which shifts lengths by a byte now and then —
+    /// so that the hash still pins every operation, path and outcome.
+    public func setOpaqueLengthPrefixes(_ prefixes: [String]) {
+        state.withLock { $0.trace.opaqueLengthPrefixes = prefixes }
+    }
+
     /// Records an engine or simulator event in the trace (it is hashed like any other).
     public func recordEvent(_ name: String, detail: String) {
         state.withLock { state in
@@ -338,7 +346,7 @@ public final class SimulatedFileSystem: FileSystem {
             let end = min(cached.count, Int(position) + buffer.count)
             var bytes = Array(cached[Int(position)..<end])
             if !bytes.isEmpty && state.fires(.bitRotOnRead) {
-                let bit = state.random.int(in: 0..<(bytes.count * 8))
+                let bit = state.random.below(bytes.count * 8)
                 bytes[bit / 8] ^= UInt8(1) << UInt8(bit % 8)
             }
             return bytes
@@ -368,7 +376,7 @@ public final class SimulatedFileSystem: FileSystem {
                     detail: "device full (\(capacity) bytes)")
             }
             if data.count > SimulatedState.sectorSizeBytes && state.fires(.shortWrites) {
-                let sectors = state.random.int(in: 0..<(data.count / SimulatedState.sectorSizeBytes))
+                let sectors = state.random.below(data.count / SimulatedState.sectorSizeBytes)
                 let prefix = Array(data.prefix(sectors * SimulatedState.sectorSizeBytes))
                 state.applyWrite(id, bytes: prefix, offset: position, mediaOffset: position)
                 throw state.injectedError(

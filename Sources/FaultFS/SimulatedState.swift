@@ -323,7 +323,7 @@ struct SimulatedState {
             }
         }
         if !image.isEmpty && fires(.bitRotAtRest) {
-            let bit = random.int(in: 0..<(image.count * 8))
+            let bit = random.below(image.count * 8)
             image[bit / 8] ^= UInt8(1) << UInt8(bit % 8)
         }
         inodes[id]!.durable = image
@@ -333,6 +333,9 @@ struct SimulatedState {
 
     /// A torn write: each sector it touches keeps the new bytes, keeps the old, or turns to garbage.
     private mutating func tear(_ bytes: [UInt8], at offset: UInt64, into image: inout [UInt8]) {
+        // One draw from the machine's stream seeds the tear, so the stream does not depend on
+        // the write's length (RocksDB's writes vary by a byte between runs: random session ids).
+        var random = self.random.fork()
         let sector = UInt64(Self.sectorSizeBytes)
         let end = offset + UInt64(bytes.count)
         var start = offset

@@ -53,6 +53,8 @@ struct Trace {
     private(set) var eventCount: UInt64 = 0
     let eventsMax: Int
     var sink: (@Sendable (TraceEvent) -> Void)?
+    /// Paths whose offsets and lengths are left out of the hash (but not out of the events).
+    var opaqueLengthPrefixes: [String] = []
 
     init(eventsMax: Int) {
         precondition(eventsMax >= 0)
@@ -67,8 +69,10 @@ struct Trace {
         mix(index)
         mix(operation)
         mix(path)
-        mix(offset.map { $0 &+ 1 } ?? 0)
-        mix(UInt64(bitPattern: Int64(length ?? -1)))
+        if !opaqueLengthPrefixes.contains(where: { path.hasPrefix($0) }) {
+            mix(offset.map { $0 &+ 1 } ?? 0)
+            mix(UInt64(bitPattern: Int64(length ?? -1)))
+        }
         mix(outcome)
         for tag in injected { mix(tag) }
         guard eventsMax > 0 || sink != nil else { return }

@@ -8,6 +8,8 @@ import FaultFS
 /// workload's plans: detecting those is the WAL's job, not the file system's.
 public struct FileSystemDurabilityWorkload: Sendable {
     public let seed: UInt64
+    /// Receives every trace event (file-system operations, injected faults, crashes) when set.
+    public var traceSink: (@Sendable (TraceEvent) -> Void)?
     public let rounds: Int
 
     public init(seed: UInt64, rounds: Int = 200) {
@@ -25,6 +27,7 @@ public struct FileSystemDurabilityWorkload: Sendable {
         var plan = FaultPlan.swarm(random: &random)
         for family in Self.corruptingFamilies { plan.rates[family] = nil }
         let fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
+        fileSystem.setTraceSink(traceSink)
         let path = "/log"
         var acknowledged: [UInt8] = []
         var crashes = 0

@@ -17,6 +17,8 @@ import FaultFS
 /// simulator issue, which tells detected refusal from silent loss.
 public struct WALSwarmWorkload: Sendable {
     public let seed: UInt64
+    /// Receives every trace event (file-system operations, injected faults, crashes) when set.
+    public var traceSink: (@Sendable (TraceEvent) -> Void)?
     public let rounds: Int
 
     public init(seed: UInt64, rounds: Int = 300) {
@@ -56,6 +58,7 @@ public struct WALSwarmWorkload: Sendable {
         var plan = FaultPlan.swarm(random: &random, onProbability: 0.5, rateMin: 0.002, rateMax: 0.05)
         plan.rates = plan.rates.filter { Self.families.contains($0.key) }
         let fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
+        fileSystem.setTraceSink(traceSink)
         let clock = ManualClock()
         let partitions = (0..<partitionCount).map { WALPartitionID.lane($0) }
         let knobs =

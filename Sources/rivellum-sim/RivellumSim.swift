@@ -1,6 +1,11 @@
 import ArgumentParser
 import FaultFS
 import SimRunner
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct RivellumSim: ParsableCommand {
@@ -24,6 +29,9 @@ extension RivellumSim {
         @Flag(help: "Run each seed twice and fail if the trace hashes differ.")
         var checkDeterminism = false
 
+        @Option(help: "Write every trace event of the run as JSON lines to this file (best with --seeds 1).")
+        var trace: String?
+
         func validate() throws {
             guard seeds > 0 && seeds <= 1_000_000 else { throw ValidationError("--seeds must be in 1...1000000") }
         }
@@ -33,8 +41,12 @@ extension RivellumSim {
 
         func run() throws {
             var summary = SweepSummary()
+            let sink = try trace.map { try TraceFileSink(path: $0) }
+            defer { sink?.close() }
+            var write: (@Sendable (TraceEvent) -> Void)?
+            if let sink { write = { event in sink.write(event) } }
             for seed in firstSeed..<(firstSeed + UInt64(seeds)) {
-                var result = workload.run(seed: seed)
+                var result = workload.run(seed: seed, traceSink: write)
                 if checkDeterminism && result.failure == nil {
                     let again = workload.run(seed: seed)
                     if again.traceHash != result.traceHash {
@@ -65,22 +77,60 @@ enum Workload: String, CaseIterable, ExpressibleByArgument {
     case fs
     /// The write-ahead log under crashes and faults.
     case wal
-    /// Both, one after the other, with one combined result.
+    /// The whole engine: lanes on RocksDB, commit, recovery, MetaRoot.
+    case engine
+    /// All three, one after the other, with one combined result.
     case all
 
-    func run(seed: UInt64) -> SeedResult {
+    func run(seed: UInt64, traceSink: (@Sendable (TraceEvent) -> Void)? = nil) -> SeedResult {
         switch self {
-        case .fs: return FileSystemDurabilityWorkload(seed: seed).run()
-        case .wal: return WALSwarmWorkload(seed: seed).run()
+        case .fs:
+            var workload = FileSystemDurabilityWorkload(seed: seed)
+            workload.traceSink = traceSink
+            return workload.run()
+        case .wal:
+            var workload = WALSwarmWorkload(seed: seed)
+            workload.traceSink = traceSink
+            return workload.run()
+        case .engine:
+            var workload = EngineSwarmWorkload(seed: seed)
+            workload.traceSink = traceSink
+            return workload.run()
         case .all:
-            let first = FileSystemDurabilityWorkload(seed: seed).run()
-            guard first.failure == nil else { return first }
-            var second = WALSwarmWorkload(seed: seed).run()
-            second.traceHash = second.traceHash &* 31 &+ first.traceHash
-            second.fileSystemOperations += first.fileSystemOperations
-            second.crashes += first.crashes
-            second.knobs = first.knobs + " | " + second.knobs
-            return second
+            var combined = Workload.fs.run(seed: seed, traceSink: traceSink)
+            for next in [Workload.wal, .engine] where combined.failure == nil {
+                let result = next.run(seed: seed, traceSink: traceSink)
+                combined.failure = result.failure
+                combined.traceHash = combined.traceHash &* 31 &+ result.traceHash
+                combined.fileSystemOperations += result.fileSystemOperations
+                combined.crashes += result.crashes
+                combined.knobs += " | " + result.knobs
+            }
+            return combined
+        }
+    }
+}
+
+/// Appends trace events to a JSONL file.
+final class TraceFileSink: Sendable {
+    private let file: Mutex<UnsafeMutablePointer<FILE>?>
+
+    init(path: String) throws {
+        guard let handle = fopen(path, "w") else { throw ValidationError("cannot open \(path) for writing") }
+        file = Mutex(handle)
+    }
+
+    func write(_ event: TraceEvent) {
+        file.withLock { handle in
+            guard let handle else { return }
+            fputs(event.jsonLine + "\n", handle)
+        }
+    }
+
+    func close() {
+        file.withLock { handle in
+            if let open = handle { fclose(open) }
+            handle = nil
         }
     }
 }

@@ -55,10 +55,10 @@ typedef struct rvb_callbacks {
 
 /// Creates a RocksDB environment (a `rocksdb_env_t *` for `rocksdb_options_set_env`) whose
 /// file system forwards every file operation to `callbacks`. Threads and scheduling stay
-/// RocksDB's defaults. With `skip_sleeps` set, the clock's sleeps return at once (RocksDB sleeps
-/// a second after a failed flush; a simulated machine has no time to wait out). The callbacks
-/// struct is copied.
-void *rvb_env_create(const rvb_callbacks *callbacks, int skip_sleeps);
+/// RocksDB's defaults. With `simulation` set, RocksDB's clock stands still at a fixed instant
+/// and its sleeps return at once, so that a simulated run's bytes and timing depend only on its
+/// seed. The callbacks struct is copied.
+void *rvb_env_create(const rvb_callbacks *callbacks, int simulation);
 
 /// Destroys an environment from `rvb_env_create`, after every database using it is closed.
 void rvb_env_destroy(void *env);

@@ -134,6 +134,14 @@ public final class LaneStore: @unchecked Sendable {
         try storage { () throws(RocksDBError) in try database.write(batch) }
     }
 
+    /// Moves the applied marker to `marker` without other changes: at a checkpoint every lane is
+    /// current at the checkpoint's height, touched by its blocks or not.
+    func writeMarker(_ marker: LaneAppliedMarker) throws(EngineError) {
+        let batch = RocksWriteBatch()
+        batch.put(Self.appliedKey, marker.encoded)
+        try storage { () throws(RocksDBError) in try database.write(batch) }
+    }
+
     /// Makes everything written durable (SST files and MANIFEST synced by RocksDB).
     func flush() throws(EngineError) {
         try storage { () throws(RocksDBError) in try database.flush() }

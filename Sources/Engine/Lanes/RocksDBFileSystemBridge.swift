@@ -18,15 +18,15 @@ public final class RocksDBEnvironment: Sendable {
     /// The `rocksdb_env_t *` for `rocksdb_options_set_env`.
     nonisolated(unsafe) let pointer: OpaquePointer
 
-    /// - Parameter skipSleeps: make RocksDB's clock sleeps return at once. Set under the
-    ///   simulator (which has no time to wait out); the default is to set it exactly when the
-    ///   file system is simulated.
-    public init(fileSystem: any FileSystem, skipSleeps: Bool? = nil) {
+    /// - Parameter simulation: give RocksDB a clock that stands still and sleeps that return at
+    ///   once, so a simulated run is a function of its seed. The default is to do so exactly when
+    ///   the file system is simulated.
+    public init(fileSystem: any FileSystem, simulation: Bool? = nil) {
         bridge = RocksDBFileSystemBridge(fileSystem: fileSystem)
         var callbacks = RocksDBFileSystemBridge.makeCallbacks()
         callbacks.context = Unmanaged.passUnretained(bridge).toOpaque()
-        let skip = skipSleeps ?? (fileSystem is SimulatedFileSystem)
-        pointer = OpaquePointer(rvb_env_create(&callbacks, skip ? 1 : 0))
+        let simulated = simulation ?? (fileSystem is SimulatedFileSystem)
+        pointer = OpaquePointer(rvb_env_create(&callbacks, simulated ? 1 : 0))
     }
 
     deinit {

@@ -1,4 +1,7 @@
 import CRocksDB
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// An error from RocksDB, with the operation that failed and the path of the database.
@@ -69,6 +72,7 @@ public final class RocksDatabase: @unchecked Sendable {
         rocksdb_options_set_max_background_jobs(options, 2)
         rocksdb_options_set_write_buffer_size(options, 64 << 20)
         rocksdb_options_set_info_log_level(options, 5)  // HEADER_LEVEL: nothing routine
+        rocksdb_options_set_compression(options, Int32(rocksdb_no_compression))
         var error: UnsafeMutablePointer<CChar>?
         let opened = rocksdb_open(options, path, &error)
         do {
@@ -125,11 +129,29 @@ public final class RocksDatabase: @unchecked Sendable {
     }
 
     /// Writes the memtable to SST files and waits: afterwards everything written is durable.
+    /// Also waits for the flush thread's clean-up (obsolete-file deletion), which RocksDB does
+    /// after waking the waiter; otherwise its unlinks would race with the caller's next I/O and
+    /// a simulated run would not be a function of its seed.
     public func flush() throws(RocksDBError) {
         checkOpen()
         var error: UnsafeMutablePointer<CChar>?
         rocksdb_flush(database, flushOptions, &error)
+        waitForBackgroundWork()
         try RocksDBError.check(error, "flush", path)
+    }
+
+    /// Polls until no flush or compaction runs. Bounded: gives up after about ten seconds,
+    /// which only a wedged RocksDB could reach.
+    private func waitForBackgroundWork() {
+        let pollsMax = 200_000
+        for _ in 0..<pollsMax {
+            var flushes: UInt64 = 0
+            var compactions: UInt64 = 0
+            let flushQuery = rocksdb_property_int(database, "rocksdb.num-running-flushes", &flushes)
+            let compactionQuery = rocksdb_property_int(database, "rocksdb.num-running-compactions", &compactions)
+            if flushQuery != 0 || compactionQuery != 0 || (flushes == 0 && compactions == 0) { return }
+            usleep(50)
+        }
     }
 
     /// Compacts the whole key range (caller waits).
