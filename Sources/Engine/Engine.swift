@@ -65,6 +65,8 @@ public struct EngineRecoveryReport: Sendable, CustomStringConvertible {
         public var lane: Int
         public var appliedHeightBefore: UInt64
         public var recordsReplayed: Int
+        /// Bytes of uncommitted records moved out of the lane's WAL partition (kept beside it as
+        /// `*.uncommitted-<offset>`).
         public var walBytesTruncated: UInt64
     }
 

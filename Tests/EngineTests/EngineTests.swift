@@ -185,3 +185,41 @@ struct EngineCorruptionTests {
         print("bit flips: \(refusals) refused, \(recoveries) recovered")
     }
 }
+
+@Suite("Lane executors")
+struct LaneExecutorTests {
+    /// Parallel lanes, seeded orders and the serial order commit the same blocks to the same roots.
+    @Test func everyExecutorGivesTheSameRoots() throws {
+        var roots: [Hash32] = []
+        let executors: [any LaneExecutor] = [
+            SerialLaneExecutor(), SeededLaneExecutor(seed: 7), ConcurrentLaneExecutor(maximumConcurrency: 4),
+        ]
+        for executor in executors {
+            let fileSystem = SimulatedFileSystem(seed: 4, plan: .none)
+            var configuration = EngineTests.configuration(laneCount: 8)
+            configuration.flushEveryBlocks = 7
+            let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock(), executor: executor)
+            for height in 1...30 { _ = try engine.commit(makeBlock(height, seed: 3) + makeBlock(height + 100, seed: 3)) }
+            roots.append(engine.stateRoots().metaRoot)
+            try engine.close()
+        }
+        #expect(Set(roots).count == 1)
+    }
+
+    @Test func recoveryReportsUncommittedBytesMovedOutOfTheLog() throws {
+        let fileSystem = SimulatedFileSystem(seed: 11, plan: .none)
+        var configuration = EngineTests.configuration()
+        configuration.flushEveryBlocks = 1_000
+        let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
+        for height in 1...5 { _ = try engine.commit(makeBlock(height)) }
+        // Block 6's lane records reach the log but its commit record does not.
+        fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + 1 + UInt64(Set(makeBlock(6).map { LaneRouting.lane(of: $0.key, laneCount: 4) }).count))
+        #expect(throws: EngineError.self) { try engine.commit(makeBlock(6)) }
+        engine.abandon()
+        fileSystem.crash(.processCrash)
+        let reopened = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
+        #expect(reopened.stateRoots().height == 5)
+        #expect(reopened.recoveryReport.lanes.reduce(0) { $0 + $1.walBytesTruncated } > 0)
+        try reopened.close()
+    }
+}

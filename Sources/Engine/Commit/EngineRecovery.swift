@@ -145,10 +145,9 @@ enum EngineRecovery {
             for lane in 0..<laneCount {
                 let scan = recovered.scans[.lane(lane)]!
                 if scan.lastLSN > appliedLSNs[lane] {
-                    try WriteAheadLog.discardRecords(
+                    reportLanes[lane].walBytesTruncated = try WriteAheadLog.discardRecords(
                         fileSystem: fileSystem, directory: walDirectory, partition: .lane(lane), after: appliedLSNs[lane],
                         recovered: &recovered)
-                    reportLanes[lane].walBytesTruncated = scan.bytesRead  // an upper bound; exact bytes are in the .uncommitted copy
                 }
             }
             let metaScan = recovered.scans[.meta]!

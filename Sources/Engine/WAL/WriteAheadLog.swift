@@ -71,11 +71,14 @@ public final class WriteAheadLog: Sendable {
     /// Removes every record after `lsn` from a recovered partition (records of blocks that never
     /// committed): whole segments move aside as `<segment>.uncommitted-0`, the bytes cut from the
     /// segment that keeps `lsn` are copied to `<segment>.uncommitted-<offset>`, and everything is
-    /// synced. Returns the updated recovery state of the partition (rescanned). Idempotent.
+    /// synced. Updates the partition's recovery state (rescanned) and returns how many bytes
+    /// were moved out of the log. Idempotent.
+    @discardableResult
     public static func discardRecords(
         fileSystem: any FileSystem, directory: String, partition: WALPartitionID, after lsn: LSN,
         recovered: inout Recovered
-    ) throws(WALError) {
+    ) throws(WALError) -> UInt64 {
+        var discardedBytes: UInt64 = 0
         let partitionDirectory = partitionDirectory(directory, partition)
         let scanner = WALScanner(fileSystem: fileSystem, directory: partitionDirectory, partition: partition)
         let firstIndex = try scanner.firstSegmentIndex()
@@ -86,6 +89,7 @@ public final class WriteAheadLog: Sendable {
                 guard case .success(let (header, _)) = WALSegmentHeader.decode(bytes) else { break }
                 if header.firstLSN > lsn {
                     try fileSystem.rename(file.path, to: file.path + ".uncommitted-0")
+                    discardedBytes += UInt64(bytes.count)
                     continue
                 }
                 let cut = bytes.withUnsafeBytes { buffer -> Int? in
@@ -105,6 +109,7 @@ public final class WriteAheadLog: Sendable {
                     try copy.close()
                     let segment = try fileSystem.openFile(file.path, options: .readWrite)
                     try segment.truncate(to: UInt64(cut))
+                    discardedBytes += UInt64(bytes.count - cut)
                     try segment.sync()
                     try segment.close()
                 }
@@ -121,6 +126,7 @@ public final class WriteAheadLog: Sendable {
         if let index = recovered.reports.firstIndex(where: { $0.partition == partition }) {
             recovered.reports[index].lastLSN = report.lastLSN
         }
+        return discardedBytes
     }
 
     public static func partitionDirectory(_ directory: String, _ partition: WALPartitionID) -> String {
