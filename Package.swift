@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "SimRunner", targets: ["SimRunner"]),
         .executable(name: "rivellum-sim", targets: ["rivellum-sim"]),
         .executable(name: "rivellum-node", targets: ["rivellum-node"]),
+        .executable(name: "rivellum-bench", targets: ["rivellum-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
@@ -47,8 +48,12 @@ let package = Package(
         .target(name: "SimRunner", dependencies: ["Engine", "FaultFS"]),
         .executableTarget(name: "rivellum-sim", dependencies: ["SimRunner", argumentParser]),
         .executableTarget(name: "rivellum-node", dependencies: ["Engine", "FaultFS", argumentParser]),
+        // Side-by-side measurements (ratios, never assertions).
+        .executableTarget(name: "rivellum-bench", dependencies: ["Engine", "FaultFS", argumentParser]),
         .testTarget(name: "FaultFSTests", dependencies: ["FaultFS", propertyBased]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "CCRC32C", "FaultFS", propertyBased]),
+        // End-to-end tests of the command-line tools (they run the built executables).
+        .testTarget(name: "NodeTests", dependencies: ["Engine", "FaultFS", "rivellum-node"]),
     ],
     cxxLanguageStandard: .cxx17
 )

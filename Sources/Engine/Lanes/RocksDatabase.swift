@@ -34,7 +34,8 @@ public final class RocksDatabase: @unchecked Sendable {
     // @unchecked: the C handles are used only through RocksDB's thread-safe API; `closed`
     // guards the lifetime.
     public let path: String
-    private let environment: RocksDBEnvironment
+    /// nil: RocksDB's own default environment (its POSIX file I/O, not the FileSystem layer).
+    private let environment: RocksDBEnvironment?
     private let database: OpaquePointer
     private let options: OpaquePointer
     private let writeOptions: OpaquePointer
@@ -42,8 +43,10 @@ public final class RocksDatabase: @unchecked Sendable {
     private let flushOptions: OpaquePointer
     private let closed = Atomic<Bool>(false)
 
-    /// Opens (creating if missing) the database at `path`.
-    public init(path: String, environment: RocksDBEnvironment, createIfMissing: Bool = true) throws(RocksDBError) {
+    /// Opens (creating if missing) the database at `path`, with its file I/O through
+    /// `environment` (the FileSystem bridge), or through RocksDB's default POSIX environment when
+    /// it is nil (used to measure what the bridge costs).
+    public init(path: String, environment: RocksDBEnvironment?, createIfMissing: Bool = true) throws(RocksDBError) {
         self.path = path
         self.environment = environment
         // Two options without a setter in the 7.8 C API, set through the options string:
@@ -62,7 +65,7 @@ public final class RocksDatabase: @unchecked Sendable {
             rocksdb_options_destroy(options)
             throw RocksDBError(operation: "configure", path: path, message: message)
         }
-        rocksdb_options_set_env(options, environment.pointer)
+        if let environment { rocksdb_options_set_env(options, environment.pointer) }
         rocksdb_options_set_create_if_missing(options, createIfMissing ? 1 : 0)
         rocksdb_options_set_paranoid_checks(options, 1)
         rocksdb_options_set_disable_auto_compactions(options, 1)
