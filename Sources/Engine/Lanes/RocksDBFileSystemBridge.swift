@@ -82,6 +82,16 @@ final class RocksDBFileSystemBridge: Sendable {
         message[bytes.count] = 0
     }
 
+    /// The common shape of a callback on one path: find the bridge, decode the path, map errors.
+    static func onPath(
+        _ context: UnsafeMutableRawPointer?, _ path: UnsafePointer<CChar>?, _ message: UnsafeMutablePointer<CChar>?,
+        _ body: (any FileSystem, String) throws(FileSystemError) -> Void
+    ) -> Int32 {
+        let bridge = from(context)
+        let decoded = String(cString: path!)
+        return run(message) { () throws(FileSystemError) in try body(bridge.fileSystem, decoded) }
+    }
+
     static func missingHandle(_ token: UInt64, _ message: UnsafeMutablePointer<CChar>?) -> Int32 {
         write("bridge: no open file with handle \(token)", to: message)
         return Int32(RVB_IO_ERROR)
@@ -188,36 +198,26 @@ final class RocksDBFileSystemBridge: Sendable {
             }
         }
         table.remove_file = { context, path, message in
-            let bridge = RocksDBFileSystemBridge.from(context)
-            let path = String(cString: path!)
-            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try bridge.fileSystem.removeFile(path) }
+            RocksDBFileSystemBridge.onPath(context, path, message) { (fileSystem, path) throws(FileSystemError) in try fileSystem.removeFile(path) }
         }
         table.create_directory = { context, path, message in
-            let bridge = RocksDBFileSystemBridge.from(context)
-            let path = String(cString: path!)
-            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try bridge.fileSystem.createDirectory(path) }
+            RocksDBFileSystemBridge.onPath(context, path, message) { (fileSystem, path) throws(FileSystemError) in try fileSystem.createDirectory(path) }
         }
         table.remove_directory = { context, path, message in
-            let bridge = RocksDBFileSystemBridge.from(context)
-            let path = String(cString: path!)
-            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try bridge.fileSystem.removeDirectory(path) }
+            RocksDBFileSystemBridge.onPath(context, path, message) { (fileSystem, path) throws(FileSystemError) in try fileSystem.removeDirectory(path) }
         }
         table.rename_path = { context, source, target, message in
-            let bridge = RocksDBFileSystemBridge.from(context)
-            let source = String(cString: source!)
-            let target = String(cString: target!)
-            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try bridge.fileSystem.rename(source, to: target) }
+            RocksDBFileSystemBridge.onPath(context, source, message) { (fileSystem, source) throws(FileSystemError) in
+                try fileSystem.rename(source, to: String(cString: target!))
+            }
         }
         table.link_path = { context, source, target, message in
-            let bridge = RocksDBFileSystemBridge.from(context)
-            let source = String(cString: source!)
-            let target = String(cString: target!)
-            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try bridge.fileSystem.link(source, to: target) }
+            RocksDBFileSystemBridge.onPath(context, source, message) { (fileSystem, source) throws(FileSystemError) in
+                try fileSystem.link(source, to: String(cString: target!))
+            }
         }
         table.sync_directory = { context, path, message in
-            let bridge = RocksDBFileSystemBridge.from(context)
-            let path = String(cString: path!)
-            return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try bridge.fileSystem.syncDirectory(path) }
+            RocksDBFileSystemBridge.onPath(context, path, message) { (fileSystem, path) throws(FileSystemError) in try fileSystem.syncDirectory(path) }
         }
         table.lock_file = { context, path, lockOut, message in
             let bridge = RocksDBFileSystemBridge.from(context)

@@ -191,10 +191,7 @@ public final class WALPartition: @unchecked Sendable {
         } catch {
             throw fail(WALError.io(error, partition: partition, "checkpoint sync of segment \(segmentIndex)"))
         }
-        statisticsValue.syncs += 1
-        durableLSNValue = lastLSN
-        unsyncedBytes = 0
-        lastSyncNanoseconds = clock.nowNanoseconds()
+        markSynced(through: lastLSN, bytes: unsyncedBytes)
     }
 
     /// For `balanced`: syncs if the interval has passed with unsynced records. Call it from a
@@ -236,6 +233,15 @@ public final class WALPartition: @unchecked Sendable {
         return WALError(kind: .failed, partition: partition, damage: nil, cause: error.cause, message: error.message)
     }
 
+    /// Records a successful sync that covered everything through `lsn` and `bytes` of the
+    /// unsynced bytes counted when it started.
+    private func markSynced(through lsn: LSN, bytes: UInt64) {
+        statisticsValue.syncs += 1
+        durableLSNValue = max(durableLSNValue, lsn)
+        unsyncedBytes -= min(unsyncedBytes, bytes)
+        lastSyncNanoseconds = clock.nowNanoseconds()
+    }
+
     private func balancedSyncDue() -> Bool {
         guard unsyncedBytes > 0 else { return false }
         if unsyncedBytes >= configuration.syncBytes { return true }
@@ -273,10 +279,7 @@ public final class WALPartition: @unchecked Sendable {
             if let syncError {
                 throw fail(WALError.io(syncError, partition: partition, "fdatasync of segment \(segmentIndex)"))
             }
-            statisticsValue.syncs += 1
-            durableLSNValue = max(durableLSNValue, target)
-            unsyncedBytes -= min(unsyncedBytes, bytes)
-            lastSyncNanoseconds = clock.nowNanoseconds()
+            markSynced(through: target, bytes: bytes)
             lock.broadcast()
         }
         if leadCount == 0 && configuration.fsyncPolicy == .strict { statisticsValue.syncsShared += 1 }
@@ -295,10 +298,7 @@ public final class WALPartition: @unchecked Sendable {
             } catch {
                 throw fail(WALError.io(error, partition: partition, "fdatasync of segment \(segmentIndex) before rolling"))
             }
-            statisticsValue.syncs += 1
-            durableLSNValue = lastLSN
-            unsyncedBytes = 0
-            lastSyncNanoseconds = clock.nowNanoseconds()
+            markSynced(through: lastLSN, bytes: unsyncedBytes)
         }
         handle = nil
         try? old.close()
