@@ -129,16 +129,18 @@ public final class Engine: @unchecked Sendable {
     /// Opens the data directory: creates a genesis if it is empty, otherwise recovers (see
     /// `EngineRecovery`). Refuses with a precise error rather than start on state it cannot
     /// prove.
+    /// - Parameter executor: runs per-lane work; the default runs up to four lanes in parallel.
+    ///   The simulator passes a `SeededLaneExecutor` so the order is a function of its seed.
     public init(
         fileSystem: any FileSystem, configuration: EngineConfiguration, clock: any WALClock = SystemClock(),
-        executor: any LaneExecutor = SerialLaneExecutor()
+        executor: (any LaneExecutor)? = nil
     ) throws(EngineError) {
         precondition(configuration.laneCount >= 1 && configuration.laneCount <= 1_024, "lane count out of range")
         let started = clock.nowNanoseconds()
         self.configuration = configuration
         self.fileSystem = fileSystem
         self.clock = clock
-        self.executor = executor
+        self.executor = executor ?? ConcurrentLaneExecutor(maximumConcurrency: min(4, configuration.laneCount))
         do {
             try fileSystem.createDirectories(configuration.dataDirectory)
         } catch {

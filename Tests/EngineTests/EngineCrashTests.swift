@@ -25,7 +25,7 @@ struct EngineCrashTests {
         var outcome = Outcome()
         let engine: Engine
         do {
-            engine = try Engine(fileSystem: fileSystem, configuration: configuration(policy), clock: clock)
+            engine = try Engine(fileSystem: fileSystem, configuration: configuration(policy), clock: clock, executor: SerialLaneExecutor())
         } catch {
             return outcome
         }
