@@ -9,6 +9,8 @@ let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package
 let propertyBased: Target.Dependency = .product(name: "PropertyBased", package: "swift-property-based")
 /// swift-crypto: SHA-256 for the lane roots and the MetaRoot.
 let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
+/// TOMLKit: scenario files and the node's config, decoded strictly (unknown keys rejected).
+let tomlKit: Target.Dependency = .product(name: "TOMLKit", package: "TOMLKit")
 
 let package = Package(
     name: "rivellum",
@@ -26,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
     ],
     targets: [
         // CRC32C (Castagnoli): SSE4.2 with three interleaved streams, chosen at run time by CPU
@@ -45,7 +48,7 @@ let package = Package(
         // The storage engine: WAL, lanes, MetaRoot, recovery, snapshots.
         .target(name: "Engine", dependencies: ["FaultFS", "CCRC32C", "CRocksDB", "CRocksDBBridge", crypto]),
         // The deterministic simulator's library (workloads, fault schedules, oracles).
-        .target(name: "SimRunner", dependencies: ["Engine", "FaultFS"]),
+        .target(name: "SimRunner", dependencies: ["Engine", "FaultFS", tomlKit]),
         .executableTarget(name: "rivellum-sim", dependencies: ["SimRunner", argumentParser]),
         .executableTarget(name: "rivellum-node", dependencies: ["Engine", "FaultFS", argumentParser]),
         // Side-by-side measurements (ratios, never assertions).
@@ -54,6 +57,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "CCRC32C", "FaultFS", propertyBased]),
         // End-to-end tests of the command-line tools (they run the built executables).
         .testTarget(name: "NodeTests", dependencies: ["Engine", "FaultFS", "rivellum-node"]),
+        .testTarget(name: "SimRunnerTests", dependencies: ["SimRunner", "Engine", "FaultFS"]),
     ],
     cxxLanguageStandard: .cxx17
 )

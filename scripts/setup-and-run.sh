@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job: install what is missing, build, run the simulator's seed sweep (and, once they
-# exist, the scenario suite) and print the summary. Exits non-zero on any failure.
+# The main job: install what is missing, build, run the simulator's scenario suite and a seed
+# sweep, and print their summaries. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +8,9 @@ bash scripts/install-dependencies.sh
 
 echo "== build (release)"
 swift build -c release --product rivellum-sim
+
+echo "== scenario suite"
+.build/release/rivellum-sim scenarios scenarios
 
 echo "== seed sweep"
 .build/release/rivellum-sim sweep --seeds "${RIVELLUM_SWEEP_SEEDS:-500}" --first-seed 1 --check-determinism

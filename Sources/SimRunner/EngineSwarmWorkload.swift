@@ -32,10 +32,12 @@ public struct EngineSwarmWorkload: Sendable {
     static let recoveryAttemptsMax = 8
 
     /// The state after each height, and the reference MetaRoot.
-    struct Model {
-        var states: [[[UInt8]: [UInt8]]] = [[:]]
+    public struct Model: Sendable {
+        public var states: [[[UInt8]: [UInt8]]] = [[:]]
 
-        func metaRoot(at height: Int, chainID: String, laneCount: Int) -> Hash32 {
+        public init() {}
+
+        public func metaRoot(at height: Int, chainID: String, laneCount: Int) -> Hash32 {
             var leaves: [[(path: Hash32, valueHash: Hash32)]] = Array(repeating: [], count: laneCount)
             for (key, value) in states[height] {
                 leaves[LaneRouting.lane(of: key, laneCount: laneCount)].append((StateHashing.keyPath(key), StateHashing.valueHash(value)))

@@ -12,7 +12,7 @@ struct RivellumSim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rivellum-sim",
         abstract: "Deterministic simulation of the Rivellum storage engine under injected faults.",
-        subcommands: [Sweep.self])
+        subcommands: [Sweep.self, Scenarios.self])
 }
 
 extension RivellumSim {
@@ -67,6 +67,51 @@ extension RivellumSim {
                 "sweep: \(summary.seedsRun) seeds, \(summary.failures.count) failures, "
                     + "\(summary.crashes) crashes, \(summary.fileSystemOperations) file-system operations")
             if !summary.failures.isEmpty { throw ExitCode(1) }
+        }
+    }
+}
+
+extension RivellumSim {
+    /// Runs every `*.toml` scenario in a directory and checks each against its expectation.
+    struct Scenarios: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the scenario files in a directory; exit 1 if any does not end as it says.")
+
+        @Argument(help: "The directory holding the scenario files.")
+        var directory: String = "scenarios"
+
+        func run() throws {
+            let fileSystem = PosixFileSystem()
+            let names: [String]
+            do {
+                names = try fileSystem.listDirectory(directory).filter { $0.hasSuffix(".toml") }
+            } catch {
+                throw ValidationError("cannot read \(directory): \(error)")
+            }
+            guard !names.isEmpty else { throw ValidationError("no scenario files (*.toml) in \(directory)") }
+            var failures = 0
+            for name in names {
+                let path = PathComponents.join(directory, name)
+                let scenario: Scenario
+                do {
+                    let bytes = try fileSystem.readFile(path)
+                    scenario = try Scenario.load(path: path, text: String(decoding: bytes, as: UTF8.self))
+                } catch {
+                    print("FAIL \(name): \(error)")
+                    failures += 1
+                    continue
+                }
+                let outcome = ScenarioRunner(scenario: scenario).run()
+                if let failure = outcome.failure {
+                    failures += 1
+                    print("FAIL \(scenario.name): \(failure)")
+                    print("  \(outcome.summary)")
+                } else {
+                    print("ok   \(scenario.name): \(outcome.summary.prefix(160))")
+                }
+            }
+            print("scenarios: \(names.count - failures) passed, \(failures) failed")
+            if failures > 0 { throw ExitCode(1) }
         }
     }
 }

@@ -1,0 +1,108 @@
+import Engine
+import FaultFS
+import TOMLKit
+
+/// A named, documented crash-and-fault case with its expected outcome, read from
+/// `scenarios/*.toml` (strict decoding: an unknown key is an error).
+///
+/// ```toml
+/// name = "torn-tail"
+/// description = "Power loss while a block's records are half written."
+/// fault = "torn_tail"
+/// expect = "converges"          # or "refuses"
+/// expect_error = "mid_log"      # with "refuses": an EngineError kind or a WAL damage class
+/// lanes = 4                     # optional, default 4
+/// fsync_policy = "strict"       # optional: strict | balanced | dev_fast
+/// blocks = 30                   # blocks committed before the fault, default 30
+/// segment_size_bytes = 4096     # optional, default 4096 (forces segment rolls)
+/// seed = 1                      # optional, default 1
+/// ```
+public struct Scenario: Decodable, Sendable {
+    /// The fault a scenario injects after its blocks are committed.
+    public enum Fault: String, Decodable, Sendable, CaseIterable {
+        /// None: close and reopen.
+        case cleanRestart = "clean_restart"
+        /// Power loss while the next block's records are being written, with torn sectors.
+        case tornTail = "torn_tail"
+        /// One bit flipped in an acknowledged record in the middle of a lane's log.
+        case bitRotMidLog = "bit_rot_mid_log"
+        /// One acknowledged WAL write lands at the wrong offset, then more blocks, then power loss.
+        case misdirectedWrite = "misdirected_write"
+        /// The next block's fdatasync fails with pages marked clean; then power loss.
+        case fsyncErrorPagesMarkedClean = "fsync_eio_pages_marked_clean"
+        /// The device fills up while more blocks (and segment rolls) are written.
+        case noSpaceDuringRoll = "enospc_during_segment_roll"
+        /// Power loss with every unsynced directory change lost, while segments roll.
+        case directoryEntryLostOnRoll = "directory_entry_lost_on_roll"
+        /// Power loss, then a crash at every operation of recovery in turn until it completes.
+        case crashDuringRecovery = "crash_during_recovery"
+        /// Power loss under balanced with acknowledged blocks still inside the sync window.
+        case powerLossInBalancedWindow = "power_loss_in_balanced_window"
+        /// The lanes were flushed but the meta log that commits them is gone.
+        case metaLogLost = "meta_log_lost"
+        /// The data directory is opened with another lane count.
+        case genesisMismatch = "genesis_mismatch"
+    }
+
+    public enum Expectation: String, Decodable, Sendable {
+        case converges
+        case refuses
+    }
+
+    public var name: String
+    public var description: String
+    public var fault: Fault
+    public var expect: Expectation
+    public var expectError: String?
+    public var lanes: Int?
+    public var fsyncPolicy: FsyncPolicy?
+    public var blocks: Int?
+    public var segmentSizeBytes: UInt64?
+    public var seed: UInt64?
+
+    enum CodingKeys: String, CodingKey {
+        case name, description, fault, expect, lanes, blocks, seed
+        case expectError = "expect_error"
+        case fsyncPolicy = "fsync_policy"
+        case segmentSizeBytes = "segment_size_bytes"
+    }
+
+    /// Decodes a scenario file; unknown keys and bad values are errors that name the file.
+    public static func load(path: String, text: String) throws -> Scenario {
+        do {
+            let scenario = try TOMLDecoder(strictDecoding: true).decode(Scenario.self, from: text)
+            try scenario.validate()
+            return scenario
+        } catch let error as ScenarioError {
+            throw error
+        } catch let error as UnexpectedKeysError {
+            throw ScenarioError(path: path, message: "unknown key(s): \(error.keys.keys.sorted().joined(separator: ", "))")
+        } catch {
+            throw ScenarioError(path: path, message: "\(error)")
+        }
+    }
+
+    func validate() throws {
+        if let lanes, !(1...64).contains(lanes) { throw ScenarioError(path: name, message: "lanes must be in 1...64") }
+        if let blocks, !(1...10_000).contains(blocks) { throw ScenarioError(path: name, message: "blocks must be in 1...10000") }
+        if expect == .refuses && (expectError ?? "").isEmpty {
+            throw ScenarioError(path: name, message: "a refusing scenario needs expect_error")
+        }
+    }
+}
+
+public struct ScenarioError: Error, CustomStringConvertible {
+    public var path: String
+    public var message: String
+    public var description: String { "\(path): \(message)" }
+}
+
+/// What a scenario run ended in.
+public struct ScenarioOutcome: Sendable {
+    public var scenario: String
+    /// `nil` when the outcome matched the expectation.
+    public var failure: String?
+    /// What happened, for the report: "converged at height 30" or "refused: …".
+    public var summary: String
+    public var fileSystemOperations: UInt64
+}

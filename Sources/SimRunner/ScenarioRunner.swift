@@ -1,0 +1,238 @@
+import Engine
+import FaultFS
+
+/// Runs one `Scenario` against the engine on a `SimulatedFileSystem` and compares the outcome
+/// with its expectation. Convergence is checked against an independent model: the recovered
+/// height is at least the last durable acknowledged one and at most the last written one, and
+/// its MetaRoot equals the model's, computed from scratch.
+public struct ScenarioRunner {
+    public let scenario: Scenario
+
+    public init(scenario: Scenario) {
+        self.scenario = scenario
+    }
+
+    final class Run {
+        let fileSystem: SimulatedFileSystem
+        var configuration: EngineConfiguration
+        let executorSeed: UInt64
+        var model = EngineSwarmWorkload.Model()
+        var engine: Engine?
+        var written = 0
+        var durable = 0
+        var random: DeterministicRandom
+
+        init(scenario: Scenario) {
+            let seed = scenario.seed ?? 1
+            fileSystem = SimulatedFileSystem(seed: seed, plan: .none, traceEventsMax: 0)
+            configuration = EngineConfiguration(dataDirectory: "/data")
+            configuration.chainID = "scenario"
+            configuration.laneCount = scenario.lanes ?? 4
+            configuration.wal.fsyncPolicy = scenario.fsyncPolicy ?? .strict
+            configuration.wal.segmentSizeBytes = scenario.segmentSizeBytes ?? 4_096
+            configuration.wal.syncBytes = 1 << 30
+            configuration.wal.syncIntervalMilliseconds = 1_000_000
+            configuration.flushEveryBlocks = 1_000
+            executorSeed = seed
+            random = DeterministicRandom(seed: seed)
+        }
+
+        func open() throws(EngineError) -> Engine {
+            try Engine(
+                fileSystem: fileSystem, configuration: configuration, clock: ManualClock(),
+                executor: SeededLaneExecutor(seed: executorSeed))
+        }
+
+        func block() -> [BlockOperation] {
+            (0..<random.int(in: 1...6)).map { _ in
+                let key = Array("k\(random.int(in: 0..<60))".utf8)
+                if random.chance(0.15) { return BlockOperation(key: key, value: nil) }
+                return BlockOperation(key: key, value: (0..<random.int(in: 1...300)).map { _ in UInt8.random(in: 0...255, using: &random) })
+            }
+        }
+
+        /// Commits one block; returns false when the commit failed (the engine is then failed).
+        @discardableResult
+        func commit() -> Bool {
+            let operations = block()
+            var next = model.states.last!
+            for operation in operations { next[operation.key] = operation.value }
+            model.states.append(next)
+            written = model.states.count - 1
+            do {
+                let result = try engine!.commit(operations)
+                if result.durable { durable = Int(result.height) }
+                durable = max(durable, Int(engine!.durableHeight))
+                return true
+            } catch {
+                return false
+            }
+        }
+
+        func stop(_ kind: CrashKind) {
+            if !fileSystem.isHalted { fileSystem.halt() }
+            engine?.abandon()
+            engine = nil
+            fileSystem.scheduleCrash(atOperation: nil)
+            fileSystem.crash(kind)
+        }
+
+        /// The lane WAL segment with the most bytes (for damaging a middle record).
+        func busiestLaneSegment() throws -> String {
+            var best = ("", 0)
+            for lane in 0..<configuration.laneCount {
+                let directory = "/data/wal/" + WALPartitionID.lane(lane).directoryName
+                for name in try fileSystem.listDirectory(directory) where name.hasSuffix(".wal") {
+                    let size = try fileSystem.readFile(directory + "/" + name).count
+                    if size > best.1 { best = (directory + "/" + name, size) }
+                }
+            }
+            return best.0
+        }
+    }
+
+    public func run() -> ScenarioOutcome {
+        let run = Run(scenario: scenario)
+        var summary = ""
+        let outcome: Result<Engine, EngineError>
+        do {
+            run.engine = try run.open()
+            for _ in 0..<(scenario.blocks ?? 30) { run.commit() }
+            try inject(scenario.fault, into: run)
+            outcome = recover(run)
+        } catch {
+            return ScenarioOutcome(
+                scenario: scenario.name, failure: "the scenario could not be set up: \(error)", summary: "setup failed",
+                fileSystemOperations: run.fileSystem.operationCount)
+        }
+        var failure: String?
+        switch (outcome, scenario.expect) {
+        case (.success(let engine), .converges):
+            let roots = engine.stateRoots()
+            let height = Int(roots.height)
+            summary = "converged at height \(height) (durable \(run.durable), written \(run.written))"
+            let expected = run.model.metaRoot(at: min(height, run.model.states.count - 1), chainID: run.configuration.chainID, laneCount: run.configuration.laneCount)
+            if height < run.durable {
+                failure = "I1: recovered height \(height) < acknowledged durable height \(run.durable)"
+            } else if height > run.written {
+                failure = "I2: recovered height \(height) was never written (last \(run.written))"
+            } else if roots.metaRoot != expected {
+                failure = "I3: MetaRoot \(roots.metaRoot.hex) at height \(height), the model computes \(expected.hex)"
+            }
+            try? engine.close()
+        case (.success(let engine), .refuses):
+            summary = "converged at height \(engine.stateRoots().height)"
+            failure = "expected a refusal (\(scenario.expectError ?? "")), but recovery converged"
+            try? engine.close()
+        case (.failure(let error), .refuses):
+            let found = [error.kind.rawValue, error.walError?.damage?.damageClass.rawValue, error.walError.map { walKind($0.kind) }]
+                .compactMap { $0 }
+            summary = "refused: \(error)"
+            if !found.contains(scenario.expectError ?? "") {
+                failure = "refused with \(found.joined(separator: "/")), expected \(scenario.expectError ?? "")"
+            }
+        case (.failure(let error), .converges):
+            summary = "refused: \(error)"
+            failure = "expected convergence, recovery refused: \(error)"
+        }
+        return ScenarioOutcome(
+            scenario: scenario.name, failure: failure, summary: summary, fileSystemOperations: run.fileSystem.operationCount)
+    }
+
+    private func walKind(_ kind: WALError.Kind) -> String {
+        switch kind {
+        case .midLogDamage: "mid_log"
+        case .damageInAbsoluteMode: "absolute"
+        case .io: "io"
+        case .failed: "failed"
+        case .closed: "closed"
+        case .readOnly: "read_only"
+        case .recordTooLarge: "record_too_large"
+        }
+    }
+
+    /// Recovers; a transient failure (the injected fault still firing) is retried with faults
+    /// off, as an operator restarting on a repaired device would.
+    private func recover(_ run: Run) -> Result<Engine, EngineError> {
+        run.fileSystem.setPlan(.none)
+        do {
+            return .success(try run.open())
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private func inject(_ fault: Scenario.Fault, into run: Run) throws {
+        let fileSystem = run.fileSystem
+        switch fault {
+        case .cleanRestart:
+            try run.engine!.close()
+            run.engine = nil
+        case .tornTail:
+            fileSystem.setPlan(FaultPlan(rates: [.tornWrites: 1, .lostUnsyncedWrites: 0.3]))
+            // Halt inside the next block, after its first append and before its syncs.
+            fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + 2)
+            run.commit()
+            run.stop(.powerLoss)
+        case .bitRotMidLog:
+            run.stop(.processCrash)
+            let path = try run.busiestLaneSegment()
+            let bytes = try fileSystem.readFile(path)
+            // A byte in the first half of the records: acknowledged, with later records after it.
+            let offset = WALFormat.segmentHeaderBytes + (bytes.count - WALFormat.segmentHeaderBytes) / 3
+            let handle = try fileSystem.openFile(path, options: .readWrite)
+            try handle.write([bytes[offset] ^ 0x10], at: UInt64(offset))
+            try handle.close()
+        case .misdirectedWrite:
+            fileSystem.setPlan(FaultPlan(rates: [.misdirectedWrites: 1]))
+            run.commit()
+            fileSystem.setPlan(.none)
+            for _ in 0..<10 { run.commit() }
+            run.stop(.powerLoss)
+        case .fsyncErrorPagesMarkedClean:
+            fileSystem.setPlan(FaultPlan(rates: [.syncErrors: 1]))
+            run.commit()
+            fileSystem.setPlan(FaultPlan(rates: [.lostUnsyncedWrites: 1]))
+            run.stop(.powerLoss)
+        case .noSpaceDuringRoll:
+            fileSystem.setPlan(FaultPlan(capacityBytes: fileSystem.cachedBytesTotal + 6_000))
+            var committed = 0
+            // Bounded: the device fills within a few dozen blocks.
+            while committed < 500 && run.commit() { committed += 1 }
+            run.stop(.processCrash)
+        case .directoryEntryLostOnRoll:
+            fileSystem.setPlan(FaultPlan(rates: [.lostDirectoryEntries: 1, .lostUnsyncedWrites: 1]))
+            fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(run.random.int(in: 20...200)))
+            for _ in 0..<40 where !fileSystem.isHalted { run.commit() }
+            run.stop(.powerLoss)
+        case .crashDuringRecovery:
+            run.stop(.powerLoss)
+            // Crash at the 1st, 2nd, … 64th operation of recovery, then at ever later ones (each
+            // step an eighth further), until one recovery completes. Bounded: about 100 tries.
+            var step = 1
+            while step < 100_000 {
+                fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(step))
+                if let engine = try? run.open() {
+                    fileSystem.scheduleCrash(atOperation: nil)
+                    try engine.close()
+                    return
+                }
+                run.stop(.powerLoss)
+                step += step < 64 ? 1 : step / 8
+            }
+        case .powerLossInBalancedWindow:
+            fileSystem.setPlan(FaultPlan(rates: [.lostUnsyncedWrites: 1]))
+            run.stop(.powerLoss)
+        case .metaLogLost:
+            try run.engine!.close()
+            run.engine = nil
+            let meta = "/data/wal/meta"
+            for name in try fileSystem.listDirectory(meta) { try fileSystem.removeFile(meta + "/" + name) }
+            try fileSystem.syncDirectory(meta)
+        case .genesisMismatch:
+            try run.engine!.close()
+            run.engine = nil
+            run.configuration.laneCount += 1
+        }
+    }
+}
