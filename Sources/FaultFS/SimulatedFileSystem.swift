@@ -121,6 +121,9 @@ public final class SimulatedFileSystem: FileSystem {
         }
     }
 
+    /// How many times each fault family fired so far, by its raw name (and `crash_point`).
+    public var injectedFaultCounts: [String: UInt64] { state.withLock { $0.injectedCounts } }
+
     /// The bytes the page cache holds for all files together.
     public var cachedBytesTotal: UInt64 { state.withLock { $0.cachedBytesTotal } }
 

@@ -56,6 +56,8 @@ struct SimulatedState {
     var trace: Trace
     /// Faults injected by the operation in progress, recorded with its trace event.
     var injectedInOperation: [String] = []
+    /// How many times each fault family fired (plus crash points and crashes).
+    var injectedCounts: [String: UInt64] = [:]
 
     init(seed: UInt64, plan: FaultPlan, traceEventsMax: Int) {
         random = DeterministicRandom(seed: seed)
@@ -70,6 +72,7 @@ struct SimulatedState {
         guard faultsEnabled, plan.isOn(family) else { return false }
         guard random.chance(plan.rate(family)) else { return false }
         injectedInOperation.append(family.rawValue)
+        injectedCounts[family.rawValue, default: 0] += 1
         return true
     }
 
@@ -85,6 +88,7 @@ struct SimulatedState {
         injectedInOperation.removeAll(keepingCapacity: true)
         if let crashAtOperation, operationCount == crashAtOperation {
             halted = true
+            injectedCounts["crash_point", default: 0] += 1
             trace.record(
                 index: operationCount, operation: name, path: path, offset: nil, length: nil,
                 outcome: "crashed", injected: ["crash_point"])

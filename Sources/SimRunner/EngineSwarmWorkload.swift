@@ -168,7 +168,7 @@ public struct EngineSwarmWorkload: Sendable {
         engine?.abandon()
         return SeedResult(
             seed: seed, failure: failure, traceHash: fileSystem.traceHash, fileSystemOperations: fileSystem.operationCount,
-            crashes: crashes, knobs: knobs)
+            crashes: crashes, knobs: knobs, faults: fileSystem.injectedFaultCounts)
     }
 
     private func check(_ engine: Engine, model: Model, durable: Int, written: Int, configuration: EngineConfiguration) -> String? {

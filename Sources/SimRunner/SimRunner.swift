@@ -1,4 +1,5 @@
 import FaultFS
+import Foundation
 
 /// The outcome of one simulated seed.
 public struct SeedResult: Sendable {
@@ -9,6 +10,8 @@ public struct SeedResult: Sendable {
     public var fileSystemOperations: UInt64
     public var crashes: Int
     public var knobs: String
+    /// Faults injected, by family.
+    public var faults: [String: UInt64] = [:]
 }
 
 /// Totals over a sweep of seeds.
@@ -17,6 +20,41 @@ public struct SweepSummary: Sendable {
     public var failures: [SeedResult] = []
     public var fileSystemOperations: UInt64 = 0
     public var crashes = 0
+    public var faults: [String: UInt64] = [:]
+    public var elapsedSeconds = 0.0
 
     public init() {}
+
+    public mutating func add(_ result: SeedResult) {
+        seedsRun += 1
+        fileSystemOperations += result.fileSystemOperations
+        crashes += result.crashes
+        for (family, count) in result.faults { faults[family, default: 0] += count }
+        if result.failure != nil { failures.append(result) }
+    }
+
+    /// The one-line text summary.
+    public var text: String {
+        var line = "sweep: \(seedsRun) seeds, \(failures.count) failures, \(crashes) crashes, \(fileSystemOperations) file-system operations"
+        if elapsedSeconds > 0 {
+            line += String(
+                format: " (%.0f ops/s, %.1f crash-recover cycles/s, %.0f seeds/min)",
+                Double(fileSystemOperations) / elapsedSeconds, Double(crashes) / elapsedSeconds, Double(seedsRun) * 60 / elapsedSeconds)
+        }
+        return line
+    }
+
+    /// Faults injected by family, one per line.
+    public var faultLines: [String] {
+        faults.keys.sorted().map { "  \($0): \(faults[$0]!)" }
+    }
+
+    /// The summary as one JSON object.
+    public var json: String {
+        let faultFields = faults.keys.sorted().map { "\(jsonString($0)):\(faults[$0]!)" }.joined(separator: ",")
+        let failureFields = failures.map { "{\"seed\":\($0.seed),\"failure\":\(jsonString($0.failure ?? "")),\"knobs\":\(jsonString($0.knobs))}" }
+            .joined(separator: ",")
+        return "{\"seeds\":\(seedsRun),\"failures\":[\(failureFields)],\"crashes\":\(crashes),"
+            + "\"file_system_operations\":\(fileSystemOperations),\"elapsed_seconds\":\(elapsedSeconds),\"faults\":{\(faultFields)}}"
+    }
 }

@@ -151,7 +151,7 @@ public struct WALSwarmWorkload: Sendable {
         }
         return SeedResult(
             seed: seed, failure: failure, traceHash: fileSystem.traceHash,
-            fileSystemOperations: fileSystem.operationCount, crashes: crashes, knobs: knobs)
+            fileSystemOperations: fileSystem.operationCount, crashes: crashes, knobs: knobs, faults: fileSystem.injectedFaultCounts)
     }
 
     /// Under power loss only the promised-durable prefix is certain; the rest may survive or not.

@@ -12,7 +12,7 @@ struct RivellumSim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rivellum-sim",
         abstract: "Deterministic simulation of the Rivellum storage engine under injected faults.",
-        subcommands: [Sweep.self, Scenarios.self])
+        subcommands: [Sweep.self, Scenarios.self, Replay.self])
 }
 
 extension RivellumSim {
@@ -39,12 +39,16 @@ extension RivellumSim {
         @Option(help: "Which workload each seed runs: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
         var workload: Workload = .all
 
+        @Flag(help: "Print the summary as JSON.")
+        var json = false
+
         func run() throws {
             var summary = SweepSummary()
             let sink = try trace.map { try TraceFileSink(path: $0) }
             defer { sink?.close() }
             var write: (@Sendable (TraceEvent) -> Void)?
             if let sink { write = { event in sink.write(event) } }
+            let started = monotonicSeconds()
             for seed in firstSeed..<(firstSeed + UInt64(seeds)) {
                 var result = workload.run(seed: seed, traceSink: write)
                 if checkDeterminism && result.failure == nil {
@@ -53,22 +57,55 @@ extension RivellumSim {
                         result.failure = "I7: trace hash \(result.traceHash) then \(again.traceHash)"
                     }
                 }
-                summary.seedsRun += 1
-                summary.fileSystemOperations += result.fileSystemOperations
-                summary.crashes += result.crashes
-                if let failure = result.failure {
-                    summary.failures.append(result)
+                summary.add(result)
+                if let failure = result.failure, !json {
                     print("FAIL seed=\(seed): \(failure)")
                     print("  knobs: \(result.knobs)")
-                    print("  reproduce: swift run -c release rivellum-sim sweep --workload \(workload.rawValue) --first-seed \(seed) --seeds 1")
+                    print("  reproduce: swift run -c release rivellum-sim replay --workload \(workload.rawValue) --seed \(seed) --trace seed-\(seed).jsonl")
                 }
             }
-            print(
-                "sweep: \(summary.seedsRun) seeds, \(summary.failures.count) failures, "
-                    + "\(summary.crashes) crashes, \(summary.fileSystemOperations) file-system operations")
+            summary.elapsedSeconds = monotonicSeconds() - started
+            if json {
+                print(summary.json)
+            } else {
+                print(summary.text)
+                print("faults injected by family:")
+                summary.faultLines.forEach { print($0) }
+            }
             if !summary.failures.isEmpty { throw ExitCode(1) }
         }
     }
+
+    /// Runs one seed and writes its trace: every file-system operation, injected fault, crash
+    /// and engine event, as JSON lines.
+    struct Replay: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Replay one seed, writing its full trace.")
+
+        @Option(help: "The seed to replay.")
+        var seed: UInt64
+
+        @Option(help: "Which workload: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var workload: Workload = .all
+
+        @Option(help: "Where to write the JSONL trace.")
+        var trace: String
+
+        func run() throws {
+            let sink = try TraceFileSink(path: trace)
+            let result = workload.run(seed: seed) { event in sink.write(event) }
+            sink.close()
+            print("seed \(seed): \(result.failure.map { "FAIL \($0)" } ?? "ok"), trace hash \(result.traceHash), \(result.fileSystemOperations) file-system operations, \(result.crashes) crashes")
+            print("knobs: \(result.knobs)")
+            print("trace: \(trace)")
+            if result.failure != nil { throw ExitCode(1) }
+        }
+    }
+}
+
+func monotonicSeconds() -> Double {
+    var spec = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &spec)
+    return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
 }
 
 extension RivellumSim {
@@ -150,6 +187,7 @@ enum Workload: String, CaseIterable, ExpressibleByArgument {
                 combined.fileSystemOperations += result.fileSystemOperations
                 combined.crashes += result.crashes
                 combined.knobs += " | " + result.knobs
+                for (family, count) in result.faults { combined.faults[family, default: 0] += count }
             }
             return combined
         }
