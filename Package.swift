@@ -46,7 +46,11 @@ let package = Package(
         // deterministic fault-injecting simulation. Everything the engine stores goes through it.
         .target(name: "FaultFS", dependencies: [systemPackage]),
         // The storage engine: WAL, lanes, MetaRoot, recovery, snapshots.
-        .target(name: "Engine", dependencies: ["FaultFS", "CCRC32C", "CRocksDB", "CRocksDBBridge", crypto]),
+        .target(
+            name: "Engine", dependencies: ["FaultFS", "CCRC32C", "CRocksDB", "CRocksDBBridge", crypto],
+            // RIVELLUM_MUTATIONS compiles in the deliberate bugs (EngineMutation) that tests switch on
+            // to prove the simulator catches them. Debug (test) builds only; never in release.
+            swiftSettings: [.define("RIVELLUM_MUTATIONS", .when(configuration: .debug))]),
         // The deterministic simulator's library (workloads, fault schedules, oracles).
         .target(name: "SimRunner", dependencies: ["Engine", "FaultFS", tomlKit]),
         .executableTarget(name: "rivellum-sim", dependencies: ["SimRunner", argumentParser]),

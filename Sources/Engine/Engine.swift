@@ -316,7 +316,9 @@ public final class Engine: @unchecked Sendable {
 
     private func checkpointLocked() throws(EngineError) {
         do {
-            for partition in partitions { try wal.partition(partition).checkpointSync() }
+            if !configuration.wal.mutations.active(.flushLanesBeforeLogSync) {
+                for partition in partitions { try wal.partition(partition).checkpointSync() }
+            }
         } catch {
             failure = EngineError.wal(error)
             throw failure!

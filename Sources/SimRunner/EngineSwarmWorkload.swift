@@ -14,6 +14,8 @@ import FaultFS
 /// - reads return the model's values with proofs that verify against the MetaRoot.
 public struct EngineSwarmWorkload: Sendable {
     public let seed: UInt64
+    /// Deliberate bugs to switch on (debug builds only), to show the workload catches them.
+    public var mutations: Set<EngineMutation> = []
     /// Receives every trace event (file-system operations, injected faults, crashes) when set.
     public var traceSink: (@Sendable (TraceEvent) -> Void)?
     public let blocks: Int
@@ -57,6 +59,7 @@ public struct EngineSwarmWorkload: Sendable {
         configuration.wal.syncIntervalMilliseconds = UInt64(random.int(in: 5...50))
         configuration.flushEveryBlocks = UInt64(random.int(in: 4...40))
         configuration.walRetentionHours = 0
+        configuration.wal.mutations = mutations
         let keySpace = random.int(in: 5...200)
         var plan = FaultPlan.swarm(random: &random, onProbability: 0.5, rateMin: 0.001, rateMax: 0.02)
         plan.rates = plan.rates.filter { Self.families.contains($0.key) }

@@ -7,9 +7,12 @@ import FaultFS
 /// its MetaRoot equals the model's, computed from scratch.
 public struct ScenarioRunner {
     public let scenario: Scenario
+    /// Deliberate bugs to switch on (debug builds only), to show the scenario catches them.
+    public let mutations: Set<EngineMutation>
 
-    public init(scenario: Scenario) {
+    public init(scenario: Scenario, mutations: Set<EngineMutation> = []) {
         self.scenario = scenario
+        self.mutations = mutations
     }
 
     final class Run {
@@ -22,7 +25,7 @@ public struct ScenarioRunner {
         var durable = 0
         var random: DeterministicRandom
 
-        init(scenario: Scenario) {
+        init(scenario: Scenario, mutations: Set<EngineMutation>) {
             let seed = scenario.seed ?? 1
             fileSystem = SimulatedFileSystem(seed: seed, plan: .none, traceEventsMax: 0)
             configuration = EngineConfiguration(dataDirectory: "/data")
@@ -33,6 +36,7 @@ public struct ScenarioRunner {
             configuration.wal.syncBytes = 1 << 30
             configuration.wal.syncIntervalMilliseconds = 1_000_000
             configuration.flushEveryBlocks = 1_000
+            configuration.wal.mutations = mutations
             executorSeed = seed
             random = DeterministicRandom(seed: seed)
         }
@@ -92,7 +96,7 @@ public struct ScenarioRunner {
     }
 
     public func run() -> ScenarioOutcome {
-        let run = Run(scenario: scenario)
+        let run = Run(scenario: scenario, mutations: mutations)
         var summary = ""
         let outcome: Result<Engine, EngineError>
         do {

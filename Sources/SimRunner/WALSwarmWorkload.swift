@@ -17,6 +17,8 @@ import FaultFS
 /// simulator issue, which tells detected refusal from silent loss.
 public struct WALSwarmWorkload: Sendable {
     public let seed: UInt64
+    /// Deliberate bugs to switch on (debug builds only), to show the workload catches them.
+    public var mutations: Set<EngineMutation> = []
     /// Receives every trace event (file-system operations, injected faults, crashes) when set.
     public var traceSink: (@Sendable (TraceEvent) -> Void)?
     public let rounds: Int
@@ -52,6 +54,7 @@ public struct WALSwarmWorkload: Sendable {
         let policy = FsyncPolicy.allCases[random.int(in: 0..<FsyncPolicy.allCases.count)]
         var configuration = WALConfiguration()
         configuration.fsyncPolicy = policy
+        configuration.mutations = mutations
         configuration.segmentSizeBytes = UInt64(random.int(in: 512...8_192))
         configuration.syncBytes = UInt64(random.int(in: 256...4_096))
         configuration.syncIntervalMilliseconds = UInt64(random.int(in: 5...100))

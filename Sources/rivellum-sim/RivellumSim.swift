@@ -1,5 +1,6 @@
 import ArgumentParser
 import FaultFS
+import Engine
 import SimRunner
 import Synchronization
 
@@ -42,6 +43,9 @@ extension RivellumSim {
         @Flag(help: "Print the summary as JSON.")
         var json = false
 
+        @Option(help: ArgumentHelp("Switch on a deliberate bug (debug builds only) to see the sweep catch it.", visibility: .hidden))
+        var mutation: [String] = []
+
         func run() throws {
             var summary = SweepSummary()
             let sink = try trace.map { try TraceFileSink(path: $0) }
@@ -50,7 +54,7 @@ extension RivellumSim {
             if let sink { write = { event in sink.write(event) } }
             let started = monotonicSeconds()
             for seed in firstSeed..<(firstSeed + UInt64(seeds)) {
-                var result = workload.run(seed: seed, traceSink: write)
+                var result = workload.run(seed: seed, traceSink: write, mutations: Set(mutation.compactMap(EngineMutation.init(rawValue:))))
                 if checkDeterminism && result.failure == nil {
                     let again = workload.run(seed: seed)
                     if again.traceHash != result.traceHash {
@@ -164,7 +168,7 @@ enum Workload: String, CaseIterable, ExpressibleByArgument {
     /// All three, one after the other, with one combined result.
     case all
 
-    func run(seed: UInt64, traceSink: (@Sendable (TraceEvent) -> Void)? = nil) -> SeedResult {
+    func run(seed: UInt64, traceSink: (@Sendable (TraceEvent) -> Void)? = nil, mutations: Set<EngineMutation> = []) -> SeedResult {
         switch self {
         case .fs:
             var workload = FileSystemDurabilityWorkload(seed: seed)
@@ -173,15 +177,17 @@ enum Workload: String, CaseIterable, ExpressibleByArgument {
         case .wal:
             var workload = WALSwarmWorkload(seed: seed)
             workload.traceSink = traceSink
+            workload.mutations = mutations
             return workload.run()
         case .engine:
             var workload = EngineSwarmWorkload(seed: seed)
             workload.traceSink = traceSink
+            workload.mutations = mutations
             return workload.run()
         case .all:
             var combined = Workload.fs.run(seed: seed, traceSink: traceSink)
             for next in [Workload.wal, .engine] where combined.failure == nil {
-                let result = next.run(seed: seed, traceSink: traceSink)
+                let result = next.run(seed: seed, traceSink: traceSink, mutations: mutations)
                 combined.failure = result.failure
                 combined.traceHash = combined.traceHash &* 31 &+ result.traceHash
                 combined.fileSystemOperations += result.fileSystemOperations

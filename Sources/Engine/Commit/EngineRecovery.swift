@@ -42,7 +42,8 @@ enum EngineRecovery {
         do {
             try fileSystem.createDirectories(walDirectory)
             recovered = try WriteAheadLog.recover(
-                fileSystem: fileSystem, directory: walDirectory, partitionIDs: partitions, mode: configuration.wal.recoveryMode
+                fileSystem: fileSystem, directory: walDirectory, partitionIDs: partitions, mode: configuration.wal.recoveryMode,
+                mutations: configuration.wal.mutations
             ) { partition, header, payload in
                 if partition.isMeta {
                     guard header.lsn >= lowestApplied else { return }
@@ -183,11 +184,15 @@ enum EngineRecovery {
             wal = try WriteAheadLog(
                 fileSystem: fileSystem, directory: walDirectory, configuration: configuration.wal, clock: clock,
                 recovered: recovered)
-            for partition in partitions { try wal.partition(partition).checkpointSync() }
+            if !configuration.wal.mutations.active(.skipRecoverySync) {
+                for partition in partitions { try wal.partition(partition).checkpointSync() }
+            }
         } catch {
             throw EngineError.wal(error)
         }
-        for store in lanes { try store.flush() }
+        if !configuration.wal.mutations.active(.skipRecoverySync) {
+            for store in lanes { try store.flush() }
+        }
         let report = EngineRecoveryReport(
             height: committed, metaRoot: metaRoot, lanes: reportLanes, uncommittedBlocksDropped: dropped,
             wal: recovered.reports, durationNanoseconds: 0)

@@ -148,7 +148,11 @@ public final class WALPartition: @unchecked Sendable {
         precondition(lsn <= lastLSN, "commit of LSN \(lsn) that was never appended (last \(lastLSN))")
         switch configuration.fsyncPolicy {
         case .strict:
-            try syncLocked(through: lsn)
+            if configuration.mutations.active(.acknowledgeBeforeSync) {
+                durableLSNValue = max(durableLSNValue, lsn)
+            } else {
+                try syncLocked(through: lsn)
+            }
         case .balanced:
             if balancedSyncDue() { try syncLocked(through: lastLSN) }
         case .devFast:
@@ -328,7 +332,9 @@ public final class WALPartition: @unchecked Sendable {
             try created.write(bytes, at: 0)
             if configuration.fsyncPolicy != .devFast {
                 try created.sync()
-                try fileSystem.syncDirectory(directory)
+                if !configuration.mutations.active(.skipSegmentRollDirectorySync) {
+                    try fileSystem.syncDirectory(directory)
+                }
             }
         } catch {
             try? created.close()

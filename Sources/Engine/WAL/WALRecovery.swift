@@ -36,9 +36,9 @@ public struct WALRecoveryReport: Sendable, CustomStringConvertible {
 public enum WALRecovery {
     public static func recover(
         fileSystem: any FileSystem, directory: String, partition: WALPartitionID, mode: WALRecoveryMode,
-        replay: (WALFrameHeader, UnsafeRawBufferPointer) throws -> Void
+        mutations: Set<EngineMutation> = [], replay: (WALFrameHeader, UnsafeRawBufferPointer) throws -> Void
     ) throws(WALError) -> (WALRecoveryReport, WALPartitionScan) {
-        let scanner = WALScanner(fileSystem: fileSystem, directory: directory, partition: partition)
+        let scanner = WALScanner(fileSystem: fileSystem, directory: directory, partition: partition, mutations: mutations)
         let scan: WALPartitionScan
         do {
             scan = try scanner.scan(mode: mode, visit: replay)
@@ -70,7 +70,7 @@ public enum WALRecovery {
                 report.droppedTornTail = damage
             }
         }
-        if mode != .salvage {
+        if mode != .salvage && !mutations.active(.skipRecoverySync) {
             do {
                 try makeDurable(fileSystem: fileSystem, scan: scan)
             } catch {

@@ -62,11 +62,15 @@ public struct WALScanner {
     public let fileSystem: any FileSystem
     public let directory: String
     public let partition: WALPartitionID
+    let mutations: Set<EngineMutation>
 
-    public init(fileSystem: any FileSystem, directory: String, partition: WALPartitionID) {
+    public init(
+        fileSystem: any FileSystem, directory: String, partition: WALPartitionID, mutations: Set<EngineMutation> = []
+    ) {
         self.fileSystem = fileSystem
         self.directory = directory
         self.partition = partition
+        self.mutations = mutations
     }
 
     /// `segment-<16 hex digits>.wal`.
@@ -301,6 +305,7 @@ public struct WALScanner {
     private func classify(
         _ damage: WALDamage, bytes: [UInt8], laterSegments: [String], scan: WALPartitionScan
     ) throws -> (WALDamageVerdict, String) {
+        if mutations.active(.midLogDamageAsTornTail) { return (.tornTail, "mutation: every damage is a torn tail") }
         let damagedSegment = scan.segments.last!
         // The policy the damaged bytes were written under: the damaged segment's own header, or
         // (when that header is what is damaged) its neighbours'.

@@ -211,6 +211,8 @@ public struct WALConfiguration: Sendable, Equatable {
     public var syncBytes: UInt64 = 1 << 20
     /// The default is `tolerateTornTail`.
     public var recoveryMode: WALRecoveryMode = .tolerateTornTail
+    /// Deliberate bugs for the simulator's tests; ignored by release builds. The default is none.
+    public var mutations: Set<EngineMutation> = []
 
     public init() {}
 }

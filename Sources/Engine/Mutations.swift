@@ -1,0 +1,28 @@
+/// Deliberate bugs that the simulator's tests switch on, one at a time, to prove the simulator
+/// catches them. The checks are compiled only where `RIVELLUM_MUTATIONS` is defined — debug
+/// builds, which is what `swift test` builds; a release build contains none of them, whatever a
+/// configuration says.
+public enum EngineMutation: String, CaseIterable, Sendable {
+    /// A new WAL segment is created and synced, but its directory is not.
+    case skipSegmentRollDirectorySync = "skip_segment_roll_directory_sync"
+    /// Under strict, a commit is acknowledged as durable without the sync that covers it.
+    case acknowledgeBeforeSync = "acknowledge_before_sync"
+    /// Every damage recovery finds is treated as a torn tail and cut off.
+    case midLogDamageAsTornTail = "mid_log_damage_as_torn_tail"
+    /// A checkpoint flushes the lanes' RocksDB without syncing the WAL first.
+    case flushLanesBeforeLogSync = "flush_lanes_before_log_sync"
+    /// Recovery does not make the recovered state durable before accepting writes.
+    case skipRecoverySync = "skip_recovery_sync"
+}
+
+extension Set where Element == EngineMutation {
+    /// Whether `mutation` is switched on (always false in builds without `RIVELLUM_MUTATIONS`).
+    @inline(__always)
+    func active(_ mutation: EngineMutation) -> Bool {
+        #if RIVELLUM_MUTATIONS
+        return contains(mutation)
+        #else
+        return false
+        #endif
+    }
+}
