@@ -184,6 +184,9 @@ public final class Engine: @unchecked Sendable {
             report.durationNanoseconds = clock.nowNanoseconds() &- started
             recoveryReport = report
         } catch {
+            if error.kind != .locked && error.kind != .storage && error.kind != .wal || error.walError?.kind == .midLogDamage {
+                Probe.engineRecoveryRefused.hit()
+            }
             for lane in opened { lane.close() }
             try? dataLock.unlock()
             throw error
@@ -300,6 +303,7 @@ public final class Engine: @unchecked Sendable {
     /// Records the first failure; the lock must be held.
     private func failLocked(_ error: EngineError) -> EngineError {
         if failure == nil { failure = error }
+        Probe.engineCommitFailed.hit()
         return error
     }
 
@@ -336,6 +340,7 @@ public final class Engine: @unchecked Sendable {
             }
         }
         blocksSinceFlush = 0
+        Probe.engineCheckpoint.hit()
         let nowSeconds = clock.nowNanoseconds() / 1_000_000_000
         do {
             for lane in 0..<configuration.laneCount {

@@ -21,6 +21,8 @@ public struct SweepSummary: Sendable {
     public var fileSystemOperations: UInt64 = 0
     public var crashes = 0
     public var faults: [String: UInt64] = [:]
+    /// Coverage probes hit during the sweep (every probe listed, zero when never hit).
+    public var probes: [String: UInt64] = [:]
     public var elapsedSeconds = 0.0
 
     public init() {}
@@ -49,12 +51,18 @@ public struct SweepSummary: Sendable {
         faults.keys.sorted().map { "  \($0): \(faults[$0]!)" }
     }
 
+    /// Probes, one per line, those never hit flagged.
+    public var probeLines: [String] {
+        probes.keys.sorted().map { probes[$0]! == 0 ? "  \($0): 0   <- never hit" : "  \($0): \(probes[$0]!)" }
+    }
+
     /// The summary as one JSON object.
     public var json: String {
         let faultFields = faults.keys.sorted().map { "\(jsonString($0)):\(faults[$0]!)" }.joined(separator: ",")
         let failureFields = failures.map { "{\"seed\":\($0.seed),\"failure\":\(jsonString($0.failure ?? "")),\"knobs\":\(jsonString($0.knobs))}" }
             .joined(separator: ",")
         return "{\"seeds\":\(seedsRun),\"failures\":[\(failureFields)],\"crashes\":\(crashes),"
-            + "\"file_system_operations\":\(fileSystemOperations),\"elapsed_seconds\":\(elapsedSeconds),\"faults\":{\(faultFields)}}"
+            + "\"file_system_operations\":\(fileSystemOperations),\"elapsed_seconds\":\(elapsedSeconds),\"faults\":{\(faultFields)},"
+            + "\"probes\":{\(probes.keys.sorted().map { "\(jsonString($0)):\(probes[$0]!)" }.joined(separator: ","))}}"
     }
 }

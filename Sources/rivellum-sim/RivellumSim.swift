@@ -53,6 +53,7 @@ extension RivellumSim {
             var write: (@Sendable (TraceEvent) -> Void)?
             if let sink { write = { event in sink.write(event) } }
             let started = monotonicSeconds()
+            let probesBefore = ProbeCounters.snapshot()
             for seed in firstSeed..<(firstSeed + UInt64(seeds)) {
                 var result = workload.run(seed: seed, traceSink: write, mutations: Set(mutation.compactMap(EngineMutation.init(rawValue:))))
                 if checkDeterminism && result.failure == nil {
@@ -69,12 +70,18 @@ extension RivellumSim {
                 }
             }
             summary.elapsedSeconds = monotonicSeconds() - started
+            let probesAfter = ProbeCounters.snapshot()
+            for probe in Probe.allCases {
+                summary.probes[probe.rawValue] = (probesAfter[probe] ?? 0) - (probesBefore[probe] ?? 0)
+            }
             if json {
                 print(summary.json)
             } else {
                 print(summary.text)
                 print("faults injected by family:")
                 summary.faultLines.forEach { print($0) }
+                print("probes hit:")
+                summary.probeLines.forEach { print($0) }
             }
             if !summary.failures.isEmpty { throw ExitCode(1) }
         }

@@ -124,6 +124,7 @@ enum EngineRecovery {
                 marker = LaneAppliedMarker(height: record.height, lsn: marker.lsn + 1, laneRoot: root)
                 try store.write(record.operations, tree: tree, marker: marker)
                 replayed += 1
+                Probe.engineLaneReplayed.hit()
             }
             // Every commit up to H* that names this lane must now be applied.
             if let last = (lowestApplied...committed).reversed().lazy.compactMap({ commits[$0]?.lanes[lane].lsn }).first,
@@ -154,6 +155,7 @@ enum EngineRecovery {
             let metaScan = recovered.scans[.meta]!
             if metaScan.lastLSN > committed {
                 dropped = metaScan.lastLSN - committed
+                Probe.engineUncommittedBlockDropped.hit()
                 try WriteAheadLog.discardRecords(
                     fileSystem: fileSystem, directory: walDirectory, partition: .meta, after: committed, recovered: &recovered)
             }

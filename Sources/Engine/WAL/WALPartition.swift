@@ -233,6 +233,7 @@ public final class WALPartition: @unchecked Sendable {
 
     private func fail(_ error: WALError) -> WALError {
         if failure == nil { failure = error }
+        if error.kind == .failed { Probe.walSyncFailed.hit() }
         lock.broadcast()
         return WALError(kind: .failed, partition: partition, damage: nil, cause: error.cause, message: error.message)
     }
@@ -315,6 +316,7 @@ public final class WALPartition: @unchecked Sendable {
             throw fail(WALError.io(error, partition: partition, "starting segment \(segmentIndex + 1)"))
         }
         statisticsValue.segmentsRolled += 1
+        Probe.walSegmentRolled.hit()
     }
 
     /// Creates segment `index` with its header, durable (file and directory synced) unless

@@ -58,6 +58,7 @@ public enum WALRecovery {
                     kind: .damageInAbsoluteMode, partition: partition, damage: damage, cause: nil,
                     message: "recovery mode absolute refuses any damage (\(scan.verdict!.rawValue): \(scan.evidence))")
             case (_, .midLog):
+                Probe.walMidLogRefused.hit()
                 throw WALError(
                     kind: .midLogDamage, partition: partition, damage: damage, cause: nil,
                     message: "mid-log damage after LSN \(scan.lastLSN), \(scan.evidence)")
@@ -68,6 +69,7 @@ public enum WALRecovery {
                     throw WALError.io(error, partition: partition, "dropping the torn tail at \(damage.path)")
                 }
                 report.droppedTornTail = damage
+                (damage.offset == 0 ? Probe.walTornSegmentHeaderDropped : Probe.walTornTailDropped).hit()
             }
         }
         if mode != .salvage && !mutations.active(.skipRecoverySync) {
@@ -123,7 +125,10 @@ public enum WALRecovery {
             if segment.path == scan.damage?.path && scan.damage?.offset == 0 { continue }
             let handle = try fileSystem.openFile(segment.path, options: .readWrite)
             do {
-                if try handle.size() > segment.validEndOffset { try handle.truncate(to: segment.validEndOffset) }
+                if try handle.size() > segment.validEndOffset {
+                    Probe.walCleanZeroTailTrimmed.hit()
+                    try handle.truncate(to: segment.validEndOffset)
+                }
                 try handle.sync()
             } catch {
                 try? handle.close()

@@ -127,6 +127,7 @@ public final class WriteAheadLog: Sendable {
         if let index = recovered.reports.firstIndex(where: { $0.partition == partition }) {
             recovered.reports[index].lastLSN = report.lastLSN
         }
+        if discardedBytes > 0 { Probe.walUncommittedDiscarded.hit() }
         return discardedBytes
     }
 
@@ -295,6 +296,7 @@ public enum WALRetention {
             deleted.append(files[position].path)
         }
         if !deleted.isEmpty {
+            Probe.walSegmentsRetired.hit()
             do {
                 try fileSystem.syncDirectory(directory)
             } catch {

@@ -1,0 +1,34 @@
+import Synchronization
+
+/// Named coverage probes on the recovery and durability branches. The simulator's sweep counts
+/// how often each was hit and flags those its seeds never reached, so a seed budget that stops
+/// exercising a branch is noticed. Counting only: probes never change behaviour.
+public enum Probe: String, CaseIterable, Sendable {
+    case walSegmentRolled = "wal.segment_rolled"
+    case walSyncFailed = "wal.sync_failed"
+    case walTornTailDropped = "wal.torn_tail_dropped"
+    case walTornSegmentHeaderDropped = "wal.torn_segment_header_dropped"
+    case walMidLogRefused = "wal.mid_log_refused"
+    case walCleanZeroTailTrimmed = "wal.clean_zero_tail_trimmed"
+    case walUncommittedDiscarded = "wal.uncommitted_discarded"
+    case walSegmentsRetired = "wal.segments_retired"
+    case engineLaneReplayed = "engine.lane_replayed"
+    case engineUncommittedBlockDropped = "engine.uncommitted_block_dropped"
+    case engineCheckpoint = "engine.checkpoint"
+    case engineCommitFailed = "engine.commit_failed"
+    case engineRecoveryRefused = "engine.recovery_refused"
+
+    /// Counts one hit.
+    @inline(__always)
+    public func hit() {
+        ProbeCounters.counts.withLock { $0[self, default: 0] += 1 }
+    }
+}
+
+/// The process-wide probe counters.
+public enum ProbeCounters {
+    static let counts = Mutex<[Probe: UInt64]>([:])
+
+    /// A copy of every counter.
+    public static func snapshot() -> [Probe: UInt64] { counts.withLock { $0 } }
+}
