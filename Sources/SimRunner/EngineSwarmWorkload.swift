@@ -81,11 +81,7 @@ public struct EngineSwarmWorkload: Sendable {
         var engine: Engine?
 
         func crash(_ kind: CrashKind) {
-            if !fileSystem.isHalted { fileSystem.halt() }
-            engine?.abandon()
-            engine = nil
-            fileSystem.scheduleCrash(atOperation: nil)
-            fileSystem.crash(kind)
+            crashMachine(fileSystem, engine: &engine, kind)
             crashes += 1
         }
 

@@ -74,11 +74,7 @@ public struct ScenarioRunner {
         }
 
         func stop(_ kind: CrashKind) {
-            if !fileSystem.isHalted { fileSystem.halt() }
-            engine?.abandon()
-            engine = nil
-            fileSystem.scheduleCrash(atOperation: nil)
-            fileSystem.crash(kind)
+            crashMachine(fileSystem, engine: &engine, kind)
         }
 
         /// The lane WAL segment with the most bytes (for damaging a middle record).

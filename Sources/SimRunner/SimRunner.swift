@@ -1,3 +1,4 @@
+import Engine
 import FaultFS
 import Foundation
 
@@ -65,4 +66,15 @@ public struct SweepSummary: Sendable {
             + "\"file_system_operations\":\(fileSystemOperations),\"elapsed_seconds\":\(elapsedSeconds),\"faults\":{\(faultFields)},"
             + "\"probes\":{\(probes.keys.sorted().map { "\(jsonString($0)):\(probes[$0]!)" }.joined(separator: ","))}}"
     }
+}
+
+/// Crashes the simulated machine under a running engine: the machine halts first (so the dying
+/// process writes nothing more), the engine is dropped without writing, any pending crash point
+/// is cleared, and the post-crash image is built.
+func crashMachine(_ fileSystem: SimulatedFileSystem, engine: inout Engine?, _ kind: CrashKind) {
+    if !fileSystem.isHalted { fileSystem.halt() }
+    engine?.abandon()
+    engine = nil
+    fileSystem.scheduleCrash(atOperation: nil)
+    fileSystem.crash(kind)
 }
