@@ -10,6 +10,21 @@ enum FileSystemUnderTest: String, CaseIterable, CustomTestStringConvertible {
 
     var testDescription: String { rawValue }
 
+    /// Removes what a test left in its base directory (the real temporary directory only).
+    func cleanUp(_ fileSystem: any FileSystem, _ base: String) {
+        guard self == .posix else { return }
+        func remove(_ path: String) {
+            guard let status = try? fileSystem.status(path) else { return }
+            if status.kind == .directory {
+                for name in (try? fileSystem.listDirectory(path)) ?? [] { remove(path + "/" + name) }
+                try? fileSystem.removeDirectory(path)
+            } else {
+                try? fileSystem.removeFile(path)
+            }
+        }
+        remove(base)
+    }
+
     /// A fresh file system and an empty base directory in it.
     func make() throws -> (any FileSystem, String) {
         switch self {
@@ -33,6 +48,7 @@ struct FileSystemConformanceTests {
     @Test(arguments: FileSystemUnderTest.allCases)
     func writeReadRoundTripAndZeroFilledGap(kind: FileSystemUnderTest) throws {
         let (fileSystem, base) = try kind.make()
+        defer { kind.cleanUp(fileSystem, base) }
         let file = try fileSystem.openFile(base + "/a", options: .createNew)
         try file.write([1, 2, 3], at: 0)
         try file.write([9, 9], at: 10)
@@ -49,6 +65,7 @@ struct FileSystemConformanceTests {
     @Test(arguments: FileSystemUnderTest.allCases)
     func appendReturnsConsecutiveOffsets(kind: FileSystemUnderTest) throws {
         let (fileSystem, base) = try kind.make()
+        defer { kind.cleanUp(fileSystem, base) }
         let file = try fileSystem.openFile(base + "/log", options: .createNew)
         #expect(try file.append([1, 2, 3, 4]) == 0)
         #expect(try file.append([5]) == 4)
@@ -62,6 +79,7 @@ struct FileSystemConformanceTests {
     @Test(arguments: FileSystemUnderTest.allCases)
     func truncateShrinksAndExtendsWithZeros(kind: FileSystemUnderTest) throws {
         let (fileSystem, base) = try kind.make()
+        defer { kind.cleanUp(fileSystem, base) }
         let file = try fileSystem.openFile(base + "/t", options: .createNew)
         try file.write([1, 2, 3, 4, 5], at: 0)
         try file.truncate(to: 2)
@@ -79,6 +97,7 @@ struct FileSystemConformanceTests {
     @Test(arguments: FileSystemUnderTest.allCases)
     func openErrorsCarryTheirContext(kind: FileSystemUnderTest) throws {
         let (fileSystem, base) = try kind.make()
+        defer { kind.cleanUp(fileSystem, base) }
         let missing = #expect(throws: FileSystemError.self) {
             try fileSystem.openFile(base + "/missing", options: .readOnly)
         }
@@ -99,6 +118,7 @@ struct FileSystemConformanceTests {
     @Test(arguments: FileSystemUnderTest.allCases)
     func directoriesListSortedAndRemoveOnlyWhenEmpty(kind: FileSystemUnderTest) throws {
         let (fileSystem, base) = try kind.make()
+        defer { kind.cleanUp(fileSystem, base) }
         try fileSystem.createDirectory(base + "/d")
         #expect(throws: FileSystemError.self) { try fileSystem.createDirectory(base + "/d") }
         for name in ["c", "a", "b"] {
@@ -118,6 +138,7 @@ struct FileSystemConformanceTests {
     @Test(arguments: FileSystemUnderTest.allCases)
     func renameReplacesTheTarget(kind: FileSystemUnderTest) throws {
         let (fileSystem, base) = try kind.make()
+        defer { kind.cleanUp(fileSystem, base) }
         try fileSystem.writeFileAtomically(base + "/old", bytes: [1])
         try fileSystem.writeFileAtomically(base + "/new", bytes: [2, 2])
         try fileSystem.rename(base + "/new", to: base + "/old")
@@ -133,6 +154,7 @@ struct FileSystemConformanceTests {
     @Test(arguments: FileSystemUnderTest.allCases)
     func hardLinksShareData(kind: FileSystemUnderTest) throws {
         let (fileSystem, base) = try kind.make()
+        defer { kind.cleanUp(fileSystem, base) }
         let file = try fileSystem.openFile(base + "/one", options: .createNew)
         try file.write([1, 2, 3], at: 0)
         try fileSystem.link(base + "/one", to: base + "/two")
@@ -150,6 +172,7 @@ struct FileSystemConformanceTests {
     @Test(arguments: FileSystemUnderTest.allCases)
     func statusReportsKindAndSize(kind: FileSystemUnderTest) throws {
         let (fileSystem, base) = try kind.make()
+        defer { kind.cleanUp(fileSystem, base) }
         #expect(try fileSystem.status(base + "/nothing") == nil)
         #expect(try fileSystem.status(base + "/no/such/parent") == nil)
         #expect(try fileSystem.status(base)?.kind == .directory)
@@ -165,6 +188,7 @@ struct FileSystemConformanceTests {
     @Test(arguments: FileSystemUnderTest.allCases)
     func lockIsExclusiveUntilReleased(kind: FileSystemUnderTest) throws {
         let (fileSystem, base) = try kind.make()
+        defer { kind.cleanUp(fileSystem, base) }
         let lock = try fileSystem.lockFile(base + "/LOCK")
         let second = #expect(throws: FileSystemError.self) { try fileSystem.lockFile(base + "/LOCK") }
         #expect(second?.code == .locked)
@@ -176,6 +200,7 @@ struct FileSystemConformanceTests {
     @Test(arguments: FileSystemUnderTest.allCases)
     func atomicWriteReplacesWholeContent(kind: FileSystemUnderTest) throws {
         let (fileSystem, base) = try kind.make()
+        defer { kind.cleanUp(fileSystem, base) }
         try fileSystem.writeFileAtomically(base + "/manifest", bytes: Array(repeating: 1, count: 100))
         try fileSystem.writeFileAtomically(base + "/manifest", bytes: [2, 3])
         #expect(try fileSystem.readFile(base + "/manifest") == [2, 3])
@@ -185,6 +210,7 @@ struct FileSystemConformanceTests {
     @Test(arguments: FileSystemUnderTest.allCases)
     func concurrentAppendsNeverOverlap(kind: FileSystemUnderTest) async throws {
         let (fileSystem, base) = try kind.make()
+        defer { kind.cleanUp(fileSystem, base) }
         let file = try fileSystem.openFile(base + "/shared", options: .createNew)
         let writers = 4
         let appendsPerWriter = 50
