@@ -14,6 +14,8 @@ import FaultFS
 /// - reads return the model's values with proofs that verify against the MetaRoot.
 public struct EngineSwarmWorkload: Sendable {
     public let seed: UInt64
+    /// Fault families left out of the seed's plan (shrinking removes them one by one).
+    public var excludedFamilies: Set<FaultFamily> = []
     /// Deliberate bugs to switch on (debug builds only), to show the workload catches them.
     public var mutations: Set<EngineMutation> = []
     /// Receives every trace event (file-system operations, injected faults, crashes) when set.
@@ -62,7 +64,7 @@ public struct EngineSwarmWorkload: Sendable {
         configuration.wal.mutations = mutations
         let keySpace = random.int(in: 5...200)
         var plan = FaultPlan.swarm(random: &random, onProbability: 0.5, rateMin: 0.001, rateMax: 0.02)
-        plan.rates = plan.rates.filter { Self.families.contains($0.key) }
+        plan.rates = plan.rates.filter { Self.families.contains($0.key) && !excludedFamilies.contains($0.key) }
         let fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
         fileSystem.setTraceSink(traceSink)
         fileSystem.setOpaqueLengthPrefixes([configuration.lanesDirectoryPath])

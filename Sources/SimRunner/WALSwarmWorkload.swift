@@ -17,6 +17,8 @@ import FaultFS
 /// simulator issue, which tells detected refusal from silent loss.
 public struct WALSwarmWorkload: Sendable {
     public let seed: UInt64
+    /// Fault families left out of the seed's plan (shrinking removes them one by one).
+    public var excludedFamilies: Set<FaultFamily> = []
     /// Deliberate bugs to switch on (debug builds only), to show the workload catches them.
     public var mutations: Set<EngineMutation> = []
     /// Receives every trace event (file-system operations, injected faults, crashes) when set.
@@ -59,7 +61,7 @@ public struct WALSwarmWorkload: Sendable {
         configuration.syncBytes = UInt64(random.int(in: 256...4_096))
         configuration.syncIntervalMilliseconds = UInt64(random.int(in: 5...100))
         var plan = FaultPlan.swarm(random: &random, onProbability: 0.5, rateMin: 0.002, rateMax: 0.05)
-        plan.rates = plan.rates.filter { Self.families.contains($0.key) }
+        plan.rates = plan.rates.filter { Self.families.contains($0.key) && !excludedFamilies.contains($0.key) }
         let fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
         fileSystem.setTraceSink(traceSink)
         let clock = ManualClock()

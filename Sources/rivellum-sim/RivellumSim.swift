@@ -13,7 +13,7 @@ struct RivellumSim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rivellum-sim",
         abstract: "Deterministic simulation of the Rivellum storage engine under injected faults.",
-        subcommands: [Sweep.self, Scenarios.self, Replay.self])
+        subcommands: [Sweep.self, Scenarios.self, Replay.self, Shrink.self])
 }
 
 extension RivellumSim {
@@ -90,25 +90,75 @@ extension RivellumSim {
     /// Runs one seed and writes its trace: every file-system operation, injected fault, crash
     /// and engine event, as JSON lines.
     struct Replay: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Replay one seed, writing its full trace.")
+        static let configuration = CommandConfiguration(
+            abstract: "Replay one seed or a capsule, writing its full trace.")
 
         @Option(help: "The seed to replay.")
-        var seed: UInt64
+        var seed: UInt64?
 
         @Option(help: "Which workload: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
         var workload: Workload = .all
 
+        @Option(help: "A capsule file written by `shrink` (instead of --seed).")
+        var capsule: String?
+
         @Option(help: "Where to write the JSONL trace.")
-        var trace: String
+        var trace: String = "trace.jsonl"
+
+        func validate() throws {
+            guard (seed == nil) != (capsule == nil) else { throw ValidationError("give exactly one of --seed and --capsule") }
+        }
 
         func run() throws {
             let sink = try TraceFileSink(path: trace)
-            let result = workload.run(seed: seed) { event in sink.write(event) }
+            let result: SeedResult
+            if let capsule {
+                let text = String(decoding: try PosixFileSystem().readFile(capsule), as: UTF8.self)
+                result = try Capsule.decode(text).run { event in sink.write(event) }
+            } else {
+                result = workload.run(seed: seed!) { event in sink.write(event) }
+            }
             sink.close()
-            print("seed \(seed): \(result.failure.map { "FAIL \($0)" } ?? "ok"), trace hash \(result.traceHash), \(result.fileSystemOperations) file-system operations, \(result.crashes) crashes")
+            print("seed \(result.seed): \(result.failure.map { "FAIL \($0)" } ?? "ok"), trace hash \(result.traceHash), \(result.fileSystemOperations) file-system operations, \(result.crashes) crashes")
             print("knobs: \(result.knobs)")
             print("trace: \(trace)")
             if result.failure != nil { throw ExitCode(1) }
+        }
+    }
+
+    /// Minimises a failing seed to a capsule file.
+    struct Shrink: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Shrink a failing seed (length, then fault families) to a capsule that `replay --capsule` reproduces.")
+
+        @Option(help: "The failing seed.")
+        var seed: UInt64
+
+        @Option(help: "The workload that fails: wal or engine.")
+        var workload: Workload = .wal
+
+        @Option(help: "Where to write the capsule.")
+        var out: String = "capsule.json"
+
+        @Option(help: ArgumentHelp("Deliberate bugs to switch on (debug builds only).", visibility: .hidden))
+        var mutation: [String] = []
+
+        func validate() throws {
+            guard workload == .wal || workload == .engine else { throw ValidationError("shrink works on --workload wal or engine") }
+        }
+
+        func run() throws {
+            let start = Capsule(
+                workload: workload.rawValue, seed: seed, length: workload == .engine ? 120 : 300, excludedFamilies: [],
+                mutations: mutation, failure: "")
+            guard let shrunk = Shrinker.shrink(start, log: { print("  \($0)") }) else {
+                print("seed \(seed) does not fail on \(workload.rawValue); nothing to shrink")
+                throw ExitCode(1)
+            }
+            try PosixFileSystem().writeFileAtomically(out, bytes: Array(try shrunk.encoded().utf8))
+            print("capsule: \(out) (length \(shrunk.length), \(shrunk.excludedFamilies.count) fault families left out)")
+            print("failure: \(shrunk.failure)")
+            print("replay: swift run -c release rivellum-sim replay --capsule \(out) --trace capsule.jsonl")
         }
     }
 }

@@ -52,3 +52,23 @@ struct MutationTests {
         #expect(mutated.failure != nil, "the mutation was not caught: \(mutated.summary)")
     }
 }
+
+@Suite("Shrinking")
+struct ShrinkTests {
+    @Test func aFailingSeedShrinksToAShorterCapsuleThatStillFails() throws {
+        let start = Capsule(
+            workload: "wal", seed: 22, length: 300, excludedFamilies: [], mutations: [EngineMutation.acknowledgeBeforeSync.rawValue],
+            failure: "")
+        let shrunk = try #require(Shrinker.shrink(start))
+        #expect(shrunk.length < start.length)
+        #expect(shrunk.run().failure != nil, "the capsule reproduces the failure")
+        let decoded = try Capsule.decode(try shrunk.encoded())
+        #expect(decoded == shrunk)
+        #expect(decoded.run().traceHash == shrunk.run().traceHash, "replaying a capsule is deterministic")
+    }
+
+    @Test func aPassingSeedDoesNotShrink() {
+        let start = Capsule(workload: "wal", seed: 22, length: 50, excludedFamilies: [], mutations: [], failure: "")
+        #expect(Shrinker.shrink(start) == nil)
+    }
+}
