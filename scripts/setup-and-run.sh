@@ -12,5 +12,8 @@ swift build -c release --product rivellum-sim
 echo "== scenario suite"
 .build/release/rivellum-sim scenarios scenarios
 
+echo "== exhaustive crash points (every operation x persistence variants, WAL)"
+.build/release/rivellum-sim exhaustive --records 200
+
 echo "== seed sweep"
 .build/release/rivellum-sim sweep --seeds "${RIVELLUM_SWEEP_SEEDS:-500}" --first-seed 1 --check-determinism

@@ -13,7 +13,7 @@ struct RivellumSim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rivellum-sim",
         abstract: "Deterministic simulation of the Rivellum storage engine under injected faults.",
-        subcommands: [Sweep.self, Scenarios.self, Replay.self, Shrink.self])
+        subcommands: [Sweep.self, Scenarios.self, Replay.self, Shrink.self, Exhaustive.self])
 }
 
 extension RivellumSim {
@@ -159,6 +159,33 @@ extension RivellumSim {
             print("capsule: \(out) (length \(shrunk.length), \(shrunk.excludedFamilies.count) fault families left out)")
             print("failure: \(shrunk.failure)")
             print("replay: swift run -c release rivellum-sim replay --capsule \(out) --trace capsule.jsonl")
+        }
+    }
+}
+
+extension RivellumSim {
+    /// Crash at every operation of a short WAL workload, times a bounded set of persisted
+    /// subsets of the unsynced writes, with a crash inside recovery after each.
+    struct Exhaustive: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Crash at every file-system operation of a short WAL workload, under every persistence variant.")
+
+        @Option(help: "Records in the workload.") var records = 40
+        @Option(help: "strict, balanced or dev_fast (default: all three).") var policy: String?
+
+        func run() throws {
+            let policies = try policy.map { name -> [FsyncPolicy] in
+                guard let chosen = FsyncPolicy(rawValue: name) else { throw ValidationError("unknown policy \(name)") }
+                return [chosen]
+            } ?? FsyncPolicy.allCases
+            var failures = 0
+            for chosen in policies {
+                let report = ExhaustiveCrashRunner(records: records, policy: chosen).run()
+                failures += report.failures.count
+                report.failures.forEach { print("FAIL \($0)") }
+                print("exhaustive \(chosen.rawValue): \(report.operations) crash points, \(report.imagesChecked) post-crash images checked, \(report.failures.count) failures")
+            }
+            if failures > 0 { throw ExitCode(1) }
         }
     }
 }

@@ -72,3 +72,22 @@ struct ShrinkTests {
         #expect(Shrinker.shrink(start) == nil)
     }
 }
+
+@Suite("Exhaustive crash mode")
+struct ExhaustiveTests {
+    @Test(arguments: FsyncPolicy.allCases)
+    func everyCrashPointAndPersistenceVariantRecovers(policy: FsyncPolicy) {
+        let report = ExhaustiveCrashRunner(records: 30, policy: policy).run()
+        #expect(report.operations > 30)
+        #expect(report.failures.isEmpty, "\(report.failures.prefix(3))")
+    }
+
+    @Test func itCatchesAcknowledgingBeforeTheSync() {
+        var runner = ExhaustiveCrashRunner(records: 30, policy: .strict)
+        runner.mutations = [.acknowledgeBeforeSync]
+        #expect(!runner.run().failures.isEmpty)
+        runner = ExhaustiveCrashRunner(records: 30, policy: .strict)
+        runner.mutations = [.skipSegmentRollDirectorySync]
+        #expect(!runner.run().failures.isEmpty)
+    }
+}
