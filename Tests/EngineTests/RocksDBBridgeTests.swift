@@ -40,6 +40,7 @@ struct RocksDBBridgeTests {
 
     @Test func worksOnThePosixFileSystemToo() throws {
         let (fileSystem, base) = try FileSystemUnderTestForEngine.posixTemporaryDirectory()
+        defer { _ = system("rm -rf '\(base)'") }
         let environment = RocksDBEnvironment(fileSystem: fileSystem)
         let database = try RocksDatabase(path: base + "/db", environment: environment)
         try Self.fill(database, 0..<10)
