@@ -65,9 +65,11 @@ public struct Capsule: Codable, Sendable, Equatable {
 /// log2(length) + families runs.
 public enum Shrinker {
     public static func shrink(_ start: Capsule, log: (String) -> Void = { _ in }) -> Capsule? {
-        guard let firstFailure = start.run().failure else { return nil }
+        let first = start.run()
+        guard let firstFailure = first.failure else { return nil }
         var best = start
         best.failure = firstFailure
+        var bestHash = first.traceHash
         // 1. The length: the workloads draw per round, so a shorter run is a prefix of a longer.
         var low = 1
         var high = start.length
@@ -76,22 +78,27 @@ public enum Shrinker {
             let middle = (low + high) / 2
             var trial = best
             trial.length = middle
-            if let failure = trial.run().failure {
+            let result = trial.run()
+            if let failure = result.failure {
                 high = middle
                 best = trial
                 best.failure = failure
+                bestHash = result.traceHash
             } else {
                 low = middle + 1
             }
         }
         log("length: \(start.length) -> \(best.length)")
-        // 2. Fault families, one at a time.
+        // 2. Fault families, one at a time. A family the seed's plan never had changes nothing
+        // (same trace hash) and is not recorded.
         for family in FaultFamily.allCases where !best.excludedFamilies.contains(family.rawValue) {
             var trial = best
             trial.excludedFamilies = (best.excludedFamilies + [family.rawValue]).sorted()
-            if let failure = trial.run().failure {
+            let result = trial.run()
+            if let failure = result.failure, result.traceHash != bestHash {
                 best = trial
                 best.failure = failure
+                bestHash = result.traceHash
                 log("left out \(family.rawValue)")
             }
         }
