@@ -184,9 +184,7 @@ public final class Engine: @unchecked Sendable {
             report.durationNanoseconds = clock.nowNanoseconds() &- started
             recoveryReport = report
         } catch {
-            if error.kind != .locked && error.kind != .storage && error.kind != .wal || error.walError?.kind == .midLogDamage {
-                Probe.engineRecoveryRefused.hit()
-            }
+            if error.isRefusal { Probe.engineRecoveryRefused.hit() }
             for lane in opened { lane.close() }
             try? dataLock.unlock()
             throw error
@@ -327,7 +325,11 @@ public final class Engine: @unchecked Sendable {
             failure = EngineError.wal(error)
             throw failure!
         }
-        updateDurableHeight()
+        if !configuration.wal.mutations.active(.flushLanesBeforeLogSync) {
+            // Every partition was just synced: all committed blocks are durable, dev_fast too.
+            pendingDurability.removeAll()
+            durableHeightValue = height
+        }
         for lane in lanes {
             do {
                 // Every lane is current at this height, including lanes no recent block touched:

@@ -46,6 +46,20 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
         EngineError(.wal, lane: error.partition.isMeta ? nil : Int(error.partition.rawValue), path: error.damage?.path, error.description, walError: error)
     }
 
+    /// `true` when the engine refuses to start on state it cannot prove (damage, a lane ahead of
+    /// the log, a mismatching root or genesis) — the operator must restore or resync. `false`
+    /// for conditions a restart can clear (I/O errors, a failed sync, a held lock).
+    public var isRefusal: Bool {
+        switch kind {
+        case .corruptState, .laneAheadOfLog, .missingRecord, .laneRootMismatch, .metaRootMismatch, .genesisMismatch:
+            true
+        case .wal:
+            walError?.kind == .midLogDamage || walError?.kind == .damageInAbsoluteMode
+        case .storage, .locked, .failed, .invalidInput:
+            false
+        }
+    }
+
     /// What to do about it.
     public var remedy: String {
         switch kind {

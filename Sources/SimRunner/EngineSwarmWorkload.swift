@@ -106,9 +106,7 @@ public struct EngineSwarmWorkload: Sendable {
                     written = height
                     acknowledgedDurable = height
                     engine = opened
-                } catch where error.kind == .storage || error.kind == .failed || error.kind == .locked
-                    || (error.kind == .wal && error.walError?.kind != .midLogDamage && error.walError?.kind != .damageInAbsoluteMode)
-                {
+                } catch where !error.isRefusal {
                     crash(random.chance(0.5) ? .powerLoss : .processCrash)
                 } catch {
                     failure = "recovery refused, but no corrupting fault is drawn in this workload: \(error)"

@@ -5,8 +5,9 @@ import FaultFS
 import Synchronization
 import Testing
 
-/// Crashes a WAL workload at every file-system operation and checks what recovery returns.
-@Suite("WAL crash at every operation")
+/// Group commit and sync failure. (Crashing a WAL workload at every operation is the
+/// simulator's exhaustive mode: Tests/SimRunnerTests, ExhaustiveTests.)
+@Suite("WAL group commit and sync failure")
 struct WALCrashTests {
     static let recordCount = 200
     static let partition = WALPartitionID.lane(0)
@@ -23,100 +24,6 @@ struct WALCrashTests {
         configuration.syncBytes = 2_000
         configuration.syncIntervalMilliseconds = 50
         return configuration
-    }
-
-    struct Outcome {
-        /// The highest LSN acknowledged as durable (strict: commit returned true; balanced: the
-        /// durable LSN the log reported).
-        var durableLSN: LSN = 0
-        /// The highest LSN whose append returned.
-        var writtenLSN: LSN = 0
-        var crashed = false
-    }
-
-    /// Opens the log and appends `recordCount` records, one commit each, until the file system
-    /// halts. Every `FileSystemError` other than the crash is unexpected (no faults fire before
-    /// the crash: the plan only acts at power loss).
-    static func runWorkload(_ fileSystem: SimulatedFileSystem, policy: FsyncPolicy, clock: ManualClock) -> Outcome {
-        var outcome = Outcome()
-        do {
-            let log = try WriteAheadLog(
-                fileSystem: fileSystem, directory: "/wal", partitionIDs: [partition], configuration: configuration(policy),
-                clock: clock)
-            let writer = log.partition(partition)
-            for index in 0..<recordCount {
-                let range = try writer.append([payload(index)])
-                outcome.writtenLSN = range.upperBound
-                clock.advance(byNanoseconds: 10_000_000)
-                if try writer.commit(through: range.upperBound) { outcome.durableLSN = range.upperBound }
-                outcome.durableLSN = max(outcome.durableLSN, writer.durableLSN)
-            }
-            try log.close()
-        } catch let error where error.cause?.code == .crashed || error.kind == .failed {
-            outcome.crashed = true
-        } catch {
-            Issue.record("unexpected error before the crash: \(error)")
-        }
-        return outcome
-    }
-
-    /// Recovers and returns the replayed payloads, or records why it could not.
-    static func recover(_ fileSystem: SimulatedFileSystem, policy: FsyncPolicy, clock: ManualClock) throws -> [[UInt8]] {
-        var replayed: [[UInt8]] = []
-        let log = try WriteAheadLog(
-            fileSystem: fileSystem, directory: "/wal", partitionIDs: [partition], configuration: configuration(policy),
-            clock: clock, replay: { _, _, payload in replayed.append(Array(payload)) })
-        try log.close()
-        return replayed
-    }
-
-    static let lossPlan = FaultPlan(rates: [
-        .lostUnsyncedWrites: 0.5, .tornWrites: 0.3, .reorderedWrites: 0.5, .lostDirectoryEntries: 0.5,
-    ])
-
-    @Test(arguments: FsyncPolicy.allCases)
-    func crashAtEveryOperationRecoversAPrefixWithEveryAcknowledgedRecord(policy: FsyncPolicy) throws {
-        // dev_fast promises only to survive a process crash; the others survive power loss.
-        let crashKind: CrashKind = policy == .devFast ? .processCrash : .powerLoss
-        let total = SimulatedFileSystem(seed: 0, plan: .none)
-        _ = Self.runWorkload(total, policy: policy, clock: ManualClock())
-        let operationCount = total.operationCount
-        #expect(operationCount > UInt64(Self.recordCount))
-        var crashesChecked = 0
-        for crashPoint in 1...operationCount {
-            let fileSystem = SimulatedFileSystem(seed: crashPoint, plan: Self.lossPlan, traceEventsMax: 0)
-            let clock = ManualClock()
-            fileSystem.scheduleCrash(atOperation: crashPoint)
-            var outcome = Self.runWorkload(fileSystem, policy: policy, clock: clock)
-            // A crash in close() is swallowed by design (close after sync loses nothing).
-            outcome.crashed = outcome.crashed || fileSystem.isHalted
-            guard outcome.crashed else {
-                Issue.record("crash point \(crashPoint) of \(operationCount) was never reached")
-                continue
-            }
-            fileSystem.crash(crashKind)
-            // A second crash inside recovery itself, then a clean recovery.
-            fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + 1 + crashPoint % 23)
-            _ = try? Self.recover(fileSystem, policy: policy, clock: clock)
-            fileSystem.scheduleCrash(atOperation: nil)
-            if fileSystem.isHalted { fileSystem.crash(crashKind) }
-            let replayed: [[UInt8]]
-            do {
-                replayed = try Self.recover(fileSystem, policy: policy, clock: clock)
-            } catch {
-                Issue.record("\(policy) crash at \(crashPoint): recovery refused: \(error)")
-                continue
-            }
-            let required = policy == .devFast ? outcome.writtenLSN : outcome.durableLSN
-            #expect(
-                UInt64(replayed.count) >= required,
-                "\(policy) crash at \(crashPoint): \(replayed.count) records recovered, \(required) acknowledged")
-            #expect(replayed.count <= Self.recordCount)
-            let isPrefix = replayed.enumerated().allSatisfy { $0.element == Self.payload($0.offset) }
-            #expect(isPrefix, "\(policy) crash at \(crashPoint): recovered records are not a prefix")
-            crashesChecked += 1
-        }
-        #expect(crashesChecked == Int(operationCount))
     }
 
     @Test func groupCommitSharesSyncsAndNeverAcknowledgesEarly() throws {

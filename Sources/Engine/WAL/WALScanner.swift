@@ -146,7 +146,6 @@ public struct WALScanner {
             partition: partition, directory: directory, segments: [], segmentsAfterDamage: [], firstLSN: 1,
             lastLSN: 0, closingChecksum: 0, damage: nil, verdict: nil, evidence: "", skipped: [], recordsRead: 0,
             bytesRead: 0)
-        var damagedSegmentPosition: Int?
         for (position, file) in files.enumerated() {
             let bytes: [UInt8]
             do {
@@ -161,14 +160,12 @@ public struct WALScanner {
             }
             if let found {
                 scan.damage = found
-                damagedSegmentPosition = position
                 let rest = files[(position + 1)...].map(\.path)
                 scan.segmentsAfterDamage = rest
                 (scan.verdict, scan.evidence) = try classify(found, bytes: bytes, laterSegments: rest, scan: scan)
                 break
             }
         }
-        _ = damagedSegmentPosition
         scan.firstLSN = scan.segments.first?.header?.firstLSN ?? (scan.lastLSN + 1)
         return scan
     }
