@@ -11,6 +11,12 @@ let propertyBased: Target.Dependency = .product(name: "PropertyBased", package: 
 let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
 /// TOMLKit: scenario files and the node's config, decoded strictly (unknown keys rejected).
 let tomlKit: Target.Dependency = .product(name: "TOMLKit", package: "TOMLKit")
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let metrics: Target.Dependency = .product(name: "Metrics", package: "swift-metrics")
+let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
+let hummingbird: Target.Dependency = .product(name: "Hummingbird", package: "hummingbird")
+let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
+let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 
 let package = Package(
     name: "rivellum",
@@ -22,6 +28,7 @@ let package = Package(
         .executable(name: "rivellum-sim", targets: ["rivellum-sim"]),
         .executable(name: "rivellum-node", targets: ["rivellum-node"]),
         .executable(name: "rivellum-bench", targets: ["rivellum-bench"]),
+        .executable(name: "rivellum-killtest", targets: ["rivellum-killtest"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
@@ -29,6 +36,12 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // CRC32C (Castagnoli): SSE4.2 with three interleaved streams, chosen at run time by CPU
@@ -54,13 +67,20 @@ let package = Package(
         // The deterministic simulator's library (workloads, fault schedules, oracles).
         .target(name: "SimRunner", dependencies: ["Engine", "FaultFS", tomlKit]),
         .executableTarget(name: "rivellum-sim", dependencies: ["SimRunner", argumentParser]),
-        .executableTarget(name: "rivellum-node", dependencies: ["Engine", "FaultFS", argumentParser]),
+        // The node: config, HTTP API, metrics, logs, lifecycle and the offline tools, as a library
+        // so that tests can drive it in-process as well as through the binary.
+        .target(
+            name: "Node",
+            dependencies: ["Engine", "FaultFS", tomlKit, logging, metrics, prometheus, hummingbird, serviceLifecycle, nioPosix]),
+        .executableTarget(name: "rivellum-node", dependencies: ["Node", "Engine", "FaultFS", argumentParser, logging]),
+        // The kill -9 crash test of the real node binary (run by CI; a short run in swift test).
+        .executableTarget(name: "rivellum-killtest", dependencies: ["Node", argumentParser]),
         // Side-by-side measurements (ratios, never assertions).
         .executableTarget(name: "rivellum-bench", dependencies: ["Engine", "FaultFS", argumentParser]),
         .testTarget(name: "FaultFSTests", dependencies: ["FaultFS", propertyBased]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "CCRC32C", "FaultFS", propertyBased]),
         // End-to-end tests of the command-line tools (they run the built executables).
-        .testTarget(name: "NodeTests", dependencies: ["Engine", "FaultFS", "rivellum-node"]),
+        .testTarget(name: "NodeTests", dependencies: ["Node", "Engine", "FaultFS", "rivellum-node", "rivellum-killtest"]),
         .testTarget(name: "SimRunnerTests", dependencies: ["SimRunner", "Engine", "FaultFS"]),
     ],
     cxxLanguageStandard: .cxx17

@@ -15,6 +15,9 @@ public struct EngineConfiguration: Sendable, Equatable {
     public var flushEveryBlocks: UInt64 = 256
     /// WAL segments are kept at least this long after they are no longer needed. Default 24.
     public var walRetentionHours: UInt64 = 24
+    /// Headers of this many recent blocks are served from memory; older ones are read from the
+    /// meta partition of the log while it still holds them. The default is 65,536.
+    public var recentBlockHeadersKept = 65_536
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory
@@ -45,6 +48,21 @@ public struct StateRoots: Sendable, Equatable {
     public var height: UInt64
     public var metaRoot: Hash32
     public var laneRoots: [Hash32]
+}
+
+/// What the node records of a committed block (from its commit record).
+public struct BlockHeader: Sendable, Equatable {
+    public var height: UInt64
+    public var metaRoot: Hash32
+    public var laneRoots: [Hash32]
+    public var operationCount: Int
+
+    init(_ record: CommitRecord) {
+        height = record.height
+        metaRoot = record.metaRoot
+        laneRoots = record.lanes.map(\.laneRoot)
+        operationCount = Int(record.operationCount)
+    }
 }
 
 /// A value read with its proofs: key → lane root → MetaRoot.
@@ -121,6 +139,8 @@ public final class Engine: @unchecked Sendable {
     /// Blocks written but not yet known durable: (height, per-partition LSN that covers it).
     private var pendingDurability: [(height: UInt64, targets: [WALPartitionID: LSN])] = []
     private var durableHeightValue: UInt64
+    /// The headers of the last `recentBlockHeadersKept` blocks, by height.
+    private var recentBlocks: [UInt64: BlockHeader] = [:]
 
     static let pendingDurabilityMax = 100_000
 
@@ -131,9 +151,10 @@ public final class Engine: @unchecked Sendable {
     /// prove.
     /// - Parameter executor: runs per-lane work; the default runs up to four lanes in parallel.
     ///   The simulator passes a `SeededLaneExecutor` so the order is a function of its seed.
+    /// - Parameter walObserver: told of every WAL sync (the node's metrics).
     public init(
         fileSystem: any FileSystem, configuration: EngineConfiguration, clock: any WALClock = SystemClock(),
-        executor: (any LaneExecutor)? = nil
+        executor: (any LaneExecutor)? = nil, walObserver: (any WALObserver)? = nil
     ) throws(EngineError) {
         precondition(configuration.laneCount >= 1 && configuration.laneCount <= 1_024, "lane count out of range")
         let started = clock.nowNanoseconds()
@@ -171,7 +192,7 @@ public final class Engine: @unchecked Sendable {
                 }
             }
             let recovered = try EngineRecovery.run(
-                fileSystem: fileSystem, configuration: configuration, clock: clock, lanes: opened)
+                fileSystem: fileSystem, configuration: configuration, clock: clock, lanes: opened, walObserver: walObserver)
             self.environment = environment
             lanes = opened
             wal = recovered.wal
@@ -180,6 +201,9 @@ public final class Engine: @unchecked Sendable {
             laneRoots = recovered.laneRoots
             appliedLSNs = recovered.appliedLSNs
             durableHeightValue = recovered.height
+            for record in recovered.commits.suffix(configuration.recentBlockHeadersKept) {
+                recentBlocks[record.height] = BlockHeader(record)
+            }
             var report = recovered.report
             report.durationNanoseconds = clock.nowNanoseconds() &- started
             recoveryReport = report
@@ -251,7 +275,8 @@ public final class Engine: @unchecked Sendable {
         let newMetaRoot = MetaRoot.compute(chainID: configuration.chainID, height: newHeight, laneRoots: newRoots)
         let commitRecord = CommitRecord(
             height: newHeight, metaRoot: newMetaRoot, previousMetaRoot: metaRoot,
-            lanes: (0..<configuration.laneCount).map { CommitRecord.Lane(lsn: laneResults[$0]?.lsn, laneRoot: newRoots[$0]) })
+            lanes: (0..<configuration.laneCount).map { CommitRecord.Lane(lsn: laneResults[$0]?.lsn, laneRoot: newRoots[$0]) },
+            operationCount: UInt32(operations.count))
         do {
             let lsn = try wal.partition(.meta).append([commitRecord.encoded()], recordType: EngineRecordType.commit.rawValue).upperBound
             precondition(lsn == newHeight, "the meta partition's LSN is the height")
@@ -261,6 +286,10 @@ public final class Engine: @unchecked Sendable {
         height = newHeight
         metaRoot = newMetaRoot
         laneRoots = newRoots
+        recentBlocks[newHeight] = BlockHeader(commitRecord)
+        if newHeight > UInt64(configuration.recentBlockHeadersKept) {
+            recentBlocks[newHeight - UInt64(configuration.recentBlockHeadersKept)] = nil
+        }
         for (lane, result) in laneResults { appliedLSNs[lane] = result.lsn }
         var targets: [WALPartitionID: LSN] = [:]
         for partition in partitions {
@@ -376,6 +405,52 @@ public final class Engine: @unchecked Sendable {
             updateDurableHeight()
             return durableHeightValue
         }
+    }
+
+    /// The header of committed block `height`: from memory for recent blocks, otherwise from the
+    /// meta partition of the log while retention keeps it. `nil` for heights never committed or
+    /// no longer recorded.
+    public func block(at blockHeight: UInt64) throws(EngineError) -> BlockHeader? {
+        let cached: BlockHeader?? = lock.withLock {
+            guard blockHeight >= 1 && blockHeight <= height else { return .some(nil) }
+            return recentBlocks[blockHeight].map { .some($0) }
+        }
+        if let cached { return cached }
+        let record: WALRecordReader.Record?
+        do {
+            record = try WALRecordReader.record(
+                fileSystem: fileSystem, walDirectory: configuration.resolvedWALDirectory, partition: .meta, lsn: blockHeight)
+        } catch {
+            throw EngineError.wal(error)
+        }
+        guard let record, record.header.recordType == EngineRecordType.commit.rawValue,
+            let commit = CommitRecord.decode(record.payload), commit.height == blockHeight
+        else { return nil }
+        return BlockHeader(commit)
+    }
+
+    /// For `balanced`: syncs each partition whose interval has passed. The node calls it from a
+    /// timer every `syncIntervalMilliseconds`; a no-op under the other policies.
+    public func tick() throws(EngineError) {
+        guard configuration.wal.fsyncPolicy == .balanced else { return }
+        for partition in partitions {
+            do {
+                try wal.partition(partition).tick()
+            } catch {
+                throw fail(EngineError.wal(error))
+            }
+        }
+        lock.withLock { updateDurableHeight() }
+    }
+
+    /// Each partition's writer counters (lanes in order, then meta).
+    public var walStatistics: [(partition: WALPartitionID, statistics: WALPartitionStatistics)] {
+        partitions.map { ($0, wal.partition($0).statistics) }
+    }
+
+    /// Each partition's written and durable LSN (lanes in order, then meta).
+    public var walPositions: [(partition: WALPartitionID, written: LSN, durable: LSN)] {
+        partitions.map { ($0, wal.partition($0).writtenLSN, wal.partition($0).durableLSN) }
     }
 
     /// Reads `key` with its proofs at the current height.

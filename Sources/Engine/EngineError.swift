@@ -24,6 +24,8 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
         case failed
         /// The block or request is invalid.
         case invalidInput = "invalid_input"
+        /// The data directory was never initialised (no genesis).
+        case notInitialised = "not_initialised"
     }
 
     public var kind: Kind
@@ -55,7 +57,7 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
             true
         case .wal:
             walError?.kind == .midLogDamage || walError?.kind == .damageInAbsoluteMode
-        case .storage, .locked, .failed, .invalidInput:
+        case .storage, .locked, .failed, .invalidInput, .notInitialised:
             false
         }
     }
@@ -70,6 +72,7 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
         case .genesisMismatch: "point the node at this chain's data directory, or use an empty one"
         case .locked: "stop the other node using this data directory first"
         case .invalidInput: "fix the request"
+        case .notInitialised: "check --data-dir; `rivellum-node run` initialises an empty data directory"
         }
     }
 

@@ -12,6 +12,30 @@ enum Genesis {
         return Array((body + "crc32c=\(String(crc, radix: 16))\n").utf8)
     }
 
+    /// The chain id and lane count a data directory was created with; `nil` when it has no
+    /// genesis file (never initialised).
+    static func read(fileSystem: any FileSystem, dataDirectory: String) throws(EngineError) -> (chainID: String, laneCount: Int)? {
+        let path = PathComponents.join(dataDirectory, fileName)
+        let bytes: [UInt8]
+        do {
+            guard try fileSystem.exists(path) else { return nil }
+            bytes = try fileSystem.readFile(path)
+        } catch {
+            throw EngineError(.storage, path: path, "reading the genesis file: \(error)")
+        }
+        var fields: [String: String] = [:]
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { continue }
+            fields[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        }
+        guard let chainID = fields["chain_id"], let lanes = fields["lanes"].flatMap({ Int($0) }),
+            bytes == encode(chainID: chainID, laneCount: lanes)
+        else {
+            throw EngineError(.corruptState, path: path, "the genesis file is damaged")
+        }
+        return (chainID, lanes)
+    }
+
     /// Creates the genesis file in an empty data directory, or checks that the existing one
     /// matches the configuration.
     static func ensure(fileSystem: any FileSystem, configuration: EngineConfiguration) throws(EngineError) {

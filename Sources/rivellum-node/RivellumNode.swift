@@ -1,92 +1,154 @@
 import ArgumentParser
 import Engine
 import FaultFS
+import Logging
+import Node
 
-/// The node's operator CLI. So far: offline WAL verification. The daemon (`run`), snapshots and
-/// `status` are being built (see the open issues).
+/// The node's command line: the daemon (`run`) and the offline operator tools. Exit codes
+/// (README): 0 ok, 1 torn tail only (`wal verify`), 64 usage, 65 data damage, 66 no data
+/// directory, 69 node running (or port taken), 74 I/O, 78 configuration.
 @main
-struct RivellumNode: ParsableCommand {
+struct RivellumNode: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rivellum-node",
         abstract: "Rivellum node: storage engine daemon and operator tools.",
-        subcommands: [WAL.self])
+        subcommands: [Run.self, Status.self, WAL.self, Config.self])
 }
 
-extension RivellumNode {
-    struct WAL: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "wal", abstract: "Inspect the write-ahead log offline.", subcommands: [Verify.self])
-    }
-}
+/// Flags shared by every command that reads the configuration; flags override the file.
+struct ConfigurationOptions: ParsableArguments {
+    @Option(help: "A TOML configuration file (default: the embedded defaults; see `rivellum-node config default`).")
+    var config: String?
 
-extension RivellumNode.WAL {
-    /// Scans every partition read-only and prints ranges and damage. Exit codes: 0 clean, 65
-    /// (EX_DATAERR) mid-log damage, 1 torn tail only (recovery would drop it), 74 (EX_IOERR)
-    /// when the log cannot be read.
-    struct Verify: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Verify every WAL partition; writes nothing.")
+    @Option(help: "The data directory (node.data_dir).")
+    var dataDir: String?
 
-        @Option(help: "The node's data directory; the WAL is <data-dir>/wal unless --wal-dir says otherwise.")
-        var dataDir: String = "./rivellum-data"
+    @Option(help: "The WAL directory (wal.wal_dir; default <data-dir>/wal).")
+    var walDir: String?
 
-        @Option(help: "The WAL directory (wal_dir).")
-        var walDir: String?
-
-        @Flag(help: "Print JSON instead of text.")
-        var json = false
-
-        func run() throws {
-            let directory = walDir ?? PathComponents.join(dataDir, "wal")
-            let reports: [WALPartitionVerifyReport]
-            do {
-                reports = try WALVerifier.verify(fileSystem: PosixFileSystem(), directory: directory)
-            } catch {
-                printError("rivellum-node wal verify: \(error)")
-                throw ExitCode(74)
-            }
-            var worst: WALDamageVerdict?
-            var lines: [String] = []
-            for report in reports {
-                if report.verdict == .midLog || worst == nil { worst = report.verdict ?? worst }
-                if json {
-                    let damage = report.damage.map { "{\"class\":\(jsonString($0.damageClass.rawValue)),\"path\":\(jsonString($0.path)),\"offset\":\($0.offset),\"expected_lsn\":\($0.expectedLSN)}" }
-                    lines.append(
-                        "{\"partition\":\(jsonString(report.partition.description)),\"segments\":\(report.segments.count),"
-                            + "\"first_lsn\":\(report.firstLSN),\"last_lsn\":\(report.lastLSN),\"records\":\(report.records),"
-                            + "\"verdict\":\(report.verdict.map { jsonString($0.rawValue) } ?? "null"),\"damage\":[\(damage.joined(separator: ","))]}")
-                } else {
-                    var line = "\(report.partition): \(report.segments.count) segment(s), LSN \(report.firstLSN)...\(report.lastLSN), \(report.records) record(s)"
-                    if let verdict = report.verdict { line += ", \(verdict.rawValue): \(report.evidence)" }
-                    lines.append(line)
-                    for damage in report.damage { lines.append("  damage: \(damage)") }
-                }
-            }
-            if json {
-                print("[" + lines.joined(separator: ",") + "]")
-            } else {
-                print(lines.isEmpty ? "no WAL partitions in \(directory)" : lines.joined(separator: "\n"))
-            }
-            switch worst {
-            case .midLog: throw ExitCode(65)
-            case .tornTail: throw ExitCode(1)
-            case nil: return
-            }
+    /// The configuration file overlaid with the flags, validated; exits 78 on any problem.
+    func load(_ adjust: (inout NodeConfiguration) throws(NodeConfigurationError) -> Void = { _ in }) throws -> NodeConfiguration {
+        do {
+            var configuration = try config.map { path throws(NodeConfigurationError) in try NodeConfiguration.load(path: path) }
+                ?? NodeConfiguration.defaults
+            if let dataDir { configuration.node.dataDirectory = dataDir }
+            if let walDir { configuration.wal.walDirectory = walDir }
+            try adjust(&configuration)
+            try configuration.validate(file: config.map { "\($0) (with command-line flags)" } ?? "command line")
+            return configuration
+        } catch {
+            printError("rivellum-node: \(error)")
+            throw ExitCode(ExitCodes.config)
         }
     }
 }
 
-func printError(_ text: String) {
-    var standardError = StandardErrorStream()
-    print(text, to: &standardError)
-}
+extension RivellumNode {
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the node: recover, serve the HTTP API, stop cleanly on SIGTERM/SIGINT.",
+            discussion: "With no --config the embedded defaults apply (data in ./rivellum-data, API on 127.0.0.1:7070).")
 
-struct StandardErrorStream: TextOutputStream {
-    mutating func write(_ string: String) {
-        let bytes = Array(string.utf8)
-        _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+        @OptionGroup var options: ConfigurationOptions
+
+        @Option(help: "The API's HOST:PORT (api.listen).")
+        var listen: String?
+
+        @Option(help: "strict | balanced | dev_fast (wal.wal_fsync_policy).")
+        var fsyncPolicy: String?
+
+        @Option(help: "The chain id for a new data directory (node.chain_id).")
+        var chainID: String?
+
+        @Option(help: "The lane count for a new data directory (node.lanes).")
+        var lanes: Int?
+
+        @Option(help: "trace | debug | info | notice | warning | error | critical (logging.level).")
+        var logLevel: String?
+
+        @Option(help: "json | pretty (logging.format).")
+        var logFormat: String?
+
+        func run() async throws {
+            let configuration = try options.load { (configuration) throws(NodeConfigurationError) in
+                if let listen {
+                    guard let (host, port) = NodeConfiguration.parseListen(listen) else {
+                        throw NodeConfigurationError(file: "command line", key: "--listen", "\(listen) is not HOST:PORT")
+                    }
+                    configuration.api.listenHost = host
+                    configuration.api.listenPort = port
+                }
+                if let fsyncPolicy {
+                    guard let policy = FsyncPolicy(rawValue: fsyncPolicy) else {
+                        throw NodeConfigurationError(file: "command line", key: "--fsync-policy", "\(fsyncPolicy) is not one of strict | balanced | dev_fast")
+                    }
+                    configuration.wal.fsyncPolicy = policy
+                }
+                if let chainID { configuration.node.chainID = chainID }
+                if let lanes { configuration.node.laneCount = lanes }
+                if let logLevel { configuration.logging.level = logLevel }
+                if let logFormat {
+                    guard let format = NodeConfiguration.LoggingSection.Format(rawValue: logFormat) else {
+                        throw NodeConfigurationError(file: "command line", key: "--log-format", "\(logFormat) is not one of json | pretty")
+                    }
+                    configuration.logging.format = format
+                }
+            }
+            NodeLogHandler.bootstrap(level: configuration.logging.level, format: configuration.logging.format)
+            do {
+                try await NodeRunner.run(configuration: configuration, logger: Logger(label: "rivellum_node"))
+            } catch let exit as NodeExit {
+                printError(exit.message)
+                throw ExitCode(exit.exitCode)
+            }
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a stopped node's height, roots, per-lane applied heights and WAL ranges; writes nothing.")
+
+        @OptionGroup var options: ConfigurationOptions
+
+        @Flag(help: "Print JSON instead of a table.")
+        var json = false
+
+        func run() throws {
+            let configuration = try options.load()
+            let status: DataDirectoryStatus
+            do {
+                status = try DataDirectoryStatus.read(
+                    fileSystem: PosixFileSystem(), dataDirectory: configuration.node.dataDirectory,
+                    walDirectory: configuration.walDirectory)
+            } catch {
+                printError("rivellum-node status: \(error)")
+                throw ExitCode(error.kind == .notInitialised ? ExitCodes.noInput : NodeExit.exitCode(for: error))
+            }
+            print(json ? StatusFormatter.json(status) : StatusFormatter.table(status))
+        }
+    }
+
+    struct Config: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the embedded default configuration, or check a file.", subcommands: [Default.self, Check.self])
+
+        struct Default: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Print the embedded default configuration (TOML).")
+            func run() { print(NodeConfiguration.defaultTOML, terminator: "") }
+        }
+
+        struct Check: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Check a configuration file strictly; exit 78 on any problem.")
+            @Argument(help: "The TOML file.") var file: String
+            func run() throws {
+                do {
+                    _ = try NodeConfiguration.load(path: file)
+                } catch {
+                    printError("rivellum-node: \(error)")
+                    throw ExitCode(ExitCodes.config)
+                }
+                print("\(file): ok")
+            }
+        }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

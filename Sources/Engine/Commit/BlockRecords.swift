@@ -78,7 +78,8 @@ public struct LaneBlockRecord: Sendable, Equatable {
 /// and every lane record it names are in the log.
 ///
 /// Layout (little-endian): height u64, MetaRoot (32), previous MetaRoot (32), lane count u32,
-/// then per lane: touched u8, lane LSN u64 (0 when untouched), lane root (32).
+/// then per lane: touched u8, lane LSN u64 (0 when untouched), lane root (32); then the block's
+/// operation count u32.
 public struct CommitRecord: Sendable, Equatable {
     public struct Lane: Sendable, Equatable {
         /// The LSN of the lane's record for this block, nil when the block did not touch the lane.
@@ -90,6 +91,8 @@ public struct CommitRecord: Sendable, Equatable {
     public var metaRoot: Hash32
     public var previousMetaRoot: Hash32
     public var lanes: [Lane]
+    /// How many operations the block carried (all lanes).
+    public var operationCount: UInt32
 
     public func encoded() -> [UInt8] {
         var bytes: [UInt8] = []
@@ -102,6 +105,7 @@ public struct CommitRecord: Sendable, Equatable {
             bytes.appendLittleEndian(lane.lsn ?? 0)
             bytes += lane.laneRoot.bytes
         }
+        bytes.appendLittleEndian(operationCount)
         return bytes
     }
 
@@ -117,8 +121,10 @@ public struct CommitRecord: Sendable, Equatable {
             else { return nil }
             lanes.append(Lane(lsn: touched == 1 ? lsn : nil, laneRoot: Hash32(bytes: root)))
         }
-        guard reader.isAtEnd else { return nil }
-        return CommitRecord(height: height, metaRoot: Hash32(bytes: metaRoot), previousMetaRoot: Hash32(bytes: previous), lanes: lanes)
+        guard let operationCount = reader.integer(UInt32.self), reader.isAtEnd else { return nil }
+        return CommitRecord(
+            height: height, metaRoot: Hash32(bytes: metaRoot), previousMetaRoot: Hash32(bytes: previous), lanes: lanes,
+            operationCount: operationCount)
     }
 }
 

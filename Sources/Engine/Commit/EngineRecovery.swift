@@ -22,10 +22,13 @@ enum EngineRecovery {
         var laneRoots: [Hash32]
         var appliedLSNs: [LSN]
         var report: EngineRecoveryReport
+        /// The commit records recovery read, up to the committed height, in height order.
+        var commits: [CommitRecord]
     }
 
     static func run(
-        fileSystem: any FileSystem, configuration: EngineConfiguration, clock: any WALClock, lanes: [LaneStore]
+        fileSystem: any FileSystem, configuration: EngineConfiguration, clock: any WALClock, lanes: [LaneStore],
+        walObserver: (any WALObserver)? = nil
     ) throws(EngineError) -> Result {
         let laneCount = configuration.laneCount
         let walDirectory = configuration.resolvedWALDirectory
@@ -185,7 +188,7 @@ enum EngineRecovery {
         do {
             wal = try WriteAheadLog(
                 fileSystem: fileSystem, directory: walDirectory, configuration: configuration.wal, clock: clock,
-                recovered: recovered)
+                recovered: recovered, observer: walObserver)
             if !configuration.wal.mutations.active(.skipRecoverySync) {
                 for partition in partitions { try wal.partition(partition).checkpointSync() }
             }
@@ -198,6 +201,9 @@ enum EngineRecovery {
         let report = EngineRecoveryReport(
             height: committed, metaRoot: metaRoot, lanes: reportLanes, uncommittedBlocksDropped: dropped,
             wal: recovered.reports, durationNanoseconds: 0)
-        return Result(wal: wal, height: committed, metaRoot: metaRoot, laneRoots: laneRoots, appliedLSNs: appliedLSNs, report: report)
+        let kept = commits.values.filter { $0.height <= committed }.sorted { $0.height < $1.height }
+        return Result(
+            wal: wal, height: committed, metaRoot: metaRoot, laneRoots: laneRoots, appliedLSNs: appliedLSNs, report: report,
+            commits: kept)
     }
 }

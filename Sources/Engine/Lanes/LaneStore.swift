@@ -54,10 +54,10 @@ public final class LaneStore: @unchecked Sendable {
     static let nodePrefix: UInt8 = UInt8(ascii: "n")
     static let appliedKey: [UInt8] = [UInt8(ascii: "a")]
 
-    init(index: Int, path: String, environment: RocksDBEnvironment) throws(RocksDBError) {
+    init(index: Int, path: String, environment: RocksDBEnvironment, readOnly: Bool = false) throws(RocksDBError) {
         self.index = index
         self.path = path
-        database = try RocksDatabase(path: path, environment: environment)
+        database = try RocksDatabase(path: path, environment: environment, createIfMissing: !readOnly, readOnly: readOnly)
     }
 
     func close() {

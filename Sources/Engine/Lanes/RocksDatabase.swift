@@ -46,7 +46,10 @@ public final class RocksDatabase: @unchecked Sendable {
     /// Opens (creating if missing) the database at `path`, with its file I/O through
     /// `environment` (the FileSystem bridge), or through RocksDB's default POSIX environment when
     /// it is nil (used to measure what the bridge costs).
-    public init(path: String, environment: RocksDBEnvironment?, createIfMissing: Bool = true) throws(RocksDBError) {
+    /// - Parameter readOnly: opens without writing anything (offline inspection); writes trap.
+    public init(
+        path: String, environment: RocksDBEnvironment?, createIfMissing: Bool = true, readOnly: Bool = false
+    ) throws(RocksDBError) {
         self.path = path
         self.environment = environment
         // Two options without a setter in the 7.8 C API, set through the options string:
@@ -77,7 +80,7 @@ public final class RocksDatabase: @unchecked Sendable {
         rocksdb_options_set_info_log_level(options, 5)  // HEADER_LEVEL: nothing routine
         rocksdb_options_set_compression(options, Int32(rocksdb_no_compression))
         var error: UnsafeMutablePointer<CChar>?
-        let opened = rocksdb_open(options, path, &error)
+        let opened = readOnly ? rocksdb_open_for_read_only(options, path, 0, &error) : rocksdb_open(options, path, &error)
         do {
             try RocksDBError.check(error, "open", path)
         } catch {

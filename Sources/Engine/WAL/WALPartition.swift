@@ -9,6 +9,24 @@ public struct WALPartitionStatistics: Sendable, Equatable {
     public var segmentsRolled: UInt64 = 0
     /// Appenders that found their records already covered by another appender's sync.
     public var syncsShared: UInt64 = 0
+
+    public init() {}
+}
+
+/// One fdatasync of a WAL partition, as reported to a `WALObserver`.
+public struct WALSyncEvent: Sendable {
+    public var partition: WALPartitionID
+    /// How long the sync call took.
+    public var durationNanoseconds: UInt64
+    /// Records the sync made durable (the group-commit batch size).
+    public var records: UInt64
+    public var bytes: UInt64
+}
+
+/// Receives the WAL's sync events (for metrics). Called on the syncing thread with the
+/// partition's lock held: it must be quick and must not call back into the log.
+public protocol WALObserver: Sendable {
+    func walSynced(_ event: WALSyncEvent)
 }
 
 /// The writer of one WAL partition: appends record batches to the current segment, rolls
@@ -32,6 +50,7 @@ public final class WALPartition: @unchecked Sendable {
     public let configuration: WALConfiguration
     private let fileSystem: any FileSystem
     private let clock: any WALClock
+    private let observer: (any WALObserver)?
     private let lock = ConditionLock()
 
     private var handle: (any FileHandle)?
@@ -55,7 +74,7 @@ public final class WALPartition: @unchecked Sendable {
     /// when there is none, it is full, or it was written under another fsync policy.
     public init(
         fileSystem: any FileSystem, directory: String, partition: WALPartitionID, configuration: WALConfiguration,
-        clock: any WALClock, recovered scan: WALPartitionScan
+        clock: any WALClock, recovered scan: WALPartitionScan, observer: (any WALObserver)? = nil
     ) throws(WALError) {
         precondition(configuration.segmentSizeBytes > UInt64(WALFormat.segmentHeaderBytes), "segment too small")
         precondition(configuration.recoveryMode != .salvage, "a salvaged log is read-only")
@@ -64,6 +83,7 @@ public final class WALPartition: @unchecked Sendable {
         self.partition = partition
         self.configuration = configuration
         self.clock = clock
+        self.observer = observer
         lastLSN = scan.lastLSN
         closingChecksum = scan.closingChecksum
         durableLSNValue = scan.lastLSN
@@ -189,13 +209,14 @@ public final class WALPartition: @unchecked Sendable {
             }
         }
         unsyncedRolledPaths.removeAll()
+        let started = clock.nowNanoseconds()
         do {
             try handle!.sync()
             if configuration.fsyncPolicy == .devFast { try fileSystem.syncDirectory(directory) }
         } catch {
             throw fail(WALError.io(error, partition: partition, "checkpoint sync of segment \(segmentIndex)"))
         }
-        markSynced(through: lastLSN, bytes: unsyncedBytes)
+        markSynced(through: lastLSN, bytes: unsyncedBytes, startedNanoseconds: started)
     }
 
     /// For `balanced`: syncs if the interval has passed with unsynced records. Call it from a
@@ -240,11 +261,18 @@ public final class WALPartition: @unchecked Sendable {
 
     /// Records a successful sync that covered everything through `lsn` and `bytes` of the
     /// unsynced bytes counted when it started.
-    private func markSynced(through lsn: LSN, bytes: UInt64) {
+    private func markSynced(through lsn: LSN, bytes: UInt64, startedNanoseconds: UInt64) {
         statisticsValue.syncs += 1
+        let now = clock.nowNanoseconds()
+        if let observer, lsn > durableLSNValue || bytes > 0 {
+            observer.walSynced(
+                WALSyncEvent(
+                    partition: partition, durationNanoseconds: now &- startedNanoseconds,
+                    records: lsn > durableLSNValue ? lsn - durableLSNValue : 0, bytes: bytes))
+        }
         durableLSNValue = max(durableLSNValue, lsn)
         unsyncedBytes -= min(unsyncedBytes, bytes)
-        lastSyncNanoseconds = clock.nowNanoseconds()
+        lastSyncNanoseconds = now
     }
 
     private func balancedSyncDue() -> Bool {
@@ -273,6 +301,7 @@ public final class WALPartition: @unchecked Sendable {
             let bytes = unsyncedBytes
             let syncing = handle!
             lock.unlock()
+            let started = clock.nowNanoseconds()
             var syncError: FileSystemError?
             do {
                 try syncing.sync()
@@ -284,7 +313,7 @@ public final class WALPartition: @unchecked Sendable {
             if let syncError {
                 throw fail(WALError.io(syncError, partition: partition, "fdatasync of segment \(segmentIndex)"))
             }
-            markSynced(through: target, bytes: bytes)
+            markSynced(through: target, bytes: bytes, startedNanoseconds: started)
             lock.broadcast()
         }
         if leadCount == 0 && configuration.fsyncPolicy == .strict { statisticsValue.syncsShared += 1 }
@@ -298,12 +327,13 @@ public final class WALPartition: @unchecked Sendable {
         try checkUsable()
         let old = handle!
         if configuration.fsyncPolicy != .devFast {
+            let started = clock.nowNanoseconds()
             do {
                 try old.sync()
             } catch {
                 throw fail(WALError.io(error, partition: partition, "fdatasync of segment \(segmentIndex) before rolling"))
             }
-            markSynced(through: lastLSN, bytes: unsyncedBytes)
+            markSynced(through: lastLSN, bytes: unsyncedBytes, startedNanoseconds: started)
         }
         handle = nil
         try? old.close()

@@ -56,14 +56,15 @@ public final class WriteAheadLog: Sendable {
     /// Opens the writers on a recovered log.
     public init(
         fileSystem: any FileSystem, directory: String, configuration: WALConfiguration, clock: any WALClock,
-        recovered: Recovered
+        recovered: Recovered, observer: (any WALObserver)? = nil
     ) throws(WALError) {
         self.directory = directory
         var writers: [WALPartitionID: WALPartition] = [:]
         for partition in recovered.partitionIDs {
             writers[partition] = try WALPartition(
                 fileSystem: fileSystem, directory: Self.partitionDirectory(directory, partition), partition: partition,
-                configuration: configuration, clock: clock, recovered: recovered.scans[partition]!)
+                configuration: configuration, clock: clock, recovered: recovered.scans[partition]!,
+                observer: observer)
         }
         partitions = writers
         recoveryReports = recovered.reports

@@ -1,0 +1,271 @@
+import Engine
+import FaultFS
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The node's HTTP API (Hummingbird). Every error is JSON `{"error": "...", "kind": "..."}` with
+/// a fitting status, and the node keeps serving after it. Commits run on a bounded thread pool
+/// (the engine's commit blocks until the block is as durable as the policy promises, and
+/// concurrent commits share syncs); more than `max_inflight_commits` at once get 503.
+public struct NodeAPI: Sendable {
+    let engine: Engine
+    let configuration: NodeConfiguration
+    let metrics: NodeMetrics
+    let logger: Logger
+    let commitPool: NIOThreadPool
+    let inflightCommits: InflightCounter
+    /// Set when the engine failed: the node stops (and systemd restarts it, which recovers).
+    let onFatal: @Sendable (EngineError) -> Void
+
+    public init(
+        engine: Engine, configuration: NodeConfiguration, metrics: NodeMetrics, logger: Logger, commitPool: NIOThreadPool,
+        onFatal: @escaping @Sendable (EngineError) -> Void
+    ) {
+        self.engine = engine
+        self.configuration = configuration
+        self.metrics = metrics
+        self.logger = logger
+        self.commitPool = commitPool
+        self.inflightCommits = InflightCounter()
+        self.onFatal = onFatal
+    }
+
+    /// Commits being processed now.
+    public var commitsInFlight: Int { inflightCommits.value.load(ordering: .relaxed) }
+
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: ErrorMiddleware(metrics: metrics, logger: logger))
+        router.get("/health") { _, _ in json(#"{"status":"ok"}"#) }
+        router.get("/v1/status") { _, _ in json(status()) }
+        router.get("/v1/state_roots") { _, _ in json(stateRoots(engine.stateRoots())) }
+        router.get("/v1/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: metrics.render(engine: engine))))
+        }
+        router.get("/v1/blocks/{height}") { _, context in
+            let text = try context.parameters.require("height")
+            guard let height = UInt64(text) else { throw APIError(.badRequest, "height must be a non-negative integer, got \(text)") }
+            guard let header = try engine.block(at: height) else {
+                throw APIError(.notFound, "no committed block at height \(height) is recorded (current height \(engine.stateRoots().height))")
+            }
+            return json(
+                "{\"height\":\(header.height),\"meta_root\":\"\(header.metaRoot.hex)\",\"lane_roots\":\(hexArray(header.laneRoots)),"
+                    + "\"op_count\":\(header.operationCount)}")
+        }
+        router.get("/v1/state/{key}") { _, context in
+            let raw = try context.parameters.require("key")
+            guard let key = raw.removingPercentEncoding, !key.isEmpty else { throw APIError(.badRequest, "the key is not valid percent-encoded UTF-8") }
+            guard key.utf8.count <= configuration.api.maxKeyBytes else {
+                throw APIError(.contentTooLarge, "the key is \(key.utf8.count) bytes; the limit is \(configuration.api.maxKeyBytes)")
+            }
+            return json(stateRead(try engine.get(Array(key.utf8))))
+        }
+        router.post("/v1/blocks") { request, _ in try await commit(request) }
+        return router
+    }
+
+    // MARK: Handlers
+
+    private func commit(_ request: Request) async throws -> Response {
+        let limit = configuration.api.maxBodyBytes
+        if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > limit {
+            throw APIError(.contentTooLarge, "the body is \(declared) bytes; the limit is \(limit) (api.max_body_bytes)")
+        }
+        let admitted = inflightCommits.value.wrappingAdd(1, ordering: .relaxed).newValue
+        defer { inflightCommits.value.wrappingSubtract(1, ordering: .relaxed) }
+        guard admitted <= configuration.api.maxInflightCommits else {
+            throw APIError(.serviceUnavailable, "\(admitted - 1) commits are in flight (api.max_inflight_commits); retry shortly", kind: "overloaded")
+        }
+        var body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, "the body exceeds \(limit) bytes (api.max_body_bytes)")
+        }
+        let operations = try BlockRequestDecoder(limits: configuration.api).decode(body.readBytes(length: body.readableBytes) ?? [])
+        let started = ContinuousClock.now
+        let engine = self.engine
+        let result: CommitResult
+        do {
+            result = try await commitPool.runIfActive { () throws -> CommitResult in try engine.commit(operations) }
+        } catch let error as EngineError {
+            if error.kind != .invalidInput { onFatal(error) }
+            throw error
+        }
+        let elapsed = ContinuousClock.now - started
+        metrics.commitDuration.recordNanoseconds(Int64(elapsed.components.seconds) * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        metrics.blocksCommitted.increment()
+        metrics.operationsCommitted.increment(by: operations.count)
+        return json("{\"height\":\(result.height),\"meta_root\":\"\(result.metaRoot.hex)\",\"durable\":\(result.durable)}")
+    }
+
+    private func status() -> String {
+        let roots = engine.stateRoots()
+        let report = engine.recoveryReport
+        let lanes = report.lanes.map {
+            "{\"lane\":\($0.lane),\"applied_height_before\":\($0.appliedHeightBefore),\"records_replayed\":\($0.recordsReplayed),"
+                + "\"wal_bytes_truncated\":\($0.walBytesTruncated)}"
+        }
+        let wal = engine.walPositions.map {
+            "{\"partition\":\(jsonString(NodeMetrics.partitionLabel($0.partition))),\"written_lsn\":\($0.written),\"durable_lsn\":\($0.durable)}"
+        }
+        return "{\"chain_id\":\(jsonString(configuration.node.chainID)),\"height\":\(roots.height),"
+            + "\"durable_height\":\(engine.durableHeight),\"meta_root\":\"\(roots.metaRoot.hex)\",\"lanes\":\(roots.laneRoots.count),"
+            + "\"lane_roots\":\(hexArray(roots.laneRoots)),\"fsync_policy\":\(jsonString(configuration.wal.fsyncPolicy.rawValue)),"
+            + "\"wal\":[\(wal.joined(separator: ","))],"
+            + "\"last_recovery\":{\"height\":\(report.height),\"meta_root\":\"\(report.metaRoot.hex)\","
+            + "\"duration_seconds\":\(Double(report.durationNanoseconds) / 1e9),"
+            + "\"uncommitted_blocks_dropped\":\(report.uncommittedBlocksDropped),\"lanes\":[\(lanes.joined(separator: ","))]}}"
+    }
+}
+
+func stateRoots(_ roots: StateRoots) -> String {
+    "{\"global_height\":\(roots.height),\"meta_root\":\"\(roots.metaRoot.hex)\",\"lane_roots\":\(hexArray(roots.laneRoots))}"
+}
+
+func stateRead(_ read: StateRead) -> String {
+    let value = read.value.map { jsonString(String(decoding: $0, as: UTF8.self)) } ?? "null"
+    let terminal: String
+    switch read.proof.terminal {
+    case .included(let valueHash): terminal = "{\"kind\":\"included\",\"value_hash\":\"\(valueHash.hex)\"}"
+    case .empty: terminal = "{\"kind\":\"empty\"}"
+    case .otherLeaf(let path, let valueHash):
+        terminal = "{\"kind\":\"other_leaf\",\"path\":\"\(path.hex)\",\"value_hash\":\"\(valueHash.hex)\"}"
+    }
+    let laneSiblings = read.laneProof.siblings.map { $0.map { "\"\($0.hex)\"" } ?? "null" }
+    return "{\"key\":\(jsonString(String(decoding: read.key, as: UTF8.self))),\"value\":\(value),\"lane\":\(read.lane),"
+        + "\"height\":\(read.height),\"proof\":{\"meta_root\":\"\(read.metaRoot.hex)\",\"lane_root\":\"\(read.laneRoot.hex)\","
+        + "\"siblings\":\(hexArray(read.proof.siblings)),\"terminal\":\(terminal),"
+        + "\"lane_proof\":{\"lane_index\":\(read.laneProof.laneIndex),\"lane_count\":\(read.laneProof.laneCount),"
+        + "\"siblings\":[\(laneSiblings.joined(separator: ","))]}}}"
+}
+
+func hexArray(_ hashes: [Hash32]) -> String {
+    "[" + hashes.map { "\"\($0.hex)\"" }.joined(separator: ",") + "]"
+}
+
+func json(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
+    Response(
+        status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+}
+
+/// An API error: its status, its kind (for `rivellum_errors_total`) and a message.
+struct APIError: Error {
+    var status: HTTPResponse.Status
+    var kind: String
+    var message: String
+
+    init(_ status: HTTPResponse.Status, _ message: String, kind: String? = nil) {
+        self.status = status
+        self.message = message
+        self.kind = kind ?? status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_")
+    }
+}
+
+/// Turns every error into a JSON response and counts it.
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let metrics: NodeMetrics
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            metrics.countError(error.kind)
+            return errorResponse(error.status, error.message, kind: error.kind)
+        } catch let error as EngineError {
+            metrics.countError(error.kind.rawValue)
+            let status: HTTPResponse.Status = error.kind == .invalidInput ? .badRequest : .internalServerError
+            if status == .internalServerError {
+                logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            }
+            return errorResponse(status, error.description, kind: error.kind.rawValue)
+        } catch let error as HTTPResponseError {
+            let kind = error.status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_")
+            metrics.countError(kind)
+            let message = error.status == .notFound ? "no route for \(request.method) \(request.uri.path)" : "\(error)"
+            return errorResponse(error.status, message, kind: kind)
+        } catch {
+            metrics.countError("internal")
+            logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            return errorResponse(.internalServerError, "\(error)", kind: "internal")
+        }
+    }
+
+    private func errorResponse(_ status: HTTPResponse.Status, _ message: String, kind: String) -> Response {
+        var response = json("{\"error\":\(jsonString(message)),\"kind\":\(jsonString(kind))}", status: status)
+        if status == .serviceUnavailable { response.headers[.retryAfter] = "1" }
+        return response
+    }
+}
+
+/// Decodes `POST /v1/blocks` bodies: `{"ops": [{"key": "k", "value": "v"}, {"key": "k2", "value":
+/// null}]}` with UTF-8 strings; `null` deletes. Unknown fields, a missing `value`, non-string keys
+/// or values are 400; too many operations or oversized keys or values are 413.
+public struct BlockRequestDecoder: Sendable {
+    public var limits: NodeConfiguration.APISection
+
+    public init(limits: NodeConfiguration.APISection) {
+        self.limits = limits
+    }
+
+    public func decode(_ bytes: [UInt8]) throws -> [StateOperation] {
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: Data(bytes), options: [])
+        } catch {
+            let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? "\(error)"
+            throw APIError(.badRequest, "the body is not valid JSON: \(detail)", kind: "malformed_json")
+        }
+        guard let top = object as? [String: Any] else { throw APIError(.badRequest, "the body must be a JSON object with \"ops\"") }
+        if let unknown = top.keys.first(where: { $0 != "ops" }) {
+            throw APIError(.badRequest, "unknown field \(jsonString(unknown)); a block is {\"ops\": [...]}")
+        }
+        guard let list = top["ops"] as? [Any] else { throw APIError(.badRequest, "\"ops\" must be an array") }
+        guard list.count <= limits.maxOperationsPerBlock else {
+            throw APIError(.contentTooLarge, "\(list.count) operations; the limit is \(limits.maxOperationsPerBlock) (api.max_ops_per_block)")
+        }
+        var operations: [StateOperation] = []
+        operations.reserveCapacity(list.count)
+        for (index, item) in list.enumerated() {
+            guard let entry = item as? [String: Any] else { throw APIError(.badRequest, "ops[\(index)] must be an object") }
+            if let unknown = entry.keys.first(where: { $0 != "key" && $0 != "value" }) {
+                throw APIError(.badRequest, "ops[\(index)]: unknown field \(jsonString(unknown))")
+            }
+            guard let key = entry["key"] as? String, !key.isEmpty else {
+                throw APIError(.badRequest, "ops[\(index)].key must be a non-empty string")
+            }
+            guard key.utf8.count <= limits.maxKeyBytes else {
+                throw APIError(.contentTooLarge, "ops[\(index)].key is \(key.utf8.count) bytes; the limit is \(limits.maxKeyBytes) (api.max_key_bytes)")
+            }
+            guard let rawValue = entry["value"] else {
+                throw APIError(.badRequest, "ops[\(index)].value is missing (a string, or null to delete)")
+            }
+            if rawValue is NSNull {
+                operations.append(StateOperation(key: Array(key.utf8), value: nil))
+                continue
+            }
+            guard let value = rawValue as? String else {
+                throw APIError(.badRequest, "ops[\(index)].value must be a string or null")
+            }
+            guard value.utf8.count <= limits.maxValueBytes else {
+                throw APIError(
+                    .contentTooLarge, "ops[\(index)].value is \(value.utf8.count) bytes; the limit is \(limits.maxValueBytes) (api.max_value_bytes)")
+            }
+            operations.append(StateOperation(key: Array(key.utf8), value: Array(value.utf8)))
+        }
+        return operations
+    }
+}
+
+/// The number of commits being processed (admission control).
+final class InflightCounter: Sendable {
+    let value = Atomic<Int>(0)
+}

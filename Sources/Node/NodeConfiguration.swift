@@ -1,0 +1,346 @@
+import Engine
+import FaultFS
+import TOMLKit
+
+/// The node's configuration: the embedded defaults, overlaid by a TOML file, overlaid by
+/// command-line flags. Decoding is strict: an unknown section or key, or a value of the wrong
+/// type or out of range, is a `NodeConfigurationError` naming the file and the key.
+public struct NodeConfiguration: Sendable, Equatable {
+    /// `[node]`
+    public struct NodeSection: Sendable, Equatable {
+        /// Where the node keeps its state. Development default `./rivellum-data`; production
+        /// `/var/lib/rivellum`.
+        public var dataDirectory = "./rivellum-data"
+        public var chainID = "rivellum-dev"
+        public var laneCount = 4
+    }
+
+    /// `[wal]`
+    public struct WALSection: Sendable, Equatable {
+        /// `nil`: `<data_dir>/wal`.
+        public var walDirectory: String?
+        public var fsyncPolicy = FsyncPolicy.strict
+        public var syncIntervalMilliseconds: UInt64 = 200
+        public var syncBytes: UInt64 = 1 << 20
+        public var segmentSizeMegabytes: UInt64 = 64
+        public var retentionHours: UInt64 = 24
+        public var recoveryMode = WALRecoveryMode.tolerateTornTail
+    }
+
+    /// `[api]`
+    public struct APISection: Sendable, Equatable {
+        public var listenHost = "127.0.0.1"
+        public var listenPort = 7070
+        /// Largest request body accepted (413 beyond).
+        public var maxBodyBytes = 4 << 20
+        /// Most operations in one block (413 beyond).
+        public var maxOperationsPerBlock = 10_000
+        public var maxKeyBytes = 1_024
+        public var maxValueBytes = 1 << 20
+        /// Commits admitted at once; more get 503 with Retry-After.
+        public var maxInflightCommits = 512
+    }
+
+    /// `[logging]`
+    public struct LoggingSection: Sendable, Equatable {
+        public enum Format: String, Sendable, CaseIterable { case json, pretty }
+        public var level = "info"
+        public var format = Format.pretty
+    }
+
+    /// `[snapshot]` (used by scheduled snapshots).
+    public struct SnapshotSection: Sendable, Equatable {
+        /// `nil`: `<data_dir>/snapshots`.
+        public var directory: String?
+        /// 0 turns scheduled snapshots off.
+        public var intervalHours: UInt64 = 0
+        public var keep = 7
+    }
+
+    public var node = NodeSection()
+    public var wal = WALSection()
+    public var api = APISection()
+    public var logging = LoggingSection()
+    public var snapshot = SnapshotSection()
+
+    public init() {}
+
+    /// The configuration the binary carries: what `run` uses with no `--config`, and what
+    /// `rivellum-node config default` prints.
+    public static let defaultTOML = """
+        # rivellum-node configuration. Every key is optional; these are the defaults.
+        # Unknown keys are errors (the node refuses to start, exit code 78).
+
+        [node]
+        data_dir = "./rivellum-data"      # production: /var/lib/rivellum
+        chain_id = "rivellum-dev"         # fixed at genesis
+        lanes = 4                         # fixed at genesis, 1..1024
+
+        [wal]
+        # wal_dir = "/var/lib/rivellum/wal"   # default: <data_dir>/wal
+        wal_fsync_policy = "strict"       # strict | balanced | dev_fast
+        wal_sync_interval_ms = 200        # balanced: sync at least this often
+        wal_sync_bytes = 1048576          # balanced: sync once this many bytes are unsynced
+        wal_segment_size_mb = 64
+        wal_retention_hours = 24          # keep WAL segments at least this long
+        wal_recovery_mode = "tolerate_torn_tail"   # tolerate_torn_tail | absolute
+
+        [api]
+        listen = "127.0.0.1:7070"
+        max_body_bytes = 4194304
+        max_ops_per_block = 10000
+        max_key_bytes = 1024
+        max_value_bytes = 1048576
+        max_inflight_commits = 512
+
+        [logging]
+        level = "info"                    # trace | debug | info | notice | warning | error | critical
+        format = "pretty"                 # json | pretty
+
+        [snapshot]
+        # dir = "/var/lib/rivellum/snapshots"  # default: <data_dir>/snapshots
+        interval_hours = 0                # 0: no scheduled snapshots
+        keep = 7
+
+        """
+
+    /// The defaults (the embedded file decoded).
+    public static let defaults: NodeConfiguration = {
+        do {
+            return try NodeConfiguration.decode(defaultTOML, file: "<embedded defaults>")
+        } catch {
+            preconditionFailure("the embedded default configuration does not decode: \(error)")
+        }
+    }()
+
+    /// Decodes `text` over the defaults. `file` names the source in errors.
+    public static func decode(_ text: String, file: String) throws(NodeConfigurationError) -> NodeConfiguration {
+        let raw: RawFile
+        do {
+            raw = try TOMLDecoder(strictDecoding: true).decode(RawFile.self, from: text)
+        } catch let error as UnexpectedKeysError {
+            let names = error.keys.map { key, path in
+                (path.map(\.stringValue).filter { !$0.isEmpty } + [key]).joined(separator: ".")
+            }.sorted()
+            throw NodeConfigurationError(file: file, key: names.first, "unknown key(s): \(names.joined(separator: ", "))")
+        } catch let error as TOMLParseError {
+            throw NodeConfigurationError(
+                file: file, key: nil, "not valid TOML at line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
+        } catch let error as DecodingError {
+            throw NodeConfigurationError(decoding: error, file: file)
+        } catch {
+            throw NodeConfigurationError(file: file, key: nil, "\(error)")
+        }
+        var configuration = NodeConfiguration()
+        try configuration.apply(raw, file: file)
+        try configuration.validate(file: file)
+        return configuration
+    }
+
+    /// Reads and decodes a configuration file.
+    public static func load(path: String, fileSystem: any FileSystem = PosixFileSystem()) throws(NodeConfigurationError) -> NodeConfiguration {
+        let bytes: [UInt8]
+        do {
+            bytes = try fileSystem.readFile(path)
+        } catch {
+            throw NodeConfigurationError(file: path, key: nil, "cannot read the file: \(error)")
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw NodeConfigurationError(file: path, key: nil, "the file is not UTF-8")
+        }
+        return try decode(text, file: path)
+    }
+
+    /// Checks every value; `file` names the source in errors (for flags, "command line").
+    public func validate(file: String) throws(NodeConfigurationError) {
+        func check(_ condition: Bool, _ key: String, _ message: String) throws(NodeConfigurationError) {
+            if !condition { throw NodeConfigurationError(file: file, key: key, message) }
+        }
+        try check(!node.dataDirectory.isEmpty, "node.data_dir", "must not be empty")
+        try check(
+            !node.chainID.isEmpty && node.chainID.count <= 64
+                && node.chainID.unicodeScalars.allSatisfy { $0.properties.isASCIIHexDigit || Self.chainIDCharacters.contains($0) },
+            "node.chain_id", "must be 1-64 characters of A-Z a-z 0-9 . _ -, got \(jsonString(node.chainID))")
+        try check((1...1_024).contains(node.laneCount), "node.lanes", "must be in 1...1024, got \(node.laneCount)")
+        try check(wal.walDirectory.map { !$0.isEmpty } ?? true, "wal.wal_dir", "must not be empty (leave it out for <data_dir>/wal)")
+        try check((1...3_600_000).contains(wal.syncIntervalMilliseconds), "wal.wal_sync_interval_ms", "must be in 1...3600000")
+        try check(wal.syncBytes >= 4_096 && wal.syncBytes <= 1 << 30, "wal.wal_sync_bytes", "must be in 4096...1073741824")
+        try check((1...4_096).contains(wal.segmentSizeMegabytes), "wal.wal_segment_size_mb", "must be in 1...4096")
+        try check(wal.retentionHours <= 24 * 365, "wal.wal_retention_hours", "must be at most 8760")
+        try check(wal.recoveryMode != .salvage, "wal.wal_recovery_mode", "salvage is read-only forensics; use `rivellum-node wal verify`")
+        try check((1...65_535).contains(api.listenPort) && !api.listenHost.isEmpty, "api.listen", "must be HOST:PORT with a port in 1...65535")
+        try check((1_024...(256 << 20)).contains(api.maxBodyBytes), "api.max_body_bytes", "must be in 1024...268435456")
+        try check((1...1_000_000).contains(api.maxOperationsPerBlock), "api.max_ops_per_block", "must be in 1...1000000")
+        try check((1...65_536).contains(api.maxKeyBytes), "api.max_key_bytes", "must be in 1...65536")
+        try check((0...(16 << 20)).contains(api.maxValueBytes), "api.max_value_bytes", "must be in 0...16777216")
+        try check((1...65_536).contains(api.maxInflightCommits), "api.max_inflight_commits", "must be in 1...65536")
+        try check(Self.logLevels.contains(logging.level), "logging.level", "must be one of \(Self.logLevels.joined(separator: ", ")), got \(jsonString(logging.level))")
+        try check(snapshot.directory.map { !$0.isEmpty } ?? true, "snapshot.dir", "must not be empty (leave it out for <data_dir>/snapshots)")
+        try check(snapshot.intervalHours <= 24 * 365, "snapshot.interval_hours", "must be at most 8760")
+        try check((1...10_000).contains(snapshot.keep), "snapshot.keep", "must be in 1...10000")
+    }
+
+    static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+    static let chainIDCharacters = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-".unicodeScalars)
+
+    /// Parses `HOST:PORT` (`[v6]:PORT` for IPv6).
+    public static func parseListen(_ text: String) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        return (host, port)
+    }
+
+    // MARK: Derived
+
+    public var walDirectory: String { wal.walDirectory ?? PathComponents.join(node.dataDirectory, "wal") }
+    public var snapshotDirectory: String { snapshot.directory ?? PathComponents.join(node.dataDirectory, "snapshots") }
+
+    /// The engine's configuration.
+    public var engineConfiguration: EngineConfiguration {
+        var configuration = EngineConfiguration(dataDirectory: node.dataDirectory)
+        configuration.chainID = node.chainID
+        configuration.laneCount = node.laneCount
+        configuration.walDirectory = wal.walDirectory
+        configuration.walRetentionHours = wal.retentionHours
+        configuration.wal.fsyncPolicy = wal.fsyncPolicy
+        configuration.wal.syncIntervalMilliseconds = wal.syncIntervalMilliseconds
+        configuration.wal.syncBytes = wal.syncBytes
+        configuration.wal.segmentSizeBytes = wal.segmentSizeMegabytes << 20
+        configuration.wal.recoveryMode = wal.recoveryMode
+        return configuration
+    }
+
+    // MARK: The file's shape (every key optional)
+
+    struct RawFile: Decodable {
+        var node: RawNode?
+        var wal: RawWAL?
+        var api: RawAPI?
+        var logging: RawLogging?
+        var snapshot: RawSnapshot?
+    }
+
+    struct RawNode: Decodable {
+        var data_dir: String?
+        var chain_id: String?
+        var lanes: Int?
+    }
+
+    struct RawWAL: Decodable {
+        var wal_dir: String?
+        var wal_fsync_policy: String?
+        var wal_sync_interval_ms: UInt64?
+        var wal_sync_bytes: UInt64?
+        var wal_segment_size_mb: UInt64?
+        var wal_retention_hours: UInt64?
+        var wal_recovery_mode: String?
+    }
+
+    struct RawAPI: Decodable {
+        var listen: String?
+        var max_body_bytes: Int?
+        var max_ops_per_block: Int?
+        var max_key_bytes: Int?
+        var max_value_bytes: Int?
+        var max_inflight_commits: Int?
+    }
+
+    struct RawLogging: Decodable {
+        var level: String?
+        var format: String?
+    }
+
+    struct RawSnapshot: Decodable {
+        var dir: String?
+        var interval_hours: UInt64?
+        var keep: Int?
+    }
+
+    private mutating func apply(_ raw: RawFile, file: String) throws(NodeConfigurationError) {
+        func choice<T: RawRepresentable & CaseIterable>(_ text: String, _ key: String, _ type: T.Type) throws(NodeConfigurationError) -> T
+        where T.RawValue == String {
+            guard let value = T(rawValue: text) else {
+                let allowed = T.allCases.map(\.rawValue).joined(separator: " | ")
+                throw NodeConfigurationError(file: file, key: key, "\(jsonString(text)) is not one of \(allowed)")
+            }
+            return value
+        }
+        if let section = raw.node {
+            if let value = section.data_dir { node.dataDirectory = value }
+            if let value = section.chain_id { node.chainID = value }
+            if let value = section.lanes { node.laneCount = value }
+        }
+        if let section = raw.wal {
+            if let value = section.wal_dir { wal.walDirectory = value }
+            if let value = section.wal_fsync_policy { wal.fsyncPolicy = try choice(value, "wal.wal_fsync_policy", FsyncPolicy.self) }
+            if let value = section.wal_sync_interval_ms { wal.syncIntervalMilliseconds = value }
+            if let value = section.wal_sync_bytes { wal.syncBytes = value }
+            if let value = section.wal_segment_size_mb { wal.segmentSizeMegabytes = value }
+            if let value = section.wal_retention_hours { wal.retentionHours = value }
+            if let value = section.wal_recovery_mode {
+                wal.recoveryMode = try choice(value, "wal.wal_recovery_mode", WALRecoveryMode.self)
+            }
+        }
+        if let section = raw.api {
+            if let value = section.listen {
+                guard let (host, port) = Self.parseListen(value) else {
+                    throw NodeConfigurationError(file: file, key: "api.listen", "\(jsonString(value)) is not HOST:PORT")
+                }
+                api.listenHost = host
+                api.listenPort = port
+            }
+            if let value = section.max_body_bytes { api.maxBodyBytes = value }
+            if let value = section.max_ops_per_block { api.maxOperationsPerBlock = value }
+            if let value = section.max_key_bytes { api.maxKeyBytes = value }
+            if let value = section.max_value_bytes { api.maxValueBytes = value }
+            if let value = section.max_inflight_commits { api.maxInflightCommits = value }
+        }
+        if let section = raw.logging {
+            if let value = section.level { logging.level = value }
+            if let value = section.format { logging.format = try choice(value, "logging.format", LoggingSection.Format.self) }
+        }
+        if let section = raw.snapshot {
+            if let value = section.dir { snapshot.directory = value }
+            if let value = section.interval_hours { snapshot.intervalHours = value }
+            if let value = section.keep { snapshot.keep = value }
+        }
+    }
+}
+
+/// A configuration that cannot be used: the file (or "command line"), the key, and why.
+/// The node exits with code 78 (EX_CONFIG).
+public struct NodeConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var file: String
+    /// `section.key`, when one key is to blame.
+    public var key: String?
+    public var message: String
+
+    public init(file: String, key: String?, _ message: String) {
+        self.file = file
+        self.key = key
+        self.message = message
+    }
+
+    init(decoding error: DecodingError, file: String) {
+        func name(_ path: [any CodingKey]) -> String { path.map(\.stringValue).joined(separator: ".") }
+        switch error {
+        case .typeMismatch(let type, let context):
+            self.init(file: file, key: name(context.codingPath), "expected a value of type \(type)")
+        case .valueNotFound(let type, let context):
+            self.init(file: file, key: name(context.codingPath), "missing a value of type \(type)")
+        case .keyNotFound(let key, let context):
+            self.init(file: file, key: name(context.codingPath + [key]), "missing")
+        case .dataCorrupted(let context):
+            self.init(file: file, key: name(context.codingPath), context.debugDescription)
+        @unknown default:
+            self.init(file: file, key: nil, "\(error)")
+        }
+    }
+
+    public var description: String {
+        if let key { return "configuration error in \(file): \(key): \(message)" }
+        return "configuration error in \(file): \(message)"
+    }
+}

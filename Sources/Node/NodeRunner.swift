@@ -1,0 +1,183 @@
+import Engine
+import FaultFS
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// Why the node stopped with a non-zero exit code. `exitCode` follows sysexits.
+public struct NodeExit: Error, CustomStringConvertible {
+    public var exitCode: Int32
+    public var message: String
+
+    public init(_ exitCode: Int32, _ message: String) {
+        self.exitCode = exitCode
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    /// The exit code for an engine error: 69 when another node holds the directory, 65 when
+    /// the engine refuses damaged state, 78 for a genesis that disagrees with the config, 74 for
+    /// I/O and other operating errors.
+    public static func exitCode(for error: EngineError) -> Int32 {
+        if error.kind == .locked { return ExitCodes.unavailable }
+        if error.kind == .genesisMismatch { return ExitCodes.config }
+        if error.isRefusal { return ExitCodes.dataError }
+        if error.kind == .notInitialised { return ExitCodes.unavailable }
+        return ExitCodes.ioError
+    }
+}
+
+/// The node's documented exit codes (sysexits style).
+public enum ExitCodes {
+    public static let success: Int32 = 0
+    /// A torn tail only (`wal verify`): recovery would drop it.
+    public static let tornTailOnly: Int32 = 1
+    public static let usage: Int32 = 64
+    public static let dataError: Int32 = 65
+    /// The data directory does not exist or was never initialised.
+    public static let noInput: Int32 = 66
+    public static let unavailable: Int32 = 69
+    public static let ioError: Int32 = 74
+    public static let config: Int32 = 78
+}
+
+/// Runs the daemon: opens (recovering) the engine, serves the API, ticks the WAL, and shuts
+/// down gracefully on SIGTERM or SIGINT: stop accepting, finish in-flight requests, then close
+/// the engine (sync, flush lanes, release the lock).
+public enum NodeRunner {
+    public static func run(configuration: NodeConfiguration, logger: Logger) async throws {
+        let walLogger = Logger(label: "rivellum_wal")
+        let metrics = NodeMetrics()
+        logger.info(
+            "opening data directory",
+            metadata: [
+                "data_dir": "\(configuration.node.dataDirectory)", "wal_dir": "\(configuration.walDirectory)",
+                "chain_id": "\(configuration.node.chainID)", "lanes": "\(configuration.node.laneCount)",
+                "wal_fsync_policy": "\(configuration.wal.fsyncPolicy.rawValue)",
+            ])
+        let engine: Engine
+        do {
+            engine = try Engine(fileSystem: PosixFileSystem(), configuration: configuration.engineConfiguration, walObserver: metrics)
+        } catch {
+            logger.critical("cannot open the data directory", metadata: ["error": "\(error)", "remedy": "\(error.remedy)"])
+            throw NodeExit(NodeExit.exitCode(for: error), "rivellum-node: \(error)")
+        }
+        let report = engine.recoveryReport
+        metrics.recordRecovery(report)
+        walLogger.info(
+            "recovered",
+            metadata: [
+                "height": "\(report.height)", "meta_root": "\(report.metaRoot.hex)",
+                "records_replayed": "\(report.lanes.reduce(0) { $0 + $1.recordsReplayed })",
+                "uncommitted_blocks_dropped": "\(report.uncommittedBlocksDropped)",
+                "torn_tails_dropped": "\(report.wal.filter { $0.droppedTornTail != nil }.count)",
+                "duration_ms": "\(report.durationNanoseconds / 1_000_000)",
+            ])
+        let commitPool = NIOThreadPool(numberOfThreads: min(64, configuration.api.maxInflightCommits))
+        commitPool.start()
+        let fatal = FatalEngineError()
+        let engineService = EngineService(engine: engine, configuration: configuration, logger: walLogger, fatal: fatal)
+        let api = NodeAPI(
+            engine: engine, configuration: configuration, metrics: metrics, logger: Logger(label: "rivellum_api"),
+            commitPool: commitPool
+        ) { error in
+            if fatal.record(error) { logger.critical("the engine failed; stopping so that a restart recovers", metadata: ["error": "\(error)"]) }
+        }
+        let listen = "\(configuration.api.listenHost):\(configuration.api.listenPort)"
+        let application = Application(
+            router: api.router(),
+            configuration: .init(address: .hostname(configuration.api.listenHost, port: configuration.api.listenPort), serverName: "rivellum-node"),
+            onServerRunning: { _ in logger.info("listening", metadata: ["listen": "\(listen)"]) },
+            logger: Logger(label: "rivellum_api"))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    // Shut down in reverse order: the API first (in-flight requests finish), then the engine.
+                    .init(service: engineService, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: application, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                cancellationSignals: [],
+                logger: logger))
+        var runError: (any Error)?
+        do {
+            try await group.run()
+        } catch {
+            runError = error
+        }
+        try? await commitPool.shutdownGracefully()
+        // The engine service closed the engine; close again in case it never ran (idempotent).
+        var closeError: EngineError?
+        do {
+            try engine.close()
+        } catch {
+            closeError = error
+        }
+        if let failure = fatal.error {
+            throw NodeExit(ExitCodes.ioError, "rivellum-node: the engine failed: \(failure)")
+        }
+        if let closeError {
+            throw NodeExit(ExitCodes.ioError, "rivellum-node: closing the engine failed: \(closeError)")
+        }
+        if let runError {
+            let text = "\(runError)"
+            if text.contains("Address already in use") || text.contains("EADDRINUSE") {
+                throw NodeExit(ExitCodes.unavailable, "rivellum-node: cannot listen on \(listen): address already in use")
+            }
+            throw NodeExit(ExitCodes.ioError, "rivellum-node: \(runError)")
+        }
+        logger.info("stopped cleanly", metadata: ["height": "\(engine.stateRoots().height)"])
+    }
+}
+
+/// Keeps the engine going while the node runs: under `balanced`, syncs every
+/// `wal_sync_interval_ms` (the window is bounded even when no commit arrives); stops the node
+/// when the engine fails; on graceful shutdown, closes the engine (checkpoint: WAL synced, lanes
+/// flushed) after the API has stopped.
+struct EngineService: Service {
+    let engine: Engine
+    let configuration: NodeConfiguration
+    let logger: Logger
+    let fatal: FatalEngineError
+
+    func run() async throws {
+        let interval = Duration.milliseconds(Int64(min(configuration.wal.syncIntervalMilliseconds, 1_000)))
+        try await cancelWhenGracefulShutdown {
+            // Bounded: one round per interval until graceful shutdown (which cancels the sleep)
+            // or a failure.
+            while !Task.isCancelled {
+                if let failure = fatal.error { throw failure }
+                do {
+                    try engine.tick()
+                } catch let error as EngineError {
+                    fatal.record(error)
+                    throw error
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
+        logger.info("closing the engine: syncing the WAL and flushing lanes")
+        try engine.close()
+    }
+}
+
+/// The first engine failure seen while serving; once set, the node stops.
+final class FatalEngineError: Sendable {
+    private let stored = Mutex<EngineError?>(nil)
+
+    var error: EngineError? { stored.withLock { $0 } }
+
+    /// Records `error` if it is the first; returns whether it was.
+    @discardableResult
+    func record(_ error: EngineError) -> Bool {
+        stored.withLock { current in
+            guard current == nil else { return false }
+            current = error
+            return true
+        }
+    }
+}
