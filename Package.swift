@@ -73,14 +73,18 @@ let package = Package(
             name: "Node",
             dependencies: ["Engine", "FaultFS", tomlKit, logging, metrics, prometheus, hummingbird, serviceLifecycle, nioPosix]),
         .executableTarget(name: "rivellum-node", dependencies: ["Node", "Engine", "FaultFS", argumentParser, logging]),
+        // Drives the real node binary: a minimal loopback HTTP client and a process launcher, for the
+        // kill -9 test and the end-to-end tests.
+        .target(name: "NodeHarness"),
         // The kill -9 crash test of the real node binary (run by CI; a short run in swift test).
-        .executableTarget(name: "rivellum-killtest", dependencies: ["Node", argumentParser]),
+        .executableTarget(name: "rivellum-killtest", dependencies: ["NodeHarness", "FaultFS", argumentParser]),
         // Side-by-side measurements (ratios, never assertions).
         .executableTarget(name: "rivellum-bench", dependencies: ["Engine", "FaultFS", argumentParser]),
         .testTarget(name: "FaultFSTests", dependencies: ["FaultFS", propertyBased]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "CCRC32C", "FaultFS", propertyBased]),
         // End-to-end tests of the command-line tools (they run the built executables).
-        .testTarget(name: "NodeTests", dependencies: ["Node", "Engine", "FaultFS", "rivellum-node", "rivellum-killtest"]),
+        .testTarget(
+            name: "NodeTests", dependencies: ["Node", "Engine", "FaultFS", "NodeHarness", "rivellum-node", "rivellum-killtest"]),
         .testTarget(name: "SimRunnerTests", dependencies: ["SimRunner", "Engine", "FaultFS"]),
     ],
     cxxLanguageStandard: .cxx17
