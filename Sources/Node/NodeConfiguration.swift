@@ -159,7 +159,7 @@ public struct NodeConfiguration: Sendable, Equatable {
         try check(!node.dataDirectory.isEmpty, "node.data_dir", "must not be empty")
         try check(
             !node.chainID.isEmpty && node.chainID.count <= 64
-                && node.chainID.unicodeScalars.allSatisfy { $0.properties.isASCIIHexDigit || Self.chainIDCharacters.contains($0) },
+                && node.chainID.unicodeScalars.allSatisfy { Self.chainIDCharacters.contains($0) },
             "node.chain_id", "must be 1-64 characters of A-Z a-z 0-9 . _ -, got \(jsonString(node.chainID))")
         try check((1...1_024).contains(node.laneCount), "node.lanes", "must be in 1...1024, got \(node.laneCount)")
         try check(wal.walDirectory.map { !$0.isEmpty } ?? true, "wal.wal_dir", "must not be empty (leave it out for <data_dir>/wal)")
@@ -214,6 +214,8 @@ public struct NodeConfiguration: Sendable, Equatable {
 
     // MARK: The file's shape (every key optional)
 
+    // Integers are decoded as Int and range-checked here: TOMLKit traps on a negative value
+    // decoded into an unsigned type, and bad input must get a message, not a crash.
     struct RawFile: Decodable {
         var node: RawNode?
         var wal: RawWAL?
@@ -231,10 +233,10 @@ public struct NodeConfiguration: Sendable, Equatable {
     struct RawWAL: Decodable {
         var wal_dir: String?
         var wal_fsync_policy: String?
-        var wal_sync_interval_ms: UInt64?
-        var wal_sync_bytes: UInt64?
-        var wal_segment_size_mb: UInt64?
-        var wal_retention_hours: UInt64?
+        var wal_sync_interval_ms: Int?
+        var wal_sync_bytes: Int?
+        var wal_segment_size_mb: Int?
+        var wal_retention_hours: Int?
         var wal_recovery_mode: String?
     }
 
@@ -254,7 +256,7 @@ public struct NodeConfiguration: Sendable, Equatable {
 
     struct RawSnapshot: Decodable {
         var dir: String?
-        var interval_hours: UInt64?
+        var interval_hours: Int?
         var keep: Int?
     }
 
@@ -267,6 +269,10 @@ public struct NodeConfiguration: Sendable, Equatable {
             }
             return value
         }
+        func unsigned(_ value: Int, _ key: String) throws(NodeConfigurationError) -> UInt64 {
+            guard value >= 0 else { throw NodeConfigurationError(file: file, key: key, "must not be negative, got \(value)") }
+            return UInt64(value)
+        }
         if let section = raw.node {
             if let value = section.data_dir { node.dataDirectory = value }
             if let value = section.chain_id { node.chainID = value }
@@ -275,10 +281,12 @@ public struct NodeConfiguration: Sendable, Equatable {
         if let section = raw.wal {
             if let value = section.wal_dir { wal.walDirectory = value }
             if let value = section.wal_fsync_policy { wal.fsyncPolicy = try choice(value, "wal.wal_fsync_policy", FsyncPolicy.self) }
-            if let value = section.wal_sync_interval_ms { wal.syncIntervalMilliseconds = value }
-            if let value = section.wal_sync_bytes { wal.syncBytes = value }
-            if let value = section.wal_segment_size_mb { wal.segmentSizeMegabytes = value }
-            if let value = section.wal_retention_hours { wal.retentionHours = value }
+            if let value = section.wal_sync_interval_ms {
+                wal.syncIntervalMilliseconds = try unsigned(value, "wal.wal_sync_interval_ms")
+            }
+            if let value = section.wal_sync_bytes { wal.syncBytes = try unsigned(value, "wal.wal_sync_bytes") }
+            if let value = section.wal_segment_size_mb { wal.segmentSizeMegabytes = try unsigned(value, "wal.wal_segment_size_mb") }
+            if let value = section.wal_retention_hours { wal.retentionHours = try unsigned(value, "wal.wal_retention_hours") }
             if let value = section.wal_recovery_mode {
                 wal.recoveryMode = try choice(value, "wal.wal_recovery_mode", WALRecoveryMode.self)
             }
@@ -303,7 +311,7 @@ public struct NodeConfiguration: Sendable, Equatable {
         }
         if let section = raw.snapshot {
             if let value = section.dir { snapshot.directory = value }
-            if let value = section.interval_hours { snapshot.intervalHours = value }
+            if let value = section.interval_hours { snapshot.intervalHours = try unsigned(value, "snapshot.interval_hours") }
             if let value = section.keep { snapshot.keep = value }
         }
     }

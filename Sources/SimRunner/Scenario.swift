@@ -57,8 +57,10 @@ public struct Scenario: Decodable, Sendable {
     public var lanes: Int?
     public var fsyncPolicy: FsyncPolicy?
     public var blocks: Int?
-    public var segmentSizeBytes: UInt64?
-    public var seed: UInt64?
+    /// Decoded as Int (TOMLKit traps on a negative value decoded into an unsigned type);
+    /// `validate` range-checks it.
+    public var segmentSizeBytes: Int?
+    public var seed: Int?
 
     enum CodingKeys: String, CodingKey {
         case name, description, fault, expect, lanes, blocks, seed
@@ -85,6 +87,10 @@ public struct Scenario: Decodable, Sendable {
     func validate() throws {
         if let lanes, !(1...64).contains(lanes) { throw ScenarioError(path: name, message: "lanes must be in 1...64") }
         if let blocks, !(1...10_000).contains(blocks) { throw ScenarioError(path: name, message: "blocks must be in 1...10000") }
+        if let seed, seed < 0 { throw ScenarioError(path: name, message: "seed must not be negative") }
+        if let segmentSizeBytes, !(128...(1 << 30)).contains(segmentSizeBytes) {
+            throw ScenarioError(path: name, message: "segment_size_bytes must be in 128...1073741824")
+        }
         if expect == .refuses && (expectError ?? "").isEmpty {
             throw ScenarioError(path: name, message: "a refusing scenario needs expect_error")
         }

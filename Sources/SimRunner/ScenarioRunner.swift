@@ -26,13 +26,13 @@ public struct ScenarioRunner {
         var random: DeterministicRandom
 
         init(scenario: Scenario, mutations: Set<EngineMutation>) {
-            let seed = scenario.seed ?? 1
+            let seed = UInt64(scenario.seed ?? 1)
             fileSystem = SimulatedFileSystem(seed: seed, plan: .none, traceEventsMax: 0)
             configuration = EngineConfiguration(dataDirectory: "/data")
             configuration.chainID = "scenario"
             configuration.laneCount = scenario.lanes ?? 4
             configuration.wal.fsyncPolicy = scenario.fsyncPolicy ?? .strict
-            configuration.wal.segmentSizeBytes = scenario.segmentSizeBytes ?? 4_096
+            configuration.wal.segmentSizeBytes = UInt64(scenario.segmentSizeBytes ?? 4_096)
             configuration.wal.syncBytes = 1 << 30
             configuration.wal.syncIntervalMilliseconds = 1_000_000
             configuration.flushEveryBlocks = 1_000
