@@ -72,7 +72,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: ["Engine", "FaultFS", tomlKit, logging, metrics, prometheus, hummingbird, serviceLifecycle, nioPosix]),
-        .executableTarget(name: "rivellum-node", dependencies: ["Node", "Engine", "FaultFS", argumentParser, logging]),
+        .executableTarget(name: "rivellum-node", dependencies: ["Node", "NodeHarness", "Engine", "FaultFS", argumentParser, logging]),
         // Drives the real node binary: a minimal loopback HTTP client and a process launcher, for the
         // kill -9 test and the end-to-end tests.
         .target(name: "NodeHarness"),

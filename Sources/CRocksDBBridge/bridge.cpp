@@ -42,6 +42,9 @@ IOStatus statusFrom(int code, const char *message) {
         return IOStatus::NoSpace(message);
     case RVB_BUSY:
         return IOStatus::Busy(message);
+    case RVB_NOT_SUPPORTED:
+        // A hard link across file systems: RocksDB's checkpoint falls back to copying.
+        return IOStatus::NotSupported(message);
     default:
         return IOStatus::IOError(message);
     }

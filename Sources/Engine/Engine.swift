@@ -141,6 +141,8 @@ public final class Engine: @unchecked Sendable {
     private var durableHeightValue: UInt64
     /// The headers of the last `recentBlockHeadersKept` blocks, by height.
     private var recentBlocks: [UInt64: BlockHeader] = [:]
+    /// The commit record of the current height (nil at height 0).
+    private var lastCommitRecord: CommitRecord?
 
     static let pendingDurabilityMax = 100_000
 
@@ -177,6 +179,12 @@ public final class Engine: @unchecked Sendable {
         var opened: [LaneStore] = []
         let environment = RocksDBEnvironment(fileSystem: fileSystem)
         do throws(EngineError) {
+            do {
+                // A restore a crash interrupted is finished before anything is opened.
+                try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
+            } catch {
+                throw EngineError(.storage, path: configuration.dataDirectory, "finishing an interrupted snapshot restore: \(error)")
+            }
             try Genesis.ensure(fileSystem: fileSystem, configuration: configuration)
             for lane in 0..<configuration.laneCount {
                 let directory = configuration.laneDirectory(lane)
@@ -201,6 +209,7 @@ public final class Engine: @unchecked Sendable {
             laneRoots = recovered.laneRoots
             appliedLSNs = recovered.appliedLSNs
             durableHeightValue = recovered.height
+            lastCommitRecord = recovered.commits.last { $0.height == recovered.height }
             for record in recovered.commits.suffix(configuration.recentBlockHeadersKept) {
                 recentBlocks[record.height] = BlockHeader(record)
             }
@@ -287,6 +296,7 @@ public final class Engine: @unchecked Sendable {
         metaRoot = newMetaRoot
         laneRoots = newRoots
         recentBlocks[newHeight] = BlockHeader(commitRecord)
+        lastCommitRecord = commitRecord
         if newHeight > UInt64(configuration.recentBlockHeadersKept) {
             recentBlocks[newHeight - UInt64(configuration.recentBlockHeadersKept)] = nil
         }
@@ -373,22 +383,64 @@ public final class Engine: @unchecked Sendable {
         blocksSinceFlush = 0
         Probe.engineCheckpoint.hit()
         let nowSeconds = clock.nowNanoseconds() / 1_000_000_000
+        // Snapshots still on disk keep the log they need to replay to the present.
+        let floors = SnapshotCatalog.walFloors(
+            fileSystem: fileSystem, dataDirectory: configuration.dataDirectory, laneCount: configuration.laneCount)
         do {
             for lane in 0..<configuration.laneCount {
                 _ = try WALRetention.deleteSegments(
                     fileSystem: fileSystem,
                     directory: WriteAheadLog.partitionDirectory(configuration.resolvedWALDirectory, .lane(lane)),
-                    partition: .lane(lane), below: appliedLSNs[lane] + 1, retentionHours: configuration.walRetentionHours,
-                    nowSeconds: nowSeconds)
+                    partition: .lane(lane), below: min(appliedLSNs[lane], floors?.lanes[lane] ?? .max) + 1,
+                    retentionHours: configuration.walRetentionHours, nowSeconds: nowSeconds)
             }
             // The meta record at the lowest flushed height stays: recovery checks it.
             _ = try WALRetention.deleteSegments(
                 fileSystem: fileSystem, directory: WriteAheadLog.partitionDirectory(configuration.resolvedWALDirectory, .meta),
-                partition: .meta, below: height, retentionHours: configuration.walRetentionHours, nowSeconds: nowSeconds)
+                partition: .meta, below: max(1, min(height, floors?.meta ?? .max)), retentionHours: configuration.walRetentionHours,
+                nowSeconds: nowSeconds)
         } catch {
             failure = EngineError.wal(error)
             throw failure!
         }
+    }
+
+    // MARK: Snapshots
+
+    /// The state a snapshot holds: everything up to `height`.
+    public struct SnapshotPoint: Sendable {
+        public var chainID: String
+        public var height: UInt64
+        public var metaRoot: Hash32
+        public var laneRoots: [Hash32]
+        public var appliedLSNs: [LSN]
+        /// The commit record of `height` (nil at height 0).
+        var commitRecord: CommitRecord?
+    }
+
+    /// Pauses commits for the moment it takes to checkpoint (WAL synced, every lane flushed with
+    /// its marker at the current height) and to take each lane's RocksDB checkpoint into
+    /// `laneDirectory(lane)` (hard links; copies across file systems). The directories must not
+    /// exist; their parent must.
+    public func checkpointForSnapshot(laneDirectory: (Int) -> String) throws(EngineError) -> SnapshotPoint {
+        lock.lock()
+        defer { lock.unlock() }
+        try checkUsable()
+        try checkpointLocked()
+        for lane in lanes {
+            let directory = laneDirectory(lane.index)
+            do {
+                try lane.database.checkpoint(to: directory)
+            } catch {
+                // Not a failure of the engine: the snapshot's target is at fault.
+                throw EngineError(.storage, lane: lane.index, path: directory, "RocksDB checkpoint: \(error)")
+            }
+        }
+        Probe.snapshotCheckpoint.hit()
+        precondition(height == 0 || lastCommitRecord?.height == height, "the current height's commit record is known")
+        return SnapshotPoint(
+            chainID: configuration.chainID, height: height, metaRoot: metaRoot, laneRoots: laneRoots, appliedLSNs: appliedLSNs,
+            commitRecord: height == 0 ? nil : lastCommitRecord)
     }
 
     // MARK: Reads

@@ -60,3 +60,16 @@ enum Genesis {
         }
     }
 }
+
+extension EngineConfiguration {
+    /// Takes the chain id and lane count from the data directory's genesis when it has one
+    /// (offline tools open whatever chain the directory holds); leaves them as they are
+    /// otherwise. Returns whether a genesis was found.
+    @discardableResult
+    public mutating func adoptGenesis(fileSystem: any FileSystem) throws(EngineError) -> Bool {
+        guard let genesis = try Genesis.read(fileSystem: fileSystem, dataDirectory: dataDirectory) else { return false }
+        chainID = genesis.chainID
+        laneCount = genesis.laneCount
+        return true
+    }
+}

@@ -17,6 +17,10 @@ public enum Probe: String, CaseIterable, Sendable {
     case engineCheckpoint = "engine.checkpoint"
     case engineCommitFailed = "engine.commit_failed"
     case engineRecoveryRefused = "engine.recovery_refused"
+    case snapshotCheckpoint = "snapshot.checkpoint"
+    case snapshotPartialRemoved = "snapshot.partial_removed"
+    case snapshotRestoreRolledForward = "snapshot.restore_rolled_forward"
+    case snapshotRestoreStagingDiscarded = "snapshot.restore_staging_discarded"
 
     /// Counts one hit.
     @inline(__always)

@@ -36,6 +36,8 @@ public struct FileSystemError: Error, Sendable, Equatable, CustomStringConvertib
         case interrupted
         /// The simulated machine crashed: nothing more happens until `SimulatedFileSystem.crash()`.
         case crashed
+        /// A link or rename across file systems (EXDEV): copy instead.
+        case crossDevice
         /// Anything else; `errno` says what.
         case other
     }
@@ -88,6 +90,7 @@ public struct FileSystemError: Error, Sendable, Equatable, CustomStringConvertib
         case .ioError: return .ioError
         case .wouldBlock: return .locked
         case .interrupted: return .interrupted
+        case .improperLink: return .crossDevice
         default: return .other
         }
     }

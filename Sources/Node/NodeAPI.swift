@@ -18,13 +18,15 @@ public struct NodeAPI: Sendable {
     let logger: Logger
     let commitPool: NIOThreadPool
     let inflightCommits: InflightCounter
+    let snapshots: NodeSnapshots
     /// Set when the engine failed: the node stops (and systemd restarts it, which recovers).
     let onFatal: @Sendable (EngineError) -> Void
 
     public init(
         engine: Engine, configuration: NodeConfiguration, metrics: NodeMetrics, logger: Logger, commitPool: NIOThreadPool,
-        onFatal: @escaping @Sendable (EngineError) -> Void
+        snapshots: NodeSnapshots, onFatal: @escaping @Sendable (EngineError) -> Void
     ) {
+        self.snapshots = snapshots
         self.engine = engine
         self.configuration = configuration
         self.metrics = metrics
@@ -37,8 +39,8 @@ public struct NodeAPI: Sendable {
     /// Commits being processed now.
     public var commitsInFlight: Int { inflightCommits.value.load(ordering: .relaxed) }
 
-    public func router() -> Router<BasicRequestContext> {
-        let router = Router()
+    public func router() -> Router<NodeRequestContext> {
+        let router = Router(context: NodeRequestContext.self)
         router.add(middleware: ErrorMiddleware(metrics: metrics, logger: logger))
         router.get("/health") { _, _ in json(#"{"status":"ok"}"#) }
         router.get("/v1/status") { _, _ in json(status()) }
@@ -67,6 +69,7 @@ public struct NodeAPI: Sendable {
             return json(stateRead(try engine.get(Array(key.utf8))))
         }
         router.post("/v1/blocks") { request, _ in try await commit(request) }
+        router.post("/v1/admin/snapshots") { request, context in try await createSnapshot(request, context: context) }
         return router
     }
 
@@ -103,6 +106,41 @@ public struct NodeAPI: Sendable {
         metrics.blocksCommitted.increment()
         metrics.operationsCommitted.increment(by: operations.count)
         return json("{\"height\":\(result.height),\"meta_root\":\"\(result.metaRoot.hex)\",\"durable\":\(result.durable)}")
+    }
+
+    /// `POST /v1/admin/snapshots` with `{"out": "/absolute/path"}` (optional): loopback clients
+    /// only. Commits pause only while the engine checkpoints and links the lanes' files.
+    private func createSnapshot(_ request: Request, context: NodeRequestContext) async throws -> Response {
+        guard let address = context.remoteAddress?.ipAddress, address == "127.0.0.1" || address == "::1" || address.hasPrefix("::ffff:127.") else {
+            throw APIError(.forbidden, "snapshot administration is allowed from loopback only")
+        }
+        var body = try await request.body.collect(upTo: 64 << 10)
+        let bytes = body.readBytes(length: body.readableBytes) ?? []
+        var outputPath: String?
+        if !bytes.isEmpty {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+                object.keys.allSatisfy({ $0 == "out" })
+            else { throw APIError(.badRequest, "the body must be {} or {\"out\": \"/absolute/path\"}") }
+            if let out = object["out"] {
+                guard let text = out as? String, text.hasPrefix("/") else { throw APIError(.badRequest, "\"out\" must be an absolute path") }
+                outputPath = text
+            }
+        }
+        let snapshots = self.snapshots
+        let requestedPath = outputPath
+        let result: (path: String, manifest: SnapshotManifest, seconds: Double)
+        do {
+            result = try await commitPool.runIfActive { () throws -> (path: String, manifest: SnapshotManifest, seconds: Double) in
+                try snapshots.create(outputPath: requestedPath)
+            }
+        } catch let error as SnapshotError {
+            let status: HTTPResponse.Status = error.kind == .exists || error.kind == .invalid ? .conflict : .internalServerError
+            throw APIError(status, error.description, kind: "snapshot_\(error.kind.rawValue)")
+        }
+        let manifest = result.manifest
+        return json(
+            "{\"path\":\(jsonString(result.path)),\"height\":\(manifest.height),\"meta_root\":\"\(manifest.metaRoot)\","
+                + "\"files\":\(manifest.files.count),\"bytes\":\(manifest.totalBytes),\"seconds\":\(result.seconds),\"verified\":true}")
     }
 
     private func status() -> String {
@@ -170,7 +208,7 @@ struct APIError: Error {
 
 /// Turns every error into a JSON response and counts it.
 struct ErrorMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = NodeRequestContext
     let metrics: NodeMetrics
     let logger: Logger
 
@@ -268,4 +306,16 @@ public struct BlockRequestDecoder: Sendable {
 /// The number of commits being processed (admission control).
 final class InflightCounter: Sendable {
     let value = Atomic<Int>(0)
+}
+
+/// The request context: Hummingbird's core storage plus the peer's address (for the
+/// loopback-only admin endpoints).
+public struct NodeRequestContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
 }

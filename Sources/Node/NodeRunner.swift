@@ -41,6 +41,8 @@ public enum ExitCodes {
     /// The data directory does not exist or was never initialised.
     public static let noInput: Int32 = 66
     public static let unavailable: Int32 = 69
+    /// The target of a create already exists.
+    public static let cantCreate: Int32 = 73
     public static let ioError: Int32 = 74
     public static let config: Int32 = 78
 }
@@ -49,6 +51,9 @@ public enum ExitCodes {
 /// down gracefully on SIGTERM or SIGINT: stop accepting, finish in-flight requests, then close
 /// the engine (sync, flush lanes, release the lock).
 public enum NodeRunner {
+    /// `<data_dir>/node.api`: the running node's API address (`HOST:PORT`), for offline tools.
+    public static let apiAddressFileName = "node.api"
+
     public static func run(configuration: NodeConfiguration, logger: Logger) async throws {
         let walLogger = Logger(label: "rivellum_wal")
         let metrics = NodeMetrics()
@@ -81,9 +86,10 @@ public enum NodeRunner {
         commitPool.start()
         let fatal = FatalEngineError()
         let engineService = EngineService(engine: engine, configuration: configuration, logger: walLogger, fatal: fatal)
+        let snapshots = NodeSnapshots(engine: engine, configuration: configuration, metrics: metrics, logger: Logger(label: "rivellum_snapshot"))
         let api = NodeAPI(
             engine: engine, configuration: configuration, metrics: metrics, logger: Logger(label: "rivellum_api"),
-            commitPool: commitPool
+            commitPool: commitPool, snapshots: snapshots
         ) { error in
             if fatal.record(error) { logger.critical("the engine failed; stopping so that a restart recovers", metadata: ["error": "\(error)"]) }
         }
@@ -91,13 +97,21 @@ public enum NodeRunner {
         let application = Application(
             router: api.router(),
             configuration: .init(address: .hostname(configuration.api.listenHost, port: configuration.api.listenPort), serverName: "rivellum-node"),
-            onServerRunning: { _ in logger.info("listening", metadata: ["listen": "\(listen)"]) },
+            onServerRunning: { channel in
+                // Where offline tools find the running node (`snapshot create` asks it to snapshot).
+                let address = channel.localAddress.flatMap { $0.port.map { port in "\(configuration.api.listenHost):\(port)" } } ?? listen
+                try? PosixFileSystem().writeFileAtomically(
+                    PathComponents.join(configuration.node.dataDirectory, NodeRunner.apiAddressFileName), bytes: Array((address + "\n").utf8))
+                logger.info("listening", metadata: ["listen": "\(address)"])
+            },
             logger: Logger(label: "rivellum_api"))
         let group = ServiceGroup(
             configuration: .init(
                 services: [
                     // Shut down in reverse order: the API first (in-flight requests finish), then the engine.
                     .init(service: engineService, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: SnapshotScheduleService(snapshots: snapshots, intervalHours: configuration.snapshot.intervalHours),
+                          successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore),
                     .init(service: application, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
@@ -110,6 +124,7 @@ public enum NodeRunner {
             runError = error
         }
         try? await commitPool.shutdownGracefully()
+        try? PosixFileSystem().removeFile(PathComponents.join(configuration.node.dataDirectory, NodeRunner.apiAddressFileName))
         // The engine service closed the engine; close again in case it never ran (idempotent).
         var closeError: EngineError?
         do {

@@ -106,7 +106,7 @@ func pad(_ cells: [String], _ widths: [Int]) -> String {
     }.joined()
 }
 
-func printError(_ text: String) {
-    let bytes = Array((text + "\n").utf8)
+func printError(_ text: String, newline: Bool = true) {
+    let bytes = Array((text + (newline ? "\n" : "")).utf8)
     _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
 }

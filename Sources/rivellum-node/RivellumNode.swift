@@ -6,13 +6,13 @@ import Node
 
 /// The node's command line: the daemon (`run`) and the offline operator tools. Exit codes
 /// (README): 0 ok, 1 torn tail only (`wal verify`), 64 usage, 65 data damage, 66 no data
-/// directory, 69 node running (or port taken), 74 I/O, 78 configuration.
+/// directory, 69 node running (or port taken), 73 snapshot target exists, 74 I/O, 78 configuration.
 @main
 struct RivellumNode: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rivellum-node",
         abstract: "Rivellum node: storage engine daemon and operator tools.",
-        subcommands: [Run.self, Status.self, WAL.self, Config.self])
+        subcommands: [Run.self, Status.self, Snapshot.self, WAL.self, Config.self])
 }
 
 /// Flags shared by every command that reads the configuration; flags override the file.

@@ -16,6 +16,7 @@ enum {
     RVB_IO_ERROR = 3,
     RVB_ALREADY_EXISTS = 4,
     RVB_BUSY = 5,
+    RVB_NOT_SUPPORTED = 6,  // e.g. a hard link across file systems (EXDEV)
 };
 
 /// The size of the message buffer every callback may fill (NUL-terminated).

@@ -68,6 +68,7 @@ final class RocksDBFileSystemBridge: Sendable {
             case .noSpace: return Int32(RVB_NO_SPACE)
             case .alreadyExists: return Int32(RVB_ALREADY_EXISTS)
             case .locked: return Int32(RVB_BUSY)
+            case .crossDevice: return Int32(RVB_NOT_SUPPORTED)
             default: return Int32(RVB_IO_ERROR)
             }
         }

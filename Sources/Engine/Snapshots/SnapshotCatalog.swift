@@ -1,0 +1,221 @@
+import FaultFS
+import Foundation
+
+/// The data directory's record of its snapshots (`SNAPSHOTS.json`, written atomically): what
+/// `snapshot list` shows, what `prune` chooses from, and what WAL retention keeps the log for.
+public struct SnapshotCatalog: Codable, Sendable, Equatable {
+    public struct Entry: Codable, Sendable, Equatable {
+        public var name: String
+        public var path: String
+        public var height: UInt64
+        public var metaRoot: String
+        public var createdAt: UInt64
+        public var sizeBytes: UInt64
+        /// Each lane's applied LSN: WAL retention keeps each lane's log after it.
+        public var lanePositions: [UInt64]
+        /// When a verify last passed (seconds since 1970), 0 never.
+        public var lastVerifiedAt: UInt64
+        /// Whether the last verify passed.
+        public var verified: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case name, path, height, verified
+            case metaRoot = "meta_root"
+            case createdAt = "created_at"
+            case sizeBytes = "size"
+            case lanePositions = "lane_positions"
+            case lastVerifiedAt = "last_verified_at"
+        }
+    }
+
+    public static let fileName = "SNAPSHOTS.json"
+    public var formatVersion = 1
+    public var snapshots: [Entry] = []
+
+    enum CodingKeys: String, CodingKey {
+        case formatVersion = "format_version"
+        case snapshots
+    }
+
+    public init() {}
+
+    static func path(_ dataDirectory: String) -> String { PathComponents.join(dataDirectory, fileName) }
+
+    /// The catalog of `dataDirectory` (empty when there is none).
+    public static func load(fileSystem: any FileSystem, dataDirectory: String) throws(SnapshotError) -> SnapshotCatalog {
+        let path = path(dataDirectory)
+        let bytes = try io(path, "reading the catalog") { () throws(FileSystemError) -> [UInt8]? in
+            try fileSystem.exists(path) ? try readBounded(fileSystem, path, limit: 64 << 20) : nil
+        }
+        guard let bytes else { return SnapshotCatalog() }
+        guard let catalog = try? JSONDecoder().decode(SnapshotCatalog.self, from: Data(bytes)), catalog.formatVersion == 1 else {
+            throw SnapshotError(.damaged, path: path, "the snapshot catalog does not decode; move it aside to start a new one")
+        }
+        return catalog
+    }
+
+    /// Writes the catalog atomically (temporary file, sync, rename, directory sync).
+    public func save(fileSystem: any FileSystem, dataDirectory: String) throws(SnapshotError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        let bytes: [UInt8]
+        do {
+            bytes = Array(try encoder.encode(self)) + [0x0A]
+        } catch {
+            preconditionFailure("a catalog always encodes: \(error)")
+        }
+        let path = Self.path(dataDirectory)
+        try io(path, "writing the catalog") { () throws(FileSystemError) in try fileSystem.writeFileAtomically(path, bytes: bytes) }
+    }
+
+    /// Adds or replaces the entry for `path`.
+    public mutating func record(path: String, manifest: SnapshotManifest, verifiedAt: UInt64?) {
+        snapshots.removeAll { $0.path == path }
+        snapshots.append(
+            Entry(
+                name: PathComponents.name(of: path), path: path, height: manifest.height, metaRoot: manifest.metaRoot,
+                createdAt: manifest.createdAt, sizeBytes: manifest.totalBytes, lanePositions: manifest.lanes.map(\.appliedLSN),
+                lastVerifiedAt: verifiedAt ?? 0, verified: verifiedAt != nil))
+        snapshots.sort { ($0.createdAt, $0.name) < ($1.createdAt, $1.name) }
+    }
+
+    /// The lowest LSN each WAL partition must keep for the snapshots still on disk to replay to
+    /// the present: per lane the lowest applied LSN, for meta the lowest height. nil when no
+    /// snapshot constrains retention.
+    public static func walFloors(fileSystem: any FileSystem, dataDirectory: String, laneCount: Int) -> (lanes: [LSN], meta: LSN)? {
+        guard let catalog = try? load(fileSystem: fileSystem, dataDirectory: dataDirectory) else { return nil }
+        let present = catalog.snapshots.filter { entry in
+            entry.lanePositions.count == laneCount && ((try? fileSystem.exists(entry.path)) ?? false)
+        }
+        guard !present.isEmpty else { return nil }
+        let lanes = (0..<laneCount).map { lane in present.map { $0.lanePositions[lane] }.min()! }
+        return (lanes, present.map(\.height).min()!)
+    }
+}
+
+/// What `snapshot list` shows for one snapshot: the catalog's entry (if any) and what is on disk.
+public struct SnapshotListing: Sendable {
+    public enum State: String, Sendable {
+        /// Complete: marker and manifest agree.
+        case complete
+        /// A `.partial` directory left by a create that did not finish.
+        case partial
+        /// No completion marker, or the manifest does not match it.
+        case broken
+        /// In the catalog, gone from disk.
+        case missing
+    }
+
+    public var name: String
+    public var path: String
+    public var state: State
+    public var height: UInt64?
+    public var metaRoot: String?
+    public var sizeBytes: UInt64?
+    public var createdAt: UInt64?
+    public var lastVerifiedAt: UInt64?
+    public var verified: Bool
+    /// The highest height a restore of it reaches with the WAL still kept: the WAL's last
+    /// height when it reaches back to the snapshot, else the snapshot's own height.
+    public var restorableToHeight: UInt64?
+    public var problem: String?
+
+    /// The snapshots recorded in the catalog plus any found in `snapshotDirectory` (complete,
+    /// partial or broken), oldest first.
+    public static func list(
+        fileSystem: any FileSystem, dataDirectory: String, snapshotDirectory: String, walDirectory: String? = nil
+    ) throws(SnapshotError) -> [SnapshotListing] {
+        let catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: dataDirectory)
+        var paths = catalog.snapshots.map(\.path)
+        let found = try io(snapshotDirectory, "listing") { () throws(FileSystemError) -> [String] in
+            guard try fileSystem.exists(snapshotDirectory) else { return [] }
+            return try fileSystem.listDirectory(snapshotDirectory).map { PathComponents.join(snapshotDirectory, $0) }
+        }
+        for path in found where !paths.contains(path) && !paths.contains(where: { $0 + ".partial" == path }) {
+            paths.append(path)
+        }
+        let walDirectory = walDirectory ?? PathComponents.join(dataDirectory, "wal")
+        let wal = try? WALVerifier.verify(fileSystem: fileSystem, directory: walDirectory)
+        var listings: [SnapshotListing] = []
+        for path in paths {
+            let entry = catalog.snapshots.first { $0.path == path }
+            var listing = SnapshotListing(
+                name: PathComponents.name(of: path), path: path, state: .complete, height: entry?.height, metaRoot: entry?.metaRoot,
+                sizeBytes: entry?.sizeBytes, createdAt: entry?.createdAt, lastVerifiedAt: entry?.lastVerifiedAt,
+                verified: entry?.verified ?? false, restorableToHeight: nil, problem: nil)
+            if path.hasSuffix(".partial") {
+                listing.state = .partial
+                listing.problem = "a create that did not finish; the next create of this name removes it"
+            } else if !((try? fileSystem.exists(path)) ?? false) {
+                listing.state = .missing
+            } else {
+                do {
+                    let manifest = try SnapshotVerifier.readManifest(fileSystem: fileSystem, path: path)
+                    listing.height = manifest.height
+                    listing.metaRoot = manifest.metaRoot
+                    listing.sizeBytes = manifest.totalBytes
+                    listing.createdAt = manifest.createdAt
+                    listing.restorableToHeight = manifest.height
+                    if let wal, let meta = wal.first(where: { $0.partition.isMeta }), meta.verdict != .midLog,
+                        meta.firstLSN <= max(manifest.height, 1), meta.lastLSN >= manifest.height,
+                        manifest.lanes.allSatisfy({ lane in
+                            wal.first { $0.partition == .lane(lane.lane) }.map { $0.firstLSN <= lane.appliedLSN + 1 && $0.verdict != .midLog } ?? (lane.appliedLSN == 0)
+                        })
+                    {
+                        listing.restorableToHeight = meta.lastLSN
+                    }
+                } catch {
+                    listing.state = .broken
+                    listing.problem = error.description
+                }
+            }
+            listings.append(listing)
+        }
+        return listings.sorted { ($0.createdAt ?? 0, $0.name) < ($1.createdAt ?? 0, $1.name) }
+    }
+}
+
+/// Chooses and removes old snapshots.
+public enum SnapshotPruner {
+    public struct Decision: Sendable {
+        public var remove: [SnapshotCatalog.Entry]
+        public var keep: [SnapshotCatalog.Entry]
+        /// Why a snapshot that matched was kept anyway.
+        public var protected: [(name: String, reason: String)]
+    }
+
+    /// Keeps the newest `keep` snapshots and those younger than `olderThanSeconds`; never
+    /// removes the newest verified snapshot unless `force`.
+    public static func decide(
+        catalog: SnapshotCatalog, keep: Int?, olderThanSeconds: UInt64?, nowSeconds: UInt64, force: Bool
+    ) -> Decision {
+        precondition(keep != nil || olderThanSeconds != nil, "prune needs --keep or --older-than")
+        let newestFirst = catalog.snapshots.sorted { ($0.createdAt, $0.name) > ($1.createdAt, $1.name) }
+        let newestVerified = newestFirst.first { $0.verified }
+        var decision = Decision(remove: [], keep: [], protected: [])
+        for (rank, entry) in newestFirst.enumerated() {
+            var remove = true
+            if let keep, rank < keep { remove = false }
+            if let olderThanSeconds, nowSeconds &- entry.createdAt < olderThanSeconds { remove = false }
+            if remove && !force && entry.path == newestVerified?.path {
+                decision.protected.append((entry.name, "the newest verified snapshot (use --force to remove it)"))
+                remove = false
+            }
+            if remove { decision.remove.append(entry) } else { decision.keep.append(entry) }
+        }
+        return decision
+    }
+
+    /// Removes the decided snapshots from disk and the catalog (the catalog is saved after each
+    /// removal, so a crash leaves at most a catalog entry whose directory is gone: `missing`).
+    public static func apply(
+        _ decision: Decision, fileSystem: any FileSystem, dataDirectory: String
+    ) throws(SnapshotError) {
+        var catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: dataDirectory)
+        for entry in decision.remove {
+            try io(entry.path, "removing") { () throws(FileSystemError) in try fileSystem.removeTree(entry.path) }
+            catalog.snapshots.removeAll { $0.path == entry.path }
+            try catalog.save(fileSystem: fileSystem, dataDirectory: dataDirectory)
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import FaultFS
+import Foundation
+
+/// Creates a snapshot of a running engine at a block boundary.
+///
+/// Durability: everything is written under `<out>.partial` — the lanes' RocksDB checkpoints
+/// (hard links to already-durable SST files; copies across file systems) and the manifest —
+/// every file and directory synced; then renamed to `<out>` and the parent synced; then the
+/// `COMPLETE` marker is written atomically. A crash at any point leaves either no snapshot, a
+/// `.partial` directory (shown by `list` as partial, removed by the next create of the same
+/// name), or a snapshot without a marker (shown as incomplete, refused by verify and restore).
+public enum SnapshotCreator {
+    public struct Progress: Sendable {
+        public var filesDone: Int
+        public var filesTotal: Int
+        public var bytesDone: UInt64
+        public var bytesTotal: UInt64
+    }
+
+    /// Creates the snapshot at `outputPath` (which must not exist) and returns its manifest.
+    /// The engine pauses commits only while it checkpoints and links; hashing and syncing run
+    /// after. The caller verifies and records it (`SnapshotCatalog`).
+    public static func create(
+        engine: Engine, fileSystem: any FileSystem, outputPath: String, nowSeconds: UInt64,
+        progress: (Progress) -> Void = { _ in }
+    ) throws(SnapshotError) -> SnapshotManifest {
+        let partial = outputPath + ".partial"
+        let parent = PathComponents.parent(of: outputPath)
+        try io(outputPath, "preparing") { () throws(FileSystemError) in
+            if try fileSystem.exists(outputPath) {
+                throw FileSystemError(.alreadyExists, operation: "snapshot create", path: outputPath)
+            }
+            if try fileSystem.exists(partial) {
+                // Left by a create that crashed: never part of a snapshot.
+                try fileSystem.removeTree(partial)
+                Probe.snapshotPartialRemoved.hit()
+            }
+            try fileSystem.createDirectories(parent)
+            try fileSystem.createDirectory(partial)
+            try fileSystem.createDirectory(PathComponents.join(partial, "lanes"))
+        }
+        let point: Engine.SnapshotPoint
+        do {
+            point = try engine.checkpointForSnapshot { lane in
+                PathComponents.join(PathComponents.join(partial, "lanes"), WALPartitionID.lane(lane).directoryName)
+            }
+        } catch {
+            throw SnapshotError(.engine, path: outputPath, error.description)
+        }
+        let entries = try io(partial, "listing") { () throws(FileSystemError) in try fileSystem.walkTree(partial) }
+        let regular = entries.filter { $0.status.kind == .file }
+        let total = regular.reduce(UInt64(0)) { $0 + $1.status.sizeBytes }
+        var files: [SnapshotManifest.File] = []
+        var done: UInt64 = 0
+        for (index, entry) in regular.enumerated() {
+            let path = PathComponents.join(partial, entry.path)
+            let (hex, size) = try io(path, "hashing") { () throws(FileSystemError) in
+                let digest = try sha256OfFile(fileSystem, path)
+                // Hard-linked files are durable already; copied ones (CURRENT, OPTIONS, MANIFEST)
+                // are synced here. fsync through a read-only descriptor syncs the inode.
+                let handle = try fileSystem.openFile(path, options: .readOnly)
+                defer { try? handle.close() }
+                try handle.fullSync()
+                return digest
+            }
+            files.append(SnapshotManifest.File(path: entry.path, sizeBytes: size, sha256: hex))
+            done += size
+            progress(Progress(filesDone: index + 1, filesTotal: regular.count, bytesDone: done, bytesTotal: total))
+        }
+        let manifest = SnapshotManifest(
+            formatVersion: SnapshotManifest.currentFormatVersion, chainID: point.chainID, laneCount: point.laneRoots.count,
+            height: point.height, metaRoot: point.metaRoot.hex, createdAt: nowSeconds,
+            lanes: point.laneRoots.enumerated().map { SnapshotManifest.Lane(lane: $0.offset, laneRoot: $0.element.hex, appliedLSN: point.appliedLSNs[$0.offset]) },
+            commitRecord: point.commitRecord.map { $0.encoded().map { String(format: "%02x", $0) }.joined() } ?? "",
+            files: files)
+        let manifestBytes = manifest.encoded()
+        try io(outputPath, "writing") { () throws(FileSystemError) in
+            let manifestPath = PathComponents.join(partial, SnapshotManifest.fileName)
+            let handle = try fileSystem.openFile(manifestPath, options: OpenOptions(creation: .createNew, writable: true))
+            try handle.write(manifestBytes, at: 0)
+            try handle.fullSync()
+            try handle.close()
+            // Directories deepest first, then the partial directory itself.
+            for entry in entries.reversed() where entry.status.kind == .directory {
+                try fileSystem.syncDirectory(PathComponents.join(partial, entry.path))
+            }
+            try fileSystem.syncDirectory(partial)
+            try fileSystem.rename(partial, to: outputPath)
+            try fileSystem.syncDirectory(parent)
+            try fileSystem.writeFileAtomically(
+                PathComponents.join(outputPath, SnapshotManifest.completeMarkerName),
+                bytes: SnapshotManifest.completeMarker(manifestBytes: manifestBytes))
+        }
+        return manifest
+    }
+}
+
+/// Runs file-system work, turning its error into a `SnapshotError(.io)` naming `path`.
+func io<Result>(_ path: String, _ doing: String, _ body: () throws(FileSystemError) -> Result) throws(SnapshotError) -> Result {
+    do {
+        return try body()
+    } catch {
+        throw SnapshotError(error.code == .alreadyExists ? .exists : .io, path: path, "\(doing): \(error)")
+    }
+}

@@ -1,0 +1,110 @@
+import Engine
+import FaultFS
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Snapshots taken by the running node: on request (`POST /v1/admin/snapshots`, which
+/// `rivellum-node snapshot create` uses while the node runs) and on a schedule (`[snapshot]
+/// interval_hours`, keeping the newest `keep`). One at a time; each is verified after it is
+/// written and recorded in the data directory's catalog.
+public final class NodeSnapshots: Sendable {
+    let engine: Engine
+    let configuration: NodeConfiguration
+    let metrics: NodeMetrics
+    let logger: Logger
+    private let busy = Mutex(false)
+
+    public init(engine: Engine, configuration: NodeConfiguration, metrics: NodeMetrics, logger: Logger) {
+        self.engine = engine
+        self.configuration = configuration
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// `snapshot-YYYYmmdd-HHMMSS` (UTC) in the snapshot directory.
+    public static func defaultName(at date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let parts = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        return String(
+            format: "snapshot-%04d%02d%02d-%02d%02d%02d", parts.year!, parts.month!, parts.day!, parts.hour!, parts.minute!, parts.second!)
+    }
+
+    /// Creates, verifies and records a snapshot at `outputPath` (default: a new name in the
+    /// snapshot directory). Blocking; refuses with `invalid` while another is being taken.
+    public func create(outputPath: String?) throws(SnapshotError) -> (path: String, manifest: SnapshotManifest, seconds: Double) {
+        let path = outputPath ?? PathComponents.join(configuration.snapshotDirectory, Self.defaultName(at: Date()))
+        let acquired = busy.withLock { taken -> Bool in
+            guard !taken else { return false }
+            taken = true
+            return true
+        }
+        guard acquired else { throw SnapshotError(.invalid, path: path, "another snapshot is being taken; try again when it is done") }
+        defer { busy.withLock { $0 = false } }
+        let started = ContinuousClock.now
+        let fileSystem = PosixFileSystem()
+        do {
+            let manifest = try SnapshotCreator.create(
+                engine: engine, fileSystem: fileSystem, outputPath: path, nowSeconds: UInt64(Date().timeIntervalSince1970))
+            _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: path)
+            var catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: configuration.node.dataDirectory)
+            catalog.record(path: path, manifest: manifest, verifiedAt: UInt64(Date().timeIntervalSince1970))
+            try catalog.save(fileSystem: fileSystem, dataDirectory: configuration.node.dataDirectory)
+            let elapsed = ContinuousClock.now - started
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            metrics.snapshotsCreated.increment()
+            metrics.snapshotDuration.recordNanoseconds(Int64(seconds * 1e9))
+            logger.info(
+                "snapshot created",
+                metadata: [
+                    "path": "\(path)", "height": "\(manifest.height)", "meta_root": "\(manifest.metaRoot)",
+                    "bytes": "\(manifest.totalBytes)", "seconds": "\(seconds)",
+                ])
+            return (path, manifest, seconds)
+        } catch {
+            metrics.countError("snapshot_\(error.kind.rawValue)")
+            logger.error("snapshot failed", metadata: ["path": "\(path)", "error": "\(error)"])
+            throw error
+        }
+    }
+
+    /// The scheduled part: keeps the newest `keep` snapshots of the catalog.
+    func prune() {
+        do {
+            let fileSystem = PosixFileSystem()
+            let catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: configuration.node.dataDirectory)
+            let decision = SnapshotPruner.decide(
+                catalog: catalog, keep: configuration.snapshot.keep, olderThanSeconds: nil,
+                nowSeconds: UInt64(Date().timeIntervalSince1970), force: false)
+            try SnapshotPruner.apply(decision, fileSystem: fileSystem, dataDirectory: configuration.node.dataDirectory)
+            for removed in decision.remove { logger.info("snapshot pruned", metadata: ["path": "\(removed.path)"]) }
+        } catch {
+            logger.error("snapshot prune failed", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// Takes a snapshot every `[snapshot] interval_hours` (off when 0) and prunes to `keep`.
+struct SnapshotScheduleService: Service {
+    let snapshots: NodeSnapshots
+    let intervalHours: UInt64
+
+    func run() async throws {
+        guard intervalHours > 0 else {
+            try? await gracefulShutdown()
+            return
+        }
+        let interval = Duration.seconds(Int64(intervalHours) * 3_600)
+        await cancelWhenGracefulShutdown {
+            // Bounded: one snapshot per interval until shutdown (which cancels the sleep).
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                if Task.isCancelled { break }
+                _ = try? snapshots.create(outputPath: nil)
+                snapshots.prune()
+            }
+        }
+    }
+}

@@ -1,0 +1,363 @@
+import ArgumentParser
+import Engine
+import FaultFS
+import Foundation
+import Node
+import NodeHarness
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension RivellumNode {
+    struct Snapshot: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create, list, verify, restore and prune snapshots.",
+            subcommands: [Create.self, List.self, Verify.self, Restore.self, Prune.self])
+    }
+}
+
+/// The exit code for a snapshot error: 65 damaged, tampered, hostile, incomplete, another
+/// chain's, or a WAL that cannot continue; 69 a node holds the data directory; 73 the target
+/// exists; 74 I/O; 64 a bad request.
+func exitCode(for error: SnapshotError) -> Int32 {
+    switch error.kind {
+    case .damaged, .hostile, .incomplete, .wrongChain, .walGap: ExitCodes.dataError
+    case .locked: ExitCodes.unavailable
+    case .exists: ExitCodes.cantCreate
+    case .io, .engine: ExitCodes.ioError
+    case .invalid: ExitCodes.usage
+    }
+}
+
+func fail(_ command: String, _ error: SnapshotError) -> ExitCode {
+    printError("rivellum-node \(command): \(error)")
+    return ExitCode(exitCode(for: error))
+}
+
+/// Progress on standard error when it is a terminal: bytes, rate; quiet otherwise.
+struct ProgressPrinter {
+    let label: String
+    let started = Date()
+    let enabled = isatty(2) == 1
+
+    func report(_ progress: SnapshotCreator.Progress) {
+        guard enabled else { return }
+        let seconds = max(Date().timeIntervalSince(started), 0.001)
+        let rate = Double(progress.bytesDone) / seconds / 1_048_576
+        let line = String(
+            format: "\r%@ %d/%d files, %.1f/%.1f MiB, %.1f MiB/s", label, progress.filesDone, progress.filesTotal,
+            Double(progress.bytesDone) / 1_048_576, Double(progress.bytesTotal) / 1_048_576, rate)
+        printError(line, newline: progress.filesDone == progress.filesTotal)
+    }
+}
+
+func absolutePath(_ path: String) -> String {
+    path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+}
+
+extension RivellumNode.Snapshot {
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Take a snapshot at a block boundary (asks the running node, or opens the data directory itself).")
+
+        @OptionGroup var options: ConfigurationOptions
+
+        @Option(help: "Where to write the snapshot (default: <snapshot dir>/snapshot-YYYYmmdd-HHMMSS).")
+        var out: String?
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() throws {
+            let configuration = try options.load()
+            let fileSystem = PosixFileSystem()
+            let dataDirectory = configuration.node.dataDirectory
+            let outputPath = absolutePath(out ?? PathComponents.join(configuration.snapshotDirectory, NodeSnapshots.defaultName(at: Date())))
+            let lock: any FileLock
+            do {
+                lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: dataDirectory)
+            } catch let error where error.kind == .locked {
+                try createOnline(dataDirectory: dataDirectory, outputPath: outputPath)
+                return
+            } catch {
+                throw fail("snapshot create", error)
+            }
+            try? lock.unlock()
+            // Offline: open the engine (recovering), snapshot, close.
+            var engineConfiguration = configuration.engineConfiguration
+            let engine: Engine
+            do {
+                guard try engineConfiguration.adoptGenesis(fileSystem: fileSystem) else {
+                    printError("rivellum-node snapshot create: \(dataDirectory) holds no genesis (never started)")
+                    throw ExitCode(ExitCodes.noInput)
+                }
+                engine = try Engine(fileSystem: fileSystem, configuration: engineConfiguration)
+            } catch let error as EngineError {
+                printError("rivellum-node snapshot create: \(error)")
+                throw ExitCode(NodeExit.exitCode(for: error))
+            }
+            let printer = ProgressPrinter(label: "hashing")
+            do {
+                let manifest = try SnapshotCreator.create(
+                    engine: engine, fileSystem: fileSystem, outputPath: outputPath, nowSeconds: UInt64(Date().timeIntervalSince1970),
+                    progress: printer.report)
+                try engine.close()
+                _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: outputPath)
+                var catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: dataDirectory)
+                catalog.record(path: outputPath, manifest: manifest, verifiedAt: UInt64(Date().timeIntervalSince1970))
+                try catalog.save(fileSystem: fileSystem, dataDirectory: dataDirectory)
+                report(path: outputPath, manifest: manifest, seconds: Date().timeIntervalSince(printer.started))
+            } catch let error as SnapshotError {
+                engine.abandon()
+                throw fail("snapshot create", error)
+            } catch {
+                engine.abandon()
+                printError("rivellum-node snapshot create: \(error)")
+                throw ExitCode(ExitCodes.ioError)
+            }
+        }
+
+        func createOnline(dataDirectory: String, outputPath: String) throws {
+            let addressFile = PathComponents.join(dataDirectory, NodeRunner.apiAddressFileName)
+            guard let text = try? String(contentsOfFile: addressFile, encoding: .utf8),
+                let (host, port) = NodeConfiguration.parseListen(text.trimmingCharacters(in: .whitespacesAndNewlines))
+            else {
+                printError("rivellum-node snapshot create: a node holds \(dataDirectory) but \(addressFile) does not say where it listens")
+                throw ExitCode(ExitCodes.unavailable)
+            }
+            let loopback = host == "0.0.0.0" || host == "localhost" ? "127.0.0.1" : host
+            let response: LoopbackHTTP.Response
+            do {
+                response = try LoopbackHTTP.request(
+                    "POST", "/v1/admin/snapshots", port: port, host: loopback, body: Array("{\"out\":\(jsonString(outputPath))}".utf8),
+                    timeoutSeconds: 3_600)
+            } catch {
+                printError("rivellum-node snapshot create: asking the node at \(loopback):\(port): \(error)")
+                throw ExitCode(ExitCodes.unavailable)
+            }
+            guard response.status == 200 else {
+                printError("rivellum-node snapshot create: the node answered \(response.status): \(response.text)")
+                throw ExitCode(response.status == 409 ? ExitCodes.cantCreate : ExitCodes.ioError)
+            }
+            if json {
+                print(response.text)
+            } else if let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] {
+                print(
+                    "snapshot \(object["path"] ?? outputPath) at height \(object["height"] ?? "?") meta_root \(object["meta_root"] ?? "?"), "
+                        + "\(object["files"] ?? "?") files, \(object["bytes"] ?? "?") bytes, verified (taken by the running node)")
+            }
+        }
+
+        func report(path: String, manifest: SnapshotManifest, seconds: Double) {
+            if json {
+                print(
+                    "{\"path\":\(jsonString(path)),\"height\":\(manifest.height),\"meta_root\":\"\(manifest.metaRoot)\","
+                        + "\"files\":\(manifest.files.count),\"bytes\":\(manifest.totalBytes),\"seconds\":\(seconds),\"verified\":true}")
+            } else {
+                print(
+                    "snapshot \(path) at height \(manifest.height) meta_root \(manifest.metaRoot), \(manifest.files.count) files, "
+                        + "\(manifest.totalBytes) bytes, verified, in \(String(format: "%.2f", seconds)) s")
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List snapshots (including partial or broken ones).")
+
+        @OptionGroup var options: ConfigurationOptions
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() throws {
+            let configuration = try options.load()
+            let listings: [SnapshotListing]
+            do {
+                listings = try SnapshotListing.list(
+                    fileSystem: PosixFileSystem(), dataDirectory: configuration.node.dataDirectory,
+                    snapshotDirectory: configuration.snapshotDirectory, walDirectory: configuration.walDirectory)
+            } catch {
+                throw fail("snapshot list", error)
+            }
+            if json {
+                print("[" + listings.map(SnapshotFormatter.json).joined(separator: ",") + "]")
+            } else {
+                print(SnapshotFormatter.table(listings))
+            }
+        }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check every file against the manifest and recompute every lane root and the MetaRoot; writes nothing.")
+
+        @Option(help: "The snapshot directory.")
+        var from: String
+
+        @Option(help: "Also record the result in this data directory's catalog.")
+        var dataDir: String?
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func run() throws {
+            let fileSystem = PosixFileSystem()
+            let path = absolutePath(from)
+            let printer = ProgressPrinter(label: "verifying")
+            do {
+                let report = try SnapshotVerifier.verify(fileSystem: fileSystem, path: path, progress: printer.report)
+                if let dataDir {
+                    var catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: dataDir)
+                    catalog.record(path: path, manifest: report.manifest, verifiedAt: UInt64(Date().timeIntervalSince1970))
+                    try catalog.save(fileSystem: fileSystem, dataDirectory: dataDir)
+                }
+                if json {
+                    print(
+                        "{\"path\":\(jsonString(path)),\"ok\":true,\"height\":\(report.manifest.height),\"meta_root\":\"\(report.manifest.metaRoot)\","
+                            + "\"files\":\(report.filesChecked),\"bytes\":\(report.bytesChecked),\"lanes\":\(report.lanesChecked)}")
+                } else {
+                    print(
+                        "ok: \(path): \(report.filesChecked) files (\(report.bytesChecked) bytes) match the manifest; "
+                            + "\(report.lanesChecked) lane roots and the MetaRoot \(report.manifest.metaRoot) recomputed at height \(report.manifest.height)")
+                }
+            } catch {
+                if json {
+                    print("{\"path\":\(jsonString(path)),\"ok\":false,\"kind\":\(jsonString(error.kind.rawValue)),\"error\":\(jsonString(error.description))}")
+                }
+                throw fail("snapshot verify", error)
+            }
+        }
+    }
+
+    struct Restore: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Restore a snapshot into a stopped node's data directory; the next start replays the WAL after it.")
+
+        @Option(help: "The snapshot directory.")
+        var from: String
+
+        @OptionGroup var options: ConfigurationOptions
+
+        @Flag(help: "Print the plan and change nothing.")
+        var dryRun = false
+
+        @Flag(help: "Move a WAL that cannot continue from the snapshot aside and start a new one (blocks after the snapshot must come from peers).")
+        var resetWAL = false
+
+        @Flag(help: "Delete the old lane state instead of keeping it beside the data directory.")
+        var deleteOld = false
+
+        func run() throws {
+            let configuration = try options.load()
+            let fileSystem = PosixFileSystem()
+            let dataDirectory = configuration.node.dataDirectory
+            let lock: any FileLock
+            do {
+                lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: dataDirectory)
+            } catch {
+                throw fail("snapshot restore", error)
+            }
+            defer { try? lock.unlock() }
+            do {
+                // Finish (or roll back) an earlier restore that a crash interrupted.
+                try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: dataDirectory)
+                let plan = try SnapshotRestorer.plan(
+                    fileSystem: fileSystem, snapshotPath: absolutePath(from), dataDirectory: dataDirectory,
+                    walDirectory: configuration.walDirectory, resetWAL: resetWAL, id: NodeSnapshots.defaultName(at: Date()).replacingOccurrences(of: "snapshot-", with: ""))
+                print(plan.description)
+                if dryRun {
+                    print("dry run: nothing changed")
+                    return
+                }
+                let printer = ProgressPrinter(label: "copying")
+                try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: deleteOld, progress: printer.report)
+                print("restored height \(plan.manifest.height); start the node to replay the WAL after it")
+            } catch {
+                throw fail("snapshot restore", error)
+            }
+        }
+    }
+
+    struct Prune: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove old snapshots; never the newest verified one without --force.")
+
+        @OptionGroup var options: ConfigurationOptions
+
+        @Option(help: "Keep the newest N snapshots.")
+        var keep: Int?
+
+        @Option(help: "Remove snapshots older than this: 30d, 12h, 90m or seconds.")
+        var olderThan: String?
+
+        @Flag(help: "Print what would be removed and change nothing.")
+        var dryRun = false
+
+        @Flag(help: "Allow removing the newest verified snapshot.")
+        var force = false
+
+        func validate() throws {
+            guard keep != nil || olderThan != nil else { throw ValidationError("give --keep N and/or --older-than DURATION") }
+            if let keep, keep < 0 { throw ValidationError("--keep must not be negative") }
+            if let olderThan, Self.seconds(olderThan) == nil { throw ValidationError("--older-than: \(olderThan) is not like 30d, 12h, 90m or 3600") }
+        }
+
+        static func seconds(_ text: String) -> UInt64? {
+            let units: [Character: UInt64] = ["d": 86_400, "h": 3_600, "m": 60, "s": 1]
+            if let unit = text.last, let factor = units[unit], let value = UInt64(text.dropLast()) { return value * factor }
+            return UInt64(text)
+        }
+
+        func run() throws {
+            let configuration = try options.load()
+            let fileSystem = PosixFileSystem()
+            do {
+                let catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: configuration.node.dataDirectory)
+                let decision = SnapshotPruner.decide(
+                    catalog: catalog, keep: keep, olderThanSeconds: olderThan.flatMap(Self.seconds),
+                    nowSeconds: UInt64(Date().timeIntervalSince1970), force: force)
+                for entry in decision.remove { print("\(dryRun ? "would remove" : "remove") \(entry.path) (height \(entry.height))") }
+                for (name, reason) in decision.protected { print("keep \(name): \(reason)") }
+                if decision.remove.isEmpty { print("nothing to remove") }
+                if !dryRun { try SnapshotPruner.apply(decision, fileSystem: fileSystem, dataDirectory: configuration.node.dataDirectory) }
+            } catch {
+                throw fail("snapshot prune", error)
+            }
+        }
+    }
+}
+
+enum SnapshotFormatter {
+    static func json(_ listing: SnapshotListing) -> String {
+        func number(_ value: UInt64?) -> String { value.map(String.init) ?? "null" }
+        return "{\"name\":\(jsonString(listing.name)),\"path\":\(jsonString(listing.path)),\"state\":\(jsonString(listing.state.rawValue)),"
+            + "\"height\":\(number(listing.height)),\"meta_root\":\(listing.metaRoot.map(jsonString) ?? "null"),"
+            + "\"size\":\(number(listing.sizeBytes)),\"created_at\":\(number(listing.createdAt)),"
+            + "\"last_verified_at\":\(number(listing.lastVerifiedAt)),\"verified\":\(listing.verified),"
+            + "\"restorable_to_height\":\(number(listing.restorableToHeight)),\"problem\":\(listing.problem.map(jsonString) ?? "null")}"
+    }
+
+    static func table(_ listings: [SnapshotListing]) -> String {
+        let widths = [28, 10, 10, 18, 14, 21, 21, 0]
+        var lines = [pad(["name", "state", "height", "meta_root", "size", "created (UTC)", "last verified", "restorable to"], widths)]
+        for listing in listings {
+            lines.append(
+                pad(
+                    [
+                        listing.name, listing.state.rawValue, listing.height.map(String.init) ?? "-",
+                        listing.metaRoot.map { String($0.prefix(16)) } ?? "-", listing.sizeBytes.map(String.init) ?? "-",
+                        listing.createdAt.map(timestamp) ?? "-",
+                        listing.lastVerifiedAt.flatMap { $0 > 0 ? timestamp($0) : nil } ?? (listing.verified ? "yes" : "never"),
+                        listing.restorableToHeight.map { "height \($0)" } ?? "-",
+                    ], widths))
+            if let problem = listing.problem { lines.append("  \(problem)") }
+        }
+        if listings.isEmpty { lines.append("(no snapshots)") }
+        return lines.joined(separator: "\n")
+    }
+
+    static func timestamp(_ seconds: UInt64) -> String {
+        Date(timeIntervalSince1970: TimeInterval(seconds)).formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false))
+    }
+}
