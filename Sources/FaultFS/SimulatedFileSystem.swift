@@ -38,6 +38,22 @@ public final class SimulatedFileSystem: FileSystem {
 
     // MARK: Control
 
+    /// An independent copy of the machine — storage, durable images, pending changes, counters
+    /// and random state — for running many experiments from one prepared state. Take it with
+    /// no handles open and no locks held (handles do not carry over).
+    public func clone() -> SimulatedFileSystem {
+        let copy = state.withLock { state -> SimulatedState in
+            precondition(state.lockedInodes.isEmpty, "clone with a lock held")
+            precondition(state.inodes.values.allSatisfy { $0.openCount == 0 }, "clone with open handles")
+            return state
+        }
+        return SimulatedFileSystem(state: copy)
+    }
+
+    private init(state: SimulatedState) {
+        self.state = Mutex(state)
+    }
+
     /// Operations started so far.
     public var operationCount: UInt64 { state.withLock { $0.operationCount } }
 

@@ -17,6 +17,7 @@ enum {
     RVB_ALREADY_EXISTS = 4,
     RVB_BUSY = 5,
     RVB_NOT_SUPPORTED = 6,  // e.g. a hard link across file systems (EXDEV)
+    RVB_CRASHED = 7,        // the simulated machine halted at a crash point
 };
 
 /// The size of the message buffer every callback may fill (NUL-terminated).

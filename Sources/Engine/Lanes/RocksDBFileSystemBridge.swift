@@ -69,6 +69,7 @@ final class RocksDBFileSystemBridge: Sendable {
             case .alreadyExists: return Int32(RVB_ALREADY_EXISTS)
             case .locked: return Int32(RVB_BUSY)
             case .crossDevice: return Int32(RVB_NOT_SUPPORTED)
+            case .crashed: return Int32(RVB_CRASHED)
             default: return Int32(RVB_IO_ERROR)
             }
         }
