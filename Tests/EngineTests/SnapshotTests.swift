@@ -302,7 +302,7 @@ struct SnapshotTests {
         func entry(_ name: String, _ created: UInt64, verified: Bool) -> SnapshotCatalog.Entry {
             SnapshotCatalog.Entry(
                 name: name, path: "/s/" + name, height: created, metaRoot: "", createdAt: created, sizeBytes: 1, lanePositions: [],
-                lastVerifiedAt: verified ? created : 0, verified: verified)
+                lastVerifiedAt: verified ? created : 0, verified: verified, sequence: created)
         }
         catalog.snapshots = [entry("a", 100, verified: true), entry("b", 200, verified: true), entry("c", 300, verified: false)]
         // Keep 1: "c" stays (newest); "b" is the newest verified one and is protected.

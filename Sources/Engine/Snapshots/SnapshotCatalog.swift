@@ -17,9 +17,11 @@ public struct SnapshotCatalog: Codable, Sendable, Equatable {
         public var lastVerifiedAt: UInt64
         /// Whether the last verify passed.
         public var verified: Bool
+        /// The order snapshots were recorded in (breaks ties between equal creation times).
+        public var sequence: UInt64
 
         enum CodingKeys: String, CodingKey {
-            case name, path, height, verified
+            case name, path, height, verified, sequence
             case metaRoot = "meta_root"
             case createdAt = "created_at"
             case sizeBytes = "size"
@@ -70,13 +72,14 @@ public struct SnapshotCatalog: Codable, Sendable, Equatable {
 
     /// Adds or replaces the entry for `path`.
     public mutating func record(path: String, manifest: SnapshotManifest, verifiedAt: UInt64?) {
+        let sequence = snapshots.first { $0.path == path }?.sequence ?? ((snapshots.map(\.sequence).max() ?? 0) + 1)
         snapshots.removeAll { $0.path == path }
         snapshots.append(
             Entry(
                 name: PathComponents.name(of: path), path: path, height: manifest.height, metaRoot: manifest.metaRoot,
                 createdAt: manifest.createdAt, sizeBytes: manifest.totalBytes, lanePositions: manifest.lanes.map(\.appliedLSN),
-                lastVerifiedAt: verifiedAt ?? 0, verified: verifiedAt != nil))
-        snapshots.sort { ($0.createdAt, $0.name) < ($1.createdAt, $1.name) }
+                lastVerifiedAt: verifiedAt ?? 0, verified: verifiedAt != nil, sequence: sequence))
+        snapshots.sort { ($0.createdAt, $0.sequence) < ($1.createdAt, $1.sequence) }
     }
 
     /// The lowest LSN each WAL partition must keep for the snapshots still on disk to replay to
@@ -171,7 +174,11 @@ public struct SnapshotListing: Sendable {
             }
             listings.append(listing)
         }
-        return listings.sorted { ($0.createdAt ?? 0, $0.name) < ($1.createdAt ?? 0, $1.name) }
+        // Oldest first; catalogued snapshots in the order they were recorded, then the others.
+        func rank(_ listing: SnapshotListing) -> (UInt64, UInt64) {
+            (listing.createdAt ?? 0, catalog.snapshots.first { $0.path == listing.path }?.sequence ?? .max)
+        }
+        return listings.sorted { rank($0) < rank($1) }
     }
 }
 
@@ -190,7 +197,7 @@ public enum SnapshotPruner {
         catalog: SnapshotCatalog, keep: Int?, olderThanSeconds: UInt64?, nowSeconds: UInt64, force: Bool
     ) -> Decision {
         precondition(keep != nil || olderThanSeconds != nil, "prune needs --keep or --older-than")
-        let newestFirst = catalog.snapshots.sorted { ($0.createdAt, $0.name) > ($1.createdAt, $1.name) }
+        let newestFirst = catalog.snapshots.sorted { ($0.createdAt, $0.sequence) > ($1.createdAt, $1.sequence) }
         let newestVerified = newestFirst.first { $0.verified }
         var decision = Decision(remove: [], keep: [], protected: [])
         for (rank, entry) in newestFirst.enumerated() {
