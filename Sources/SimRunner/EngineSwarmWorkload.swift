@@ -5,13 +5,19 @@ import FaultFS
 /// file system), strict or balanced, small segments and frequent checkpoints, a swarm fault
 /// plan, blocks of puts and deletes with skewed keys and some large values, reads with proofs,
 /// and crashes (process or power) at random file-system operations, including inside recovery.
+/// In about half the seeds it also takes snapshots (recorded in the catalog, so WAL retention
+/// keeps what they need) and restores them, with crashes inside both.
 ///
 /// After every recovery it checks, against an independent model:
 /// - I1: the recovered height is at least the last height acknowledged as durable;
 /// - I2: it is a height that was committed (never beyond what was written);
 /// - I3: the MetaRoot equals the one the model computes from scratch for that height with the
 ///   reference tree code, and every lane root recomputed from the lane's key-values matches;
-/// - reads return the model's values with proofs that verify against the MetaRoot.
+/// - reads return the model's values with proofs that verify against the MetaRoot;
+/// - I6: a completed snapshot verifies and holds exactly the model's state at its height; a
+///   restore of it (any number of crashes inside it and in the recovery after it) followed by
+///   WAL replay recovers the latest durable height with the model's MetaRoot, and leaves no
+///   journal or staging directory behind.
 public struct EngineSwarmWorkload: Sendable {
     public let seed: UInt64
     /// Fault families left out of the seed's plan (shrinking removes them one by one).
@@ -63,6 +69,7 @@ public struct EngineSwarmWorkload: Sendable {
         configuration.walRetentionHours = 0
         configuration.wal.mutations = mutations
         let keySpace = random.int(in: 5...200)
+        let snapshotsOn = random.chance(0.5)
         var plan = FaultPlan.swarm(random: &random, onProbability: 0.5, rateMin: 0.001, rateMax: 0.02)
         plan.rates = plan.rates.filter { Self.families.contains($0.key) && !excludedFamilies.contains($0.key) }
         let fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
@@ -73,7 +80,7 @@ public struct EngineSwarmWorkload: Sendable {
         let knobs =
             "workload=engine lanes=\(configuration.laneCount) policy=\(configuration.wal.fsyncPolicy.rawValue) "
             + "segment_size_bytes=\(configuration.wal.segmentSizeBytes) flush_every_blocks=\(configuration.flushEveryBlocks) "
-            + "key_space=\(keySpace) blocks=\(blocks) plan: \(plan)"
+            + "key_space=\(keySpace) blocks=\(blocks) snapshots=\(snapshotsOn ? "on" : "off") plan: \(plan)"
 
         var model = Model()
         var acknowledgedDurable = 0
@@ -81,6 +88,10 @@ public struct EngineSwarmWorkload: Sendable {
         var crashes = 0
         var failure: String?
         var engine: Engine?
+        /// Completed snapshots: path and height.
+        var snapshots: [(path: String, height: Int)] = []
+        var snapshotCounter = 0
+        var restoreCounter = 0
 
         func crash(_ kind: CrashKind) {
             crashMachine(fileSystem, engine: &engine, kind)
@@ -100,6 +111,11 @@ public struct EngineSwarmWorkload: Sendable {
                     fileSystem.scheduleCrash(atOperation: nil)
                     fileSystem.setFaultsEnabled(false)
                     failure = check(opened, model: model, durable: acknowledgedDurable, written: written, configuration: configuration)
+                    for leftover in [RestoreJournal.fileName, "lanes.restore-staging"] where failure == nil {
+                        if (try? fileSystem.exists(PathComponents.join(configuration.dataDirectory, leftover))) != false {
+                            failure = "I6: \(leftover) is left in the data directory after recovery"
+                        }
+                    }
                     fileSystem.setFaultsEnabled(true)
                     let height = Int(opened.stateRoots().height)
                     model.states.removeLast(model.states.count - 1 - height)
@@ -114,8 +130,102 @@ public struct EngineSwarmWorkload: Sendable {
             }
         }
 
+        /// Takes a snapshot (maybe crashing inside it) and checks it against the model.
+        func snapshotCreate() {
+            // The name advances only once a snapshot completes: a create that crashed is
+            // retried under the same name, over its `.partial` leftover.
+            let path = "/snapshots/s\(snapshotCounter)"
+            if random.chance(0.3) {
+                fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...400)))
+            }
+            do {
+                let manifest = try SnapshotCreator.create(
+                    engine: engine!, fileSystem: fileSystem, outputPath: path, nowSeconds: clock.nowNanoseconds() / 1_000_000_000)
+                var catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
+                catalog.record(path: path, manifest: manifest, verifiedAt: nil)
+                try catalog.save(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
+                fileSystem.scheduleCrash(atOperation: nil)
+                acknowledgedDurable = max(acknowledgedDurable, Int(manifest.height))
+                let height = Int(manifest.height)
+                let expected = model.metaRoot(at: height, chainID: configuration.chainID, laneCount: configuration.laneCount)
+                fileSystem.setFaultsEnabled(false)
+                defer { fileSystem.setFaultsEnabled(true) }
+                guard height == model.states.count - 1, manifest.metaRoot == expected.hex else {
+                    failure = "I6: snapshot \(path) holds height \(height) MetaRoot \(manifest.metaRoot), the model is at \(model.states.count - 1) with \(expected.hex)"
+                    return
+                }
+                do {
+                    _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: path)
+                } catch {
+                    failure = "I6: snapshot \(path) does not verify right after it was created: \(error)"
+                    return
+                }
+                snapshots.append((path, height))
+                snapshotCounter += 1
+            } catch {
+                crash(fileSystem.isHalted && random.chance(0.7) ? .powerLoss : .processCrash)
+                open()
+            }
+        }
+
+        /// Stops the engine, restores a completed snapshot (maybe crashing inside), and reopens:
+        /// WAL replay must bring back the latest durable height.
+        func snapshotRestore() {
+            let target = snapshots[random.int(in: 0..<snapshots.count)]
+            do {
+                try engine!.close()
+            } catch {
+                crash(fileSystem.isHalted && random.chance(0.7) ? .powerLoss : .processCrash)
+                open()
+                return
+            }
+            engine = nil
+            // A clean close made everything written durable.
+            acknowledgedDurable = written
+            if random.chance(0.4) {
+                fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...600)))
+            }
+            func attempt() throws(SnapshotError) {
+                let lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
+                defer { try? lock.unlock() }
+                try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
+                let plan = try SnapshotRestorer.plan(
+                    fileSystem: fileSystem, snapshotPath: target.path, dataDirectory: configuration.dataDirectory, resetWAL: false,
+                    id: "r\(restoreCounter)")
+                restoreCounter += 1
+                guard case .keep = plan.walAction else {
+                    throw SnapshotError(.walGap, path: target.path, "the WAL was not kept: \(plan.walAction)")
+                }
+                try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: random.chance(0.5))
+            }
+            do {
+                try attempt()
+                fileSystem.scheduleCrash(atOperation: nil)
+            } catch {
+                let refusal = error.kind != .io && error.kind != .locked && error.kind != .engine
+                if refusal && !fileSystem.isHalted {
+                    // An injected read or write error can look like damage; a refusal that
+                    // stands with faults off is a real one.
+                    fileSystem.scheduleCrash(atOperation: nil)
+                    fileSystem.setFaultsEnabled(false)
+                    do {
+                        try attempt()
+                    } catch {
+                        failure = "I6: restoring snapshot \(target.path) (height \(target.height)) refused: \(error)"
+                    }
+                    fileSystem.setFaultsEnabled(true)
+                } else {
+                    crash(fileSystem.isHalted && random.chance(0.7) ? .powerLoss : .processCrash)
+                }
+            }
+            if failure == nil { open() }
+        }
+
         open()
         for _ in 0..<blocks where failure == nil {
+            if snapshotsOn && random.chance(0.04) { snapshotCreate() }
+            if snapshotsOn && !snapshots.isEmpty && failure == nil && random.chance(0.02) { snapshotRestore() }
+            if failure != nil { break }
             if random.chance(0.04) {
                 fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...300)))
             }
