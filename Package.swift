@@ -79,7 +79,7 @@ let package = Package(
         // The kill -9 crash test of the real node binary (run by CI; a short run in swift test).
         .executableTarget(name: "rivellum-killtest", dependencies: ["NodeHarness", "FaultFS", argumentParser]),
         // Side-by-side measurements (ratios, never assertions).
-        .executableTarget(name: "rivellum-bench", dependencies: ["Engine", "FaultFS", argumentParser]),
+        .executableTarget(name: "rivellum-bench", dependencies: ["Engine", "FaultFS", "SimRunner", argumentParser]),
         .testTarget(name: "FaultFSTests", dependencies: ["FaultFS", propertyBased]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "CCRC32C", "FaultFS", propertyBased]),
         // End-to-end tests of the command-line tools (they run the built executables).

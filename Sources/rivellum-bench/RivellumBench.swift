@@ -11,12 +11,12 @@ struct RivellumBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rivellum-bench",
         abstract: "Side-by-side measurements of the engine's storage paths; reports ratios, asserts nothing.",
-        subcommands: [RocksDBEnvironmentComparison.self])
+        subcommands: [All.self, RocksDBEnvironmentComparison.self])
 }
 
-/// A scratch directory under /tmp, removed afterwards.
-func withScratchDirectory<Result>(_ body: (String) throws -> Result) throws -> Result {
-    var template = Array("/tmp/rivellum-bench-XXXXXX".utf8CString)
+/// A scratch directory under `parent` (default /tmp), removed afterwards.
+func withScratchDirectory<Result>(in parent: String = "/tmp", _ body: (String) throws -> Result) rethrows -> Result {
+    var template = Array("\(parent)/rivellum-bench-XXXXXX".utf8CString)
     let path = template.withUnsafeMutableBufferPointer { buffer -> String in
         guard let created = mkdtemp(buffer.baseAddress!) else { fatalError("mkdtemp failed") }
         return String(cString: created)

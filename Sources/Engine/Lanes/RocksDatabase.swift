@@ -47,8 +47,11 @@ public final class RocksDatabase: @unchecked Sendable {
     /// `environment` (the FileSystem bridge), or through RocksDB's default POSIX environment when
     /// it is nil (used to measure what the bridge costs).
     /// - Parameter readOnly: opens without writing anything (offline inspection); writes trap.
+    /// - Parameter syncedWAL: RocksDB's own WAL on, every write synced (`sync=true`). The engine
+    ///   never uses it (its own WAL comes first); the benchmark compares against it.
     public init(
-        path: String, environment: RocksDBEnvironment?, createIfMissing: Bool = true, readOnly: Bool = false
+        path: String, environment: RocksDBEnvironment?, createIfMissing: Bool = true, readOnly: Bool = false,
+        syncedWAL: Bool = false
     ) throws(RocksDBError) {
         self.path = path
         self.environment = environment
@@ -95,7 +98,11 @@ public final class RocksDatabase: @unchecked Sendable {
         database = opened
         self.options = options
         writeOptions = rocksdb_writeoptions_create()!
-        rocksdb_writeoptions_disable_WAL(writeOptions, 1)
+        if syncedWAL {
+            rocksdb_writeoptions_set_sync(writeOptions, 1)
+        } else {
+            rocksdb_writeoptions_disable_WAL(writeOptions, 1)
+        }
         readOptions = rocksdb_readoptions_create()!
         rocksdb_readoptions_set_verify_checksums(readOptions, 1)
         flushOptions = rocksdb_flushoptions_create()!
