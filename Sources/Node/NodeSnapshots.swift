@@ -47,8 +47,10 @@ public final class NodeSnapshots: Sendable {
         let fileSystem = PosixFileSystem()
         do {
             let manifest = try SnapshotCreator.create(
-                engine: engine, fileSystem: fileSystem, outputPath: path, nowSeconds: UInt64(Date().timeIntervalSince1970))
-            _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: path)
+                engine: engine, fileSystem: fileSystem, outputPath: path, nowSeconds: UInt64(Date().timeIntervalSince1970),
+                hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount)
+            _ = try SnapshotVerifier.verify(
+                fileSystem: fileSystem, path: path, hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount)
             var catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: configuration.node.dataDirectory)
             catalog.record(path: path, manifest: manifest, verifiedAt: UInt64(Date().timeIntervalSince1970))
             try catalog.save(fileSystem: fileSystem, dataDirectory: configuration.node.dataDirectory)

@@ -110,7 +110,7 @@ public struct EngineSwarmWorkload: Sendable {
                     let opened = try Engine(fileSystem: fileSystem, configuration: configuration, clock: clock, executor: executor)
                     fileSystem.scheduleCrash(atOperation: nil)
                     fileSystem.setFaultsEnabled(false)
-                    failure = check(opened, model: model, durable: acknowledgedDurable, written: written, configuration: configuration)
+                    failure = Self.check(opened, model: model, durable: acknowledgedDurable, written: written, configuration: configuration)
                     for leftover in [RestoreJournal.fileName, "lanes.restore-staging"] where failure == nil {
                         if (try? fileSystem.exists(PathComponents.join(configuration.dataDirectory, leftover))) != false {
                             failure = "I6: \(leftover) is left in the data directory after recovery"
@@ -280,7 +280,8 @@ public struct EngineSwarmWorkload: Sendable {
             crashes: crashes, knobs: knobs, faults: fileSystem.injectedFaultCounts)
     }
 
-    private func check(_ engine: Engine, model: Model, durable: Int, written: Int, configuration: EngineConfiguration) -> String? {
+    /// I1–I3 for an engine just recovered: nil when they hold, else what broke.
+    static func check(_ engine: Engine, model: Model, durable: Int, written: Int, configuration: EngineConfiguration) -> String? {
         let roots = engine.stateRoots()
         let height = Int(roots.height)
         if height < durable { return "I1: recovered height \(height), but height \(durable) was acknowledged durable" }

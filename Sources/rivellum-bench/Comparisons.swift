@@ -121,6 +121,7 @@ extension RivellumBench {
         @Option(help: "Where to write the JSON results.") var jsonOut: String?
         @Option(help: "Where to write the SVG plot of throughput against writers.") var plotOut: String?
         @Option(help: "Scratch directory (on the disk being measured).") var scratch = "/tmp"
+        @Option(help: "Only these parts: crc32c, wal, bandwidth, replay, snapshot, sim (default: all).") var only: [String] = []
 
         func validate() throws {
             guard seconds > 0, rounds >= 1, !writers.isEmpty, writers.allSatisfy({ (1...256).contains($0) }),
@@ -132,18 +133,31 @@ extension RivellumBench {
             let report = BenchReport()
             let machine = machineDescription()
             print("machine: \(machine.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
-            print("== CRC32C")
-            CRC32CBench.run(report: report, seconds: seconds, rounds: rounds, mhz: Double(machine["mhz"] ?? "") ?? 0)
-            print("== WAL strict with group commit vs RocksDB put(sync=true), and the raw fdatasync loop")
-            try WALBench.strict(report: report, scratch: scratch, seconds: seconds, rounds: rounds, writers: writers, recordBytes: recordBytes)
-            print("== balanced and dev_fast vs raw write() bandwidth")
-            try WALBench.bandwidth(report: report, scratch: scratch, seconds: seconds, rounds: rounds)
-            print("== recovery replay")
-            try WALBench.replay(report: report, scratch: scratch, bytes: replayBytes)
-            print("== snapshot create vs cp -r, and verify")
-            try SnapshotBench.run(report: report, scratch: scratch, bytes: snapshotBytes, rounds: rounds)
-            print("== simulator")
-            SimulatorBench.run(report: report, seeds: simSeeds)
+            func wanted(_ part: String) -> Bool { only.isEmpty || only.contains(part) }
+            if wanted("crc32c") {
+                print("== CRC32C")
+                CRC32CBench.run(report: report, seconds: seconds, rounds: rounds, mhz: Double(machine["mhz"] ?? "") ?? 0)
+            }
+            if wanted("wal") {
+                print("== WAL strict with group commit vs RocksDB put(sync=true), and the raw fdatasync loop")
+                try WALBench.strict(report: report, scratch: scratch, seconds: seconds, rounds: rounds, writers: writers, recordBytes: recordBytes)
+            }
+            if wanted("bandwidth") {
+                print("== balanced and dev_fast vs raw write() bandwidth")
+                try WALBench.bandwidth(report: report, scratch: scratch, seconds: seconds, rounds: rounds)
+            }
+            if wanted("replay") {
+                print("== recovery replay")
+                try WALBench.replay(report: report, scratch: scratch, bytes: replayBytes)
+            }
+            if wanted("snapshot") {
+                print("== snapshot create vs cp -r, and verify")
+                try SnapshotBench.run(report: report, scratch: scratch, bytes: snapshotBytes, rounds: rounds)
+            }
+            if wanted("sim") {
+                print("== simulator")
+                SimulatorBench.run(report: report, seeds: simSeeds)
+            }
             if let jsonOut {
                 try report.write(json: jsonOut, machine: machine)
                 print("results: \(jsonOut)")
@@ -396,7 +410,9 @@ enum SnapshotBench {
                 {
                     index += 1
                     let started = nowSeconds()
-                    _ = try SnapshotCreator.create(engine: engine, fileSystem: fileSystem, outputPath: directory + "/snap-\(index)", nowSeconds: 0)
+                    _ = try SnapshotCreator.create(
+                        engine: engine, fileSystem: fileSystem, outputPath: directory + "/snap-\(index)", nowSeconds: 0,
+                        hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount)
                     return nowSeconds() - started
                 },
                 {
@@ -414,7 +430,8 @@ enum SnapshotBench {
                     unit: "s", baseline: "cp -r + sync", baselineValue: copySeconds, ratio: copySeconds / snapshotSeconds,
                     goal: ">= 10x faster than cp -r (ratio = cp time / snapshot time)"))
             let started = nowSeconds()
-            _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: directory + "/snap-1")
+            _ = try SnapshotVerifier.verify(
+                fileSystem: fileSystem, path: directory + "/snap-1", hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount)
             let verifySeconds = nowSeconds() - started
             report.add(BenchFigure(benchmark: "snapshot verify", parameters: ["state": "\(manifest.totalBytes >> 20)MiB"], value: megabytes / verifySeconds, unit: "MB/s"))
             try engine.close()

@@ -101,9 +101,10 @@ extension RivellumNode.Snapshot {
             do {
                 let manifest = try SnapshotCreator.create(
                     engine: engine, fileSystem: fileSystem, outputPath: outputPath, nowSeconds: UInt64(Date().timeIntervalSince1970),
-                    progress: printer.report)
+                    hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount, progress: printer.report)
                 try engine.close()
-                _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: outputPath)
+                _ = try SnapshotVerifier.verify(
+                    fileSystem: fileSystem, path: outputPath, hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount)
                 var catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: dataDirectory)
                 catalog.record(path: outputPath, manifest: manifest, verifiedAt: UInt64(Date().timeIntervalSince1970))
                 try catalog.save(fileSystem: fileSystem, dataDirectory: dataDirectory)
@@ -206,7 +207,9 @@ extension RivellumNode.Snapshot {
             let path = absolutePath(from)
             let printer = ProgressPrinter(label: "verifying")
             do {
-                let report = try SnapshotVerifier.verify(fileSystem: fileSystem, path: path, progress: printer.report)
+                let report = try SnapshotVerifier.verify(
+                    fileSystem: fileSystem, path: path, hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount,
+                    progress: printer.report)
                 if let dataDir {
                     var catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: dataDir)
                     catalog.record(path: path, manifest: report.manifest, verifiedAt: UInt64(Date().timeIntervalSince1970))
@@ -264,7 +267,9 @@ extension RivellumNode.Snapshot {
                 try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: dataDirectory)
                 let plan = try SnapshotRestorer.plan(
                     fileSystem: fileSystem, snapshotPath: absolutePath(from), dataDirectory: dataDirectory,
-                    walDirectory: configuration.walDirectory, resetWAL: resetWAL, id: NodeSnapshots.defaultName(at: Date()).replacingOccurrences(of: "snapshot-", with: ""))
+                    walDirectory: configuration.walDirectory, resetWAL: resetWAL,
+                    id: NodeSnapshots.defaultName(at: Date()).replacingOccurrences(of: "snapshot-", with: ""),
+                    hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount)
                 print(plan.description)
                 if dryRun {
                     print("dry run: nothing changed")

@@ -168,22 +168,41 @@ extension RivellumSim {
     /// subsets of the unsynced writes, with a crash inside recovery after each.
     struct Exhaustive: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Crash at every file-system operation of a short WAL workload, under every persistence variant.")
+            abstract: "Crash at every file-system operation of a short workload, under every persistence variant.",
+            discussion: "wal: append and commit records. engine: blocks, a snapshot, more blocks, stop, restore, more blocks.")
 
-        @Option(help: "Records in the workload.") var records = 40
-        @Option(help: "strict, balanced or dev_fast (default: all three).") var policy: String?
+        @Option(help: "wal or engine.") var workload = "wal"
+        @Option(help: "Records in the WAL workload.") var records = 40
+        @Option(help: "Blocks in the engine workload (plus two after the restore).") var blocks = 8
+        @Option(help: "Lanes in the engine workload.") var lanes = 2
+        @Option(help: "strict, balanced or dev_fast (default: every policy the workload supports).") var policy: String?
+
+        func validate() throws {
+            guard workload == "wal" || workload == "engine" else { throw ValidationError("--workload is wal or engine") }
+            guard (1...10_000).contains(records), (2...1_000).contains(blocks), (1...8).contains(lanes) else {
+                throw ValidationError("--records 1...10000, --blocks 2...1000, --lanes 1...8")
+            }
+        }
 
         func run() throws {
+            let supported = workload == "wal" ? FsyncPolicy.allCases : [.strict, .balanced]
             let policies = try policy.map { name -> [FsyncPolicy] in
-                guard let chosen = FsyncPolicy(rawValue: name) else { throw ValidationError("unknown policy \(name)") }
+                guard let chosen = FsyncPolicy(rawValue: name), supported.contains(chosen) else {
+                    throw ValidationError("policy \(name) is not one of \(supported.map(\.rawValue).joined(separator: ", "))")
+                }
                 return [chosen]
-            } ?? FsyncPolicy.allCases
+            } ?? supported
             var failures = 0
             for chosen in policies {
-                let report = ExhaustiveCrashRunner(records: records, policy: chosen).run()
+                let report =
+                    workload == "wal"
+                    ? ExhaustiveCrashRunner(records: records, policy: chosen).run()
+                    : EngineExhaustiveCrashRunner(blocks: blocks, laneCount: lanes, policy: chosen).run()
                 failures += report.failures.count
                 report.failures.forEach { print("FAIL \($0)") }
-                print("exhaustive \(chosen.rawValue): \(report.operations) crash points, \(report.imagesChecked) post-crash images checked, \(report.failures.count) failures")
+                print(
+                    "exhaustive \(workload) \(chosen.rawValue): \(report.operations) crash points, "
+                        + "\(report.imagesChecked) post-crash images checked, \(report.failures.count) failures")
             }
             if failures > 0 { throw ExitCode(1) }
         }

@@ -18,10 +18,12 @@ public enum SnapshotCreator {
     }
 
     /// Creates the snapshot at `outputPath` (which must not exist) and returns its manifest.
+    /// `hashingConcurrency` threads hash the files (1 keeps the file-system calls in order, as
+    /// the simulator needs).
     /// The engine pauses commits only while it checkpoints and links; hashing and syncing run
     /// after. The caller verifies and records it (`SnapshotCatalog`).
     public static func create(
-        engine: Engine, fileSystem: any FileSystem, outputPath: String, nowSeconds: UInt64,
+        engine: Engine, fileSystem: any FileSystem, outputPath: String, nowSeconds: UInt64, hashingConcurrency: Int = 1,
         progress: (Progress) -> Void = { _ in }
     ) throws(SnapshotError) -> SnapshotManifest {
         let partial = outputPath + ".partial"
@@ -50,23 +52,15 @@ public enum SnapshotCreator {
         let entries = try io(partial, "listing") { () throws(FileSystemError) in try fileSystem.walkTree(partial) }
         let regular = entries.filter { $0.status.kind == .file }
         let total = regular.reduce(UInt64(0)) { $0 + $1.status.sizeBytes }
-        var files: [SnapshotManifest.File] = []
-        var done: UInt64 = 0
-        for (index, entry) in regular.enumerated() {
-            let path = PathComponents.join(partial, entry.path)
-            let (hex, size) = try io(path, "hashing") { () throws(FileSystemError) in
-                let digest = try sha256OfFile(fileSystem, path)
-                // Hard-linked files are durable already; copied ones (CURRENT, OPTIONS, MANIFEST)
-                // are synced here. fsync through a read-only descriptor syncs the inode.
-                let handle = try fileSystem.openFile(path, options: .readOnly)
-                defer { try? handle.close() }
-                try handle.fullSync()
-                return digest
-            }
-            files.append(SnapshotManifest.File(path: entry.path, sizeBytes: size, sha256: hex))
-            done += size
-            progress(Progress(filesDone: index + 1, filesTotal: regular.count, bytesDone: done, bytesTotal: total))
+        let hashed = try hashFiles(
+            fileSystem: fileSystem, paths: regular.map { PathComponents.join(partial, $0.path) }, concurrency: hashingConcurrency,
+            syncEach: true
+        ) { filesDone, bytesDone in
+            progress(Progress(filesDone: filesDone, filesTotal: regular.count, bytesDone: bytesDone, bytesTotal: total))
         }
+        // Hard-linked files were durable already; the copied ones (CURRENT, OPTIONS, MANIFEST) are
+        // synced by the hashing pass.
+        let files = zip(regular, hashed).map { SnapshotManifest.File(path: $0.path, sizeBytes: $1.sizeBytes, sha256: $1.hex) }
         let manifest = SnapshotManifest(
             formatVersion: SnapshotManifest.currentFormatVersion, chainID: point.chainID, laneCount: point.laneRoots.count,
             height: point.height, metaRoot: point.metaRoot.hex, createdAt: nowSeconds,

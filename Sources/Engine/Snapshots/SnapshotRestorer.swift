@@ -62,10 +62,10 @@ public enum SnapshotRestorer {
     /// the data directory's lock (`lockDataDirectory`).
     public static func plan(
         fileSystem: any FileSystem, snapshotPath: String, dataDirectory: String, walDirectory: String? = nil,
-        resetWAL: Bool, id: String
+        resetWAL: Bool, id: String, hashingConcurrency: Int = 1
     ) throws(SnapshotError) -> RestorePlan {
         let walDirectory = walDirectory ?? PathComponents.join(dataDirectory, "wal")
-        let manifest = try SnapshotVerifier.verify(fileSystem: fileSystem, path: snapshotPath).manifest
+        let manifest = try SnapshotVerifier.verify(fileSystem: fileSystem, path: snapshotPath, hashingConcurrency: hashingConcurrency).manifest
         let genesis: (chainID: String, laneCount: Int)?
         do {
             genesis = try Genesis.read(fileSystem: fileSystem, dataDirectory: dataDirectory)

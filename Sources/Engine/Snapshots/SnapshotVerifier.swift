@@ -21,22 +21,27 @@ public enum SnapshotVerifier {
     /// Verifies the snapshot at `path`; throws `damaged`, `hostile` or `incomplete` with the
     /// first problem found.
     public static func verify(
-        fileSystem: any FileSystem, path: String, progress: (SnapshotCreator.Progress) -> Void = { _ in }
+        fileSystem: any FileSystem, path: String, hashingConcurrency: Int = 1,
+        progress: (SnapshotCreator.Progress) -> Void = { _ in }
     ) throws(SnapshotError) -> Report {
         let manifest = try readManifest(fileSystem: fileSystem, path: path)
         try checkTree(fileSystem: fileSystem, path: path, manifest: manifest)
+        let hashed = try hashFiles(
+            fileSystem: fileSystem, paths: manifest.files.map { PathComponents.join(path, $0.path) }, concurrency: hashingConcurrency,
+            syncEach: false
+        ) { filesDone, bytesDone in
+            progress(SnapshotCreator.Progress(filesDone: filesDone, filesTotal: manifest.files.count, bytesDone: bytesDone, bytesTotal: manifest.totalBytes))
+        }
         var done: UInt64 = 0
-        for (index, file) in manifest.files.enumerated() {
+        for (file, result) in zip(manifest.files, hashed) {
             let filePath = PathComponents.join(path, file.path)
-            let (hex, size) = try io(filePath, "hashing") { () throws(FileSystemError) in try sha256OfFile(fileSystem, filePath) }
-            guard size == file.sizeBytes else {
-                throw SnapshotError(.damaged, path: filePath, "\(size) bytes, the manifest says \(file.sizeBytes)")
+            guard result.sizeBytes == file.sizeBytes else {
+                throw SnapshotError(.damaged, path: filePath, "\(result.sizeBytes) bytes, the manifest says \(file.sizeBytes)")
             }
-            guard hex == file.sha256 else {
-                throw SnapshotError(.damaged, path: filePath, "SHA-256 \(hex.prefix(16))…, the manifest says \(file.sha256.prefix(16))…")
+            guard result.hex == file.sha256 else {
+                throw SnapshotError(.damaged, path: filePath, "SHA-256 \(result.hex.prefix(16))…, the manifest says \(file.sha256.prefix(16))…")
             }
-            done += size
-            progress(SnapshotCreator.Progress(filesDone: index + 1, filesTotal: manifest.files.count, bytesDone: done, bytesTotal: manifest.totalBytes))
+            done += result.sizeBytes
         }
         try checkState(fileSystem: fileSystem, path: path, manifest: manifest)
         return Report(path: path, manifest: manifest, filesChecked: manifest.files.count, bytesChecked: done, lanesChecked: manifest.laneCount)

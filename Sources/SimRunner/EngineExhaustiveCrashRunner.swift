@@ -1,0 +1,145 @@
+import Engine
+import FaultFS
+
+/// Exhaustive mode for a short engine workload: commit blocks, take a snapshot, commit more,
+/// stop, restore the snapshot, start again and commit a few more — and crash at every
+/// file-system operation of all of it (normal work, snapshot create, restore, the journal's
+/// roll-forward), under each persisted-subset variant of `ExhaustiveCrashRunner`, then crash
+/// recovery itself at a rotating operation and recover again. After each, the engine must open
+/// on exactly a committed height between the last acknowledged-durable one and the last written
+/// one, with the MetaRoot an independent model computes from scratch (I1–I3, I5, I6).
+public struct EngineExhaustiveCrashRunner: Sendable {
+    public let blocks: Int
+    public let laneCount: Int
+    public let policy: FsyncPolicy
+
+    public init(blocks: Int, laneCount: Int, policy: FsyncPolicy) {
+        precondition(blocks >= 2 && blocks <= 1_000 && (1...8).contains(laneCount))
+        precondition(policy != .devFast, "dev_fast promises nothing across a power loss")
+        self.blocks = blocks
+        self.laneCount = laneCount
+        self.policy = policy
+    }
+
+    func configuration() -> EngineConfiguration {
+        var configuration = EngineConfiguration(dataDirectory: "/data")
+        configuration.chainID = "exhaustive"
+        configuration.laneCount = laneCount
+        configuration.wal.fsyncPolicy = policy
+        configuration.wal.segmentSizeBytes = 2_048
+        configuration.wal.syncBytes = 1_024
+        configuration.wal.syncIntervalMilliseconds = 20
+        configuration.flushEveryBlocks = 5
+        configuration.walRetentionHours = 0
+        return configuration
+    }
+
+    static func block(_ height: Int) -> [BlockOperation] {
+        var random = DeterministicRandom(seed: UInt64(height) &* 0x9E37)
+        return (0..<random.int(in: 1...4)).map { _ in
+            let key = Array("k\(random.int(in: 0..<12))".utf8)
+            if random.chance(0.2) { return BlockOperation(key: key, value: nil) }
+            return BlockOperation(key: key, value: (0..<random.int(in: 0...40)).map { _ in UInt8.random(in: 0...255, using: &random) })
+        }
+    }
+
+    struct Progress {
+        var durable = 0
+        var written = 0
+    }
+
+    /// The workload, until the machine halts. Returns what was acknowledged durable and written.
+    func workload(_ fileSystem: SimulatedFileSystem) -> Progress {
+        var progress = Progress()
+        let clock = ManualClock()
+        let configuration = configuration()
+        let half = blocks / 2
+        func commit(_ engine: Engine, _ heights: ClosedRange<Int>) throws {
+            for height in heights {
+                clock.advance(byNanoseconds: 7_000_000)
+                progress.written = height
+                let result = try engine.commit(Self.block(height))
+                if result.durable { progress.durable = height }
+                progress.durable = max(progress.durable, Int(engine.durableHeight))
+            }
+        }
+        var engine: Engine?
+        do {
+            let first = try Engine(fileSystem: fileSystem, configuration: configuration, clock: clock, executor: SerialLaneExecutor())
+            engine = first
+            try commit(first, 1...half)
+            _ = try SnapshotCreator.create(engine: first, fileSystem: fileSystem, outputPath: "/snapshots/s", nowSeconds: 1)
+            progress.durable = max(progress.durable, half)
+            try commit(first, (half + 1)...blocks)
+            try first.close()
+            engine = nil
+            progress.durable = progress.written
+            let lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
+            let plan = try SnapshotRestorer.plan(
+                fileSystem: fileSystem, snapshotPath: "/snapshots/s", dataDirectory: configuration.dataDirectory, resetWAL: false, id: "x")
+            try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: true)
+            try lock.unlock()
+            let second = try Engine(fileSystem: fileSystem, configuration: configuration, clock: clock, executor: SerialLaneExecutor())
+            engine = second
+            try commit(second, (blocks + 1)...(blocks + 2))
+            try second.close()
+            engine = nil
+        } catch {
+            // The crash point: what was acknowledged so far stands.
+        }
+        engine?.abandon()
+        return progress
+    }
+
+    public func run() -> ExhaustiveCrashRunner.Report {
+        var model = EngineSwarmWorkload.Model()
+        for height in 1...(blocks + 2) {
+            var next = model.states.last!
+            for operation in Self.block(height) { next[operation.key] = operation.value }
+            model.states.append(next)
+        }
+        let configuration = configuration()
+        let reference = SimulatedFileSystem(seed: 0, plan: .none, traceEventsMax: 0)
+        let full = workload(reference)
+        let operations = reference.operationCount
+        var report = ExhaustiveCrashRunner.Report(operations: operations, imagesChecked: 0, failures: [])
+        if full.written != blocks + 2 {
+            report.failures.append("the workload does not run to the end without crashes (height \(full.written))")
+            return report
+        }
+        let recoveryStart = reference.operationCount
+        if let engine = try? Engine(fileSystem: reference, configuration: configuration, clock: ManualClock()) { try? engine.close() }
+        let recoveryOperations = max(1, reference.operationCount - recoveryStart)
+        var rotation: UInt64 = 0
+        for crashPoint in 1...operations {
+            for (variantIndex, variant) in ExhaustiveCrashRunner.variants.enumerated() where report.failures.count < 20 {
+                let fileSystem = SimulatedFileSystem(seed: crashPoint &* 31 &+ UInt64(variantIndex), plan: .none, traceEventsMax: 0)
+                fileSystem.scheduleCrash(atOperation: crashPoint)
+                let progress = workload(fileSystem)
+                fileSystem.setPlan(variant.plan)
+                fileSystem.crash(.powerLoss)
+                rotation += 1
+                fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + 1 + rotation % recoveryOperations)
+                if let engine = try? Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock()) { engine.abandon() }
+                fileSystem.scheduleCrash(atOperation: nil)
+                fileSystem.crash(.powerLoss)
+                fileSystem.setPlan(.none)
+                report.imagesChecked += 1
+                let context = "\(policy.rawValue) crash at operation \(crashPoint), \(variant.name)"
+                do {
+                    let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
+                    if let problem = EngineSwarmWorkload.check(
+                        engine, model: model, durable: progress.durable, written: progress.written, configuration: configuration)
+                    {
+                        report.failures.append("\(context): \(problem)")
+                    }
+                    try? engine.close()
+                    engine.abandon()
+                } catch {
+                    report.failures.append("\(context): recovery refused: \(error)")
+                }
+            }
+        }
+        return report
+    }
+}
