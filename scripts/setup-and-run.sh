@@ -15,5 +15,8 @@ echo "== scenario suite"
 echo "== exhaustive crash points (every operation x persistence variants, WAL)"
 .build/release/rivellum-sim exhaustive --records 200
 
+echo "== exhaustive crash points (engine: blocks, snapshot, restore; every operation x variants)"
+.build/release/rivellum-sim exhaustive --workload engine --blocks 8 --lanes 2
+
 echo "== seed sweep"
 .build/release/rivellum-sim sweep --seeds "${RIVELLUM_SWEEP_SEEDS:-500}" --first-seed 1 --check-determinism
