@@ -26,6 +26,12 @@ public struct LaneBlockRecord: Sendable, Equatable {
     public var laneRoot: Hash32
     public var operations: [BlockOperation]
 
+    public init(height: UInt64, laneRoot: Hash32, operations: [BlockOperation]) {
+        self.height = height
+        self.laneRoot = laneRoot
+        self.operations = operations
+    }
+
     public func encoded() -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.appendLittleEndian(height)
