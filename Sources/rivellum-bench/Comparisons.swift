@@ -311,6 +311,25 @@ enum WALBench {
                         baseline: "rocksdb put sync=true", baselineValue: rocks, ratio: wal / rocks,
                         goal: count >= 16 ? ">= 1.5x RocksDB" : nil))
             }
+            // The other policies at the same writer counts, for the plot (their bandwidth ratios
+            // against raw write() are measured below).
+            if size == recordBytes.first {
+                for policy in [FsyncPolicy.balanced, .devFast] {
+                    for count in writers {
+                        var samples: [Double] = []
+                        for _ in 0..<rounds {
+                            samples.append(
+                                try withScratchDirectory(in: scratch) {
+                                    try walRate(directory: $0 + "/wal", policy: policy, writers: count, recordBytes: size, seconds: seconds)
+                                })
+                        }
+                        report.add(
+                            BenchFigure(
+                                benchmark: "wal \(policy.rawValue) writers", parameters: ["writers": String(count), "record": "\(size)B"],
+                                value: median(samples), unit: "records/s"))
+                    }
+                }
+            }
             if let singleWriterStrict {
                 let raw = try withScratchDirectory(in: scratch) { directory in
                     var samples: [Double] = []
@@ -462,6 +481,21 @@ enum SimulatorBench {
     }
 }
 
+extension RivellumBench {
+    /// Redraws the writers plot from a results file.
+    struct Plot: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Draw the writers plot (SVG) from a results JSON file.")
+        @Option(help: "The results JSON written by `all --json-out`.") var from: String
+        @Option(help: "Where to write the SVG.") var out: String
+
+        func run() throws {
+            struct Results: Codable { var figures: [BenchFigure] }
+            let results = try JSONDecoder().decode(Results.self, from: Data(contentsOf: URL(fileURLWithPath: from)))
+            try WritersPlot.svg(results.figures).write(toFile: out, atomically: true, encoding: .utf8)
+        }
+    }
+}
+
 /// An SVG line chart of WAL strict and RocksDB synced puts against writers, per record size.
 enum WritersPlot {
     static func svg(_ figures: [BenchFigure]) -> String {
@@ -469,32 +503,46 @@ enum WritersPlot {
         let sizes = Array(Set(strict.compactMap { $0.parameters["record"] })).sorted { $0.count == $1.count ? $0 < $1 : $0.count < $1.count }
         let writers = Array(Set(strict.compactMap { $0.parameters["writers"].flatMap(Int.init) })).sorted()
         var series: [(String, String, [(Int, Double)])] = []
-        let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e"]
+        let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
         for (index, size) in sizes.enumerated() {
             let points = strict.filter { $0.parameters["record"] == size }
             series.append(("rivellum strict \(size)", colors[(2 * index) % colors.count], points.map { (Int($0.parameters["writers"]!)!, $0.value) }))
             series.append(("RocksDB sync=true \(size)", colors[(2 * index + 1) % colors.count], points.map { (Int($0.parameters["writers"]!)!, $0.baselineValue ?? 0) }))
         }
-        let width = 640.0, height = 400.0, left = 70.0, right = 200.0, top = 30.0, bottom = 50.0
-        let maximum = max(1, series.flatMap { $0.2.map(\.1) }.max() ?? 1) * 1.1
+        for (index, policy) in ["balanced", "dev_fast"].enumerated() {
+            let points = figures.filter { $0.benchmark == "wal \(policy) writers" }
+            guard !points.isEmpty else { continue }
+            let size = points[0].parameters["record"] ?? ""
+            series.append(("rivellum \(policy) \(size)", colors[(4 + index) % colors.count], points.map { (Int($0.parameters["writers"]!)!, $0.value) }))
+        }
+        let width = 700.0, height = 400.0, left = 70.0, right = 230.0, top = 30.0, bottom = 50.0
+        // Log scale: synced and unsynced policies differ by two orders of magnitude.
+        let values = series.flatMap { $0.2.map(\.1) }.filter { $0 > 0 }
+        let low = pow(10, floor(log10(values.min() ?? 1)))
+        let high = pow(10, ceil(log10(max(values.max() ?? 10, low * 10))))
         func x(_ writer: Int) -> Double {
             guard writers.count > 1, let position = writers.firstIndex(of: writer) else { return left }
             return left + Double(position) / Double(writers.count - 1) * (width - left - right)
         }
-        func y(_ value: Double) -> Double { top + (1 - value / maximum) * (height - top - bottom) }
+        func y(_ value: Double) -> Double {
+            let fraction = (log10(max(value, low)) - log10(low)) / (log10(high) - log10(low))
+            return top + (1 - fraction) * (height - top - bottom)
+        }
         var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
         svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        svg += "<text x=\"\(left)\" y=\"18\" font-size=\"14\">Synced appends per second against concurrent writers</text>\n"
+        svg += "<text x=\"\(left)\" y=\"18\" font-size=\"14\">Appends acknowledged per second against concurrent writers (log scale)</text>\n"
         svg += "<line x1=\"\(left)\" y1=\"\(height - bottom)\" x2=\"\(width - right)\" y2=\"\(height - bottom)\" stroke=\"black\"/>\n"
         svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(height - bottom)\" stroke=\"black\"/>\n"
         for writer in writers {
             svg += "<text x=\"\(x(writer) - 6)\" y=\"\(height - bottom + 18)\">\(writer)</text>\n"
         }
         svg += "<text x=\"\((left + width - right) / 2 - 30)\" y=\"\(height - 10)\">writers</text>\n"
-        for step in 0...4 {
-            let value = maximum / 1.1 * Double(step) / 4
+        var value = low
+        // Bounded: one gridline per power of ten between low and high.
+        while value <= high * 1.0001 {
             svg += "<text x=\"5\" y=\"\(y(value) + 4)\">\(Int(value))</text>\n"
             svg += "<line x1=\"\(left)\" y1=\"\(y(value))\" x2=\"\(width - right)\" y2=\"\(y(value))\" stroke=\"#ddd\"/>\n"
+            value *= 10
         }
         for (index, (name, color, points)) in series.enumerated() {
             let dashed = name.hasPrefix("RocksDB") ? " stroke-dasharray=\"6,4\"" : ""
