@@ -12,6 +12,7 @@ public enum Probe: String, CaseIterable, Sendable {
     case walCleanZeroTailTrimmed = "wal.clean_zero_tail_trimmed"
     case walUncommittedDiscarded = "wal.uncommitted_discarded"
     case walSegmentsRetired = "wal.segments_retired"
+    case walTransientReadDamage = "wal.transient_read_damage"
     case engineLaneReplayed = "engine.lane_replayed"
     case engineUncommittedBlockDropped = "engine.uncommitted_block_dropped"
     case engineCheckpoint = "engine.checkpoint"

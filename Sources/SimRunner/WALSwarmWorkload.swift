@@ -12,9 +12,11 @@ import FaultFS
 /// - I5: recovery that crashes part-way, followed by recovery, still satisfies I1 and I2;
 /// - I7: the run is a function of the seed (checked by running it twice).
 ///
-/// The fault families that corrupt data already on the media (bit rot, misdirected I/O) and
-/// failed syncs are not drawn here yet: checking them needs the engine-level oracle of the
-/// simulator issue, which tells detected refusal from silent loss.
+/// Faults that corrupt a read (bit rot on the way, a misdirected read) are drawn too: they must
+/// neither refuse nor lose anything, because recovery reads a damaged segment again. The
+/// families that corrupt data on the media (bit rot at rest, misdirected writes) and failed
+/// syncs are not drawn yet: checking them needs an oracle that tells a correct refusal from
+/// silent loss.
 public struct WALSwarmWorkload: Sendable {
     public let seed: UInt64
     /// Fault families left out of the seed's plan (shrinking removes them one by one).
@@ -33,7 +35,7 @@ public struct WALSwarmWorkload: Sendable {
 
     static let families: [FaultFamily] = [
         .lostUnsyncedWrites, .reorderedWrites, .tornWrites, .lostDirectoryEntries, .nonAtomicRename, .writeErrors,
-        .noSpace, .shortWrites, .interrupts, .readErrors,
+        .noSpace, .shortWrites, .interrupts, .readErrors, .bitRotOnRead, .misdirectedReads,
     ]
 
     /// Recovery attempts before the simulator switches faults off to let the node come up (a

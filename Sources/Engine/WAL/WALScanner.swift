@@ -115,15 +115,21 @@ public struct WALScanner {
     /// The index the partition's chain must start at: 1, or what the marker says.
     func firstSegmentIndex() throws(WALError) -> UInt64 {
         let path = PathComponents.join(directory, Self.firstSegmentMarkerName)
-        let bytes: [UInt8]
+        func verifies(_ bytes: [UInt8]) -> Bool {
+            bytes.count == 12 && CRC32C.mask(CRC32C.checksum(bytes[0..<8])) == bytes.littleEndian(at: 8, as: UInt32.self)
+        }
+        var bytes: [UInt8] = []
         do {
             guard try fileSystem.exists(path) else { return 1 }
-            bytes = try fileSystem.readFile(path)
+            // A bad read is read again (see `scan`); bounded.
+            for _ in 0...Self.rereadsMax {
+                bytes = try fileSystem.readFile(path)
+                if verifies(bytes) { break }
+            }
         } catch {
             throw WALError.io(error, partition: partition, "reading \(path)")
         }
-        guard bytes.count == 12, CRC32C.mask(CRC32C.checksum(bytes[0..<8])) == bytes.littleEndian(at: 8, as: UInt32.self)
-        else {
+        guard verifies(bytes) else {
             throw WALError(
                 kind: .midLogDamage, partition: partition,
                 damage: WALDamage(damageClass: .badSegmentHeader, path: path, offset: 0, expectedLSN: 0, detail: "first-segment marker does not verify"),
@@ -147,16 +153,30 @@ public struct WALScanner {
             lastLSN: 0, closingChecksum: 0, damage: nil, verdict: nil, evidence: "", skipped: [], recordsRead: 0,
             bytesRead: 0)
         for (position, file) in files.enumerated() {
-            let bytes: [UInt8]
-            do {
-                bytes = try fileSystem.readFile(file.path)
-            } catch {
-                throw WALError.io(error, partition: partition, "reading \(file.path)")
-            }
+            var bytes = try read(file.path)
             scan.bytesRead += UInt64(bytes.count)
-            let found = try bytes.withUnsafeBytes { buffer throws -> WALDamage? in
-                try scanSegment(
-                    buffer, file: file, isFirst: position == 0, firstIndex: firstIndex, mode: mode, scan: &scan, visit: visit)
+            let before = scan
+            var visitedThrough = scan.lastLSN
+            var found: WALDamage?
+            // A damaged read is read again: a read that verifies end to end cannot be faked by a
+            // bad read (every frame checks its CRC, partition, segment and LSN), so the first
+            // clean read wins, and damage stands only when every read shows it. Bit rot on the
+            // bus or a misdirected read must neither refuse nor truncate. Bounded: a few reads.
+            for attempt in 0...Self.rereadsMax {
+                found = try bytes.withUnsafeBytes { buffer throws -> WALDamage? in
+                    try scanSegment(
+                        buffer, file: file, isFirst: position == 0, firstIndex: firstIndex, mode: mode, scan: &scan,
+                        visit: { header, payload in
+                            // Records an earlier, damaged read already handed over are not repeated.
+                            guard header.lsn > visitedThrough else { return }
+                            try visit(header, payload)
+                        })
+                }
+                if found == nil && attempt > 0 { Probe.walTransientReadDamage.hit() }
+                guard found != nil, attempt < Self.rereadsMax else { break }
+                visitedThrough = max(visitedThrough, scan.lastLSN)
+                scan = before
+                bytes = try read(file.path)
             }
             if let found {
                 scan.damage = found
@@ -168,6 +188,17 @@ public struct WALScanner {
         }
         scan.firstLSN = scan.segments.first?.header?.firstLSN ?? (scan.lastLSN + 1)
         return scan
+    }
+
+    /// Re-reads of a segment whose scan found damage, to tell a bad read from bad media.
+    static let rereadsMax = 6
+
+    private func read(_ path: String) throws(WALError) -> [UInt8] {
+        do {
+            return try fileSystem.readFile(path)
+        } catch {
+            throw WALError.io(error, partition: partition, "reading \(path)")
+        }
     }
 
     /// Scans one segment, appending it to `scan.segments`. Returns the first damage (nil when
