@@ -229,6 +229,7 @@ public final class Engine: @unchecked Sendable {
     /// Commits one block and returns its height and MetaRoot once it is as durable as the policy
     /// promises. On any failure the engine stops accepting work (`failed`) and must be reopened.
     public func commit(_ operations: [BlockOperation]) throws(EngineError) -> CommitResult {
+        try validate(operations)
         let (result, targets) = try frame(operations)
         // Outside the lock: concurrent commits share syncs.
         var durable = true
@@ -243,6 +244,21 @@ public final class Engine: @unchecked Sendable {
         if configuration.wal.fsyncPolicy == .devFast { durable = false }
         lock.withLock { updateDurableHeight() }
         return CommitResult(height: result.height, metaRoot: result.metaRoot, durable: durable)
+    }
+
+    /// Refuses a block whose lane record could not be logged (larger than a WAL record may be),
+    /// before anything is written: bad input must not fail the engine.
+    private func validate(_ operations: [BlockOperation]) throws(EngineError) {
+        var laneBytes: [Int: Int] = [:]
+        for operation in operations {
+            let lane = LaneRouting.lane(of: operation.key, laneCount: configuration.laneCount)
+            laneBytes[lane, default: 44] += 9 + operation.key.count + (operation.value?.count ?? 0)
+        }
+        if let (lane, bytes) = laneBytes.first(where: { $0.value > WALFormat.recordBytesMax }) {
+            throw EngineError(
+                .invalidInput, lane: lane,
+                "the block's operations for lane \(lane) take \(bytes) bytes; a lane record holds at most \(WALFormat.recordBytesMax)")
+        }
     }
 
     /// Frames a block under the lock: lane records, commit record, lane batches. Returns the

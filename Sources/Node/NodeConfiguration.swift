@@ -169,7 +169,8 @@ public struct NodeConfiguration: Sendable, Equatable {
         try check(wal.retentionHours <= 24 * 365, "wal.wal_retention_hours", "must be at most 8760")
         try check(wal.recoveryMode != .salvage, "wal.wal_recovery_mode", "salvage is read-only forensics; use `rivellum-node wal verify`")
         try check((1...65_535).contains(api.listenPort) && !api.listenHost.isEmpty, "api.listen", "must be HOST:PORT with a port in 1...65535")
-        try check((1_024...(256 << 20)).contains(api.maxBodyBytes), "api.max_body_bytes", "must be in 1024...268435456")
+        // A block's lane record must fit a WAL record (16 MiB); a body is never smaller than it.
+        try check((1_024...(16 << 20)).contains(api.maxBodyBytes), "api.max_body_bytes", "must be in 1024...16777216")
         try check((1...1_000_000).contains(api.maxOperationsPerBlock), "api.max_ops_per_block", "must be in 1...1000000")
         try check((1...65_536).contains(api.maxKeyBytes), "api.max_key_bytes", "must be in 1...65536")
         try check((0...(16 << 20)).contains(api.maxValueBytes), "api.max_value_bytes", "must be in 0...16777216")

@@ -77,6 +77,21 @@ struct BlockHeaderTests {
         #expect(syncs >= 2, "the lane and the meta partition synced")
     }
 
+    @Test func aBlockTooLargeToLogIsRefusedAndTheEngineKeepsWorking() throws {
+        let fileSystem = SimulatedFileSystem(seed: 14, plan: .none)
+        let engine = try Engine(fileSystem: fileSystem, configuration: EngineTests.configuration(), clock: ManualClock())
+        defer { try? engine.close() }
+        let huge = [BlockOperation(key: Array("big".utf8), value: [UInt8](repeating: 1, count: WALFormat.recordBytesMax))]
+        do {
+            _ = try engine.commit(huge)
+            Issue.record("a block larger than a WAL record was accepted")
+        } catch {
+            #expect(error.kind == .invalidInput)
+        }
+        #expect(engine.stateRoots().height == 0)
+        #expect(try engine.commit([BlockOperation(key: Array("small".utf8), value: [1])]).height == 1)
+    }
+
     @Test func walObserverSeesEverySyncWithItsBatch() throws {
         final class Recorder: WALObserver, @unchecked Sendable {
             let lock = ConditionLock()
