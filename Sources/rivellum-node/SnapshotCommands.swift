@@ -74,6 +74,10 @@ extension RivellumNode.Snapshot {
             let fileSystem = PosixFileSystem()
             let dataDirectory = configuration.node.dataDirectory
             let outputPath = absolutePath(out ?? PathComponents.join(configuration.snapshotDirectory, NodeSnapshots.defaultName(at: Date())))
+            guard (try? fileSystem.exists(PathComponents.join(dataDirectory, "GENESIS"))) == true else {
+                printError("rivellum-node snapshot create: \(dataDirectory) holds no node data (no GENESIS)")
+                throw ExitCode(ExitCodes.noInput)
+            }
             let lock: any FileLock
             do {
                 lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: dataDirectory)
