@@ -13,6 +13,9 @@ public enum Probe: String, CaseIterable, Sendable {
     case walUncommittedDiscarded = "wal.uncommitted_discarded"
     case walSegmentsRetired = "wal.segments_retired"
     case walTransientReadDamage = "wal.transient_read_damage"
+    /// Counted by the simulator's oracle, not the engine: acknowledged records lost at a torn
+    /// tail after corruption at rest (the documented limit).
+    case walAcknowledgedTailLostToCorruption = "wal.acknowledged_tail_lost_to_corruption"
     case engineLaneReplayed = "engine.lane_replayed"
     case engineUncommittedBlockDropped = "engine.uncommitted_block_dropped"
     case engineCheckpoint = "engine.checkpoint"

@@ -98,6 +98,12 @@ public protocol FileHandle: AnyObject, Sendable {
     /// Like `sync()` but also flushes metadata such as timestamps (`fsync(2)`).
     func fullSync() throws(FileSystemError)
 
+    /// Asks the kernel to drop the file's clean cached pages (`posix_fadvise(2)` with
+    /// `POSIX_FADV_DONTNEED`), so later reads come from the media. After a failed fsync the
+    /// kernel may keep pages it marked clean that never reached the media; recovery drops them
+    /// before it reads, so it sees what is durable. Dirty pages are kept. Changes no data.
+    func dropCachedPages() throws(FileSystemError)
+
     /// Releases the descriptor (`close(2)`). Never retried on EINTR; never a sync.
     func close() throws(FileSystemError)
 }

@@ -216,6 +216,11 @@ final class PosixFileHandle: FileHandle {
         try PosixSyscall.fsync(descriptor).orThrow(operation: "fsync", path: path)
     }
 
+    func dropCachedPages() throws(FileSystemError) {
+        let descriptor = state.withLock { openDescriptor($0) }
+        try PosixSyscall.dropCachedPages(descriptor).orThrow(operation: "posix_fadvise", path: path)
+    }
+
     func close() throws(FileSystemError) {
         let descriptor = state.withLock { state -> FileDescriptor in
             let descriptor = openDescriptor(state)

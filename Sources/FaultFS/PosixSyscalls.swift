@@ -40,6 +40,17 @@ enum PosixSyscall {
         #endif
     }
 
+    /// `posix_fadvise(2)` with `POSIX_FADV_DONTNEED` over the whole file (a hint; it returns the
+    /// error number instead of setting errno).
+    static func dropCachedPages(_ descriptor: FileDescriptor) -> Result<Void, Errno> {
+        #if os(Linux)
+        let result = Glibc.posix_fadvise(descriptor.rawValue, 0, 0, POSIX_FADV_DONTNEED)
+        return result == 0 ? .success(()) : .failure(Errno(rawValue: result))
+        #else
+        return .success(())
+        #endif
+    }
+
     /// `fsync(2)`.
     static func fsync(_ descriptor: FileDescriptor) -> Result<Void, Errno> {
         nothingOrErrno(retryOnInterrupt: true) { system_fsync(descriptor.rawValue) }

@@ -443,6 +443,15 @@ public final class SimulatedFileSystem: FileSystem {
         }
     }
 
+    /// Clean pages go back to what the media holds: the durable image with the pending (dirty)
+    /// changes applied. Pages a failed sync marked clean disappear from view.
+    fileprivate func handleDropCache(_ handle: SimulatedFileHandle) throws(FileSystemError) {
+        try perform("fadvise(dontneed)", handle.path) { (state) throws(FileSystemError) in
+            try Self.checkHandle(state, epoch: handle.epoch, closed: handle.isClosed, operation: "fadvise", path: handle.path)
+            state.dropCleanPages(handle.inodeID)
+        }
+    }
+
     fileprivate func handleClose(_ handle: SimulatedFileHandle) throws(FileSystemError) {
         try state.withLock { (state: inout SimulatedState) throws(FileSystemError) in
             // close is an operation too, but EINTR is surfaced here instead of being retried.
@@ -516,6 +525,10 @@ final class SimulatedFileHandle: FileHandle {
 
     func sync() throws(FileSystemError) {
         try fileSystem.handleSync(self, operation: "fdatasync")
+    }
+
+    func dropCachedPages() throws(FileSystemError) {
+        try fileSystem.handleDropCache(self)
     }
 
     func fullSync() throws(FileSystemError) {

@@ -226,6 +226,15 @@ struct SimulatedState {
         inodes[id]!.pending.removeAll()
     }
 
+    /// `POSIX_FADV_DONTNEED`: the cached view becomes the durable image plus the dirty changes.
+    mutating func dropCleanPages(_ id: UInt64) {
+        var image = inodes[id]!.durable
+        for change in inodes[id]!.pending { Self.apply(change, to: &image) }
+        let before = inodes[id]!.cached.count
+        inodes[id]!.cached = image
+        cachedBytesTotal = cachedBytesTotal &- UInt64(before) &+ UInt64(image.count)
+    }
+
     // MARK: Crashes
 
     /// A process crash: handles die and locks are released; the kernel keeps the page cache, so

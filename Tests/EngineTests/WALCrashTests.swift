@@ -140,6 +140,7 @@ final class SlowSyncFileSystem: FileSystem {
             try inner.sync()
         }
         func fullSync() throws(FileSystemError) { try sync() }
+        func dropCachedPages() throws(FileSystemError) { try inner.dropCachedPages() }
         func close() throws(FileSystemError) { try inner.close() }
     }
 

@@ -62,6 +62,20 @@ struct FileSystemConformanceTests {
         #expect(try fileSystem.readFile(base + "/a").count == 12)
     }
 
+    /// Dropping cached pages changes no data: dirty and synced bytes read the same after it.
+    @Test(arguments: FileSystemUnderTest.allCases)
+    func droppingCachedPagesChangesNoData(kind: FileSystemUnderTest) throws {
+        let (fileSystem, base) = try kind.make()
+        defer { kind.cleanUp(fileSystem, base) }
+        let file = try fileSystem.openFile(base + "/a", options: .createNew)
+        try file.write([1, 2, 3], at: 0)
+        try file.sync()
+        try file.write([4, 5], at: 3)
+        try file.dropCachedPages()
+        #expect(try file.read(at: 0, count: 5) == [1, 2, 3, 4, 5])
+        try file.close()
+    }
+
     @Test(arguments: FileSystemUnderTest.allCases)
     func appendReturnsConsecutiveOffsets(kind: FileSystemUnderTest) throws {
         let (fileSystem, base) = try kind.make()

@@ -127,6 +127,23 @@ struct SimulatedFaultTests {
         #expect(try fileSystem.readFile("/base/f") == [1, 1], "the later sync wrote nothing")
     }
 
+    @Test func droppingCleanPagesShowsWhatTheMediaHoldsAndKeepsDirtyOnes() throws {
+        let fileSystem = try makeFileSystem(plan: FaultPlan(rates: [.syncErrors: 1]))
+        fileSystem.setFaultsEnabled(false)
+        try durableFile(fileSystem, "f", [1, 1, 1, 1])
+        fileSystem.setFaultsEnabled(true)
+        let file = try fileSystem.openFile("/base/f", options: .readWrite)
+        try file.write([9, 9], at: 0)
+        #expect(throws: FileSystemError.self) { try file.sync() }
+        fileSystem.setPlan(.none)
+        // A dirty write after the failed sync stays; the pages marked clean go back to the media.
+        try file.write([7], at: 3)
+        #expect(try file.read(at: 0, count: 4) == [9, 9, 1, 7])
+        try file.dropCachedPages()
+        #expect(try file.read(at: 0, count: 4) == [1, 1, 1, 7])
+        try file.close()
+    }
+
     @Test func tornWritesMixNewOldAndGarbageSectors() throws {
         let newBytes = [UInt8](repeating: 0xAB, count: 8 * Self.sector)
         var sawNew = false

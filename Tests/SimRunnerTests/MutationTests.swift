@@ -57,7 +57,7 @@ struct MutationTests {
 struct ShrinkTests {
     @Test func aFailingSeedShrinksToAShorterCapsuleThatStillFails() throws {
         let start = Capsule(
-            workload: "wal", seed: 22, length: 300, excludedFamilies: [], mutations: [EngineMutation.acknowledgeBeforeSync.rawValue],
+            workload: "wal", seed: 16, length: 300, excludedFamilies: [], mutations: [EngineMutation.acknowledgeBeforeSync.rawValue],
             failure: "")
         let shrunk = try #require(Shrinker.shrink(start))
         #expect(shrunk.length < start.length)

@@ -158,11 +158,14 @@ public struct WALScanner {
             let before = scan
             var visitedThrough = scan.lastLSN
             var found: WALDamage?
-            // A damaged read is read again: a read that verifies end to end cannot be faked by a
-            // bad read (every frame checks its CRC, partition, segment and LSN), so the first
-            // clean read wins, and damage stands only when every read shows it. Bit rot on the
-            // bus or a misdirected read must neither refuse nor truncate. Bounded: a few reads.
+            // A damaged read is read again: a bad read (bit rot on the way, a misdirected read)
+            // can only make damage appear earlier, never fabricate a frame that verifies (every
+            // frame checks its CRC32C, partition, segment and LSN). So the first clean read wins,
+            // and when every read shows damage the read that verified the most is used. A bad
+            // read must neither refuse nor truncate. Bounded: a few reads.
+            var best: (scan: WALPartitionScan, found: WALDamage?, bytes: [UInt8])?
             for attempt in 0...Self.rereadsMax {
+                scan = before
                 found = try bytes.withUnsafeBytes { buffer throws -> WALDamage? in
                     try scanSegment(
                         buffer, file: file, isFirst: position == 0, firstIndex: firstIndex, mode: mode, scan: &scan,
@@ -172,12 +175,25 @@ public struct WALScanner {
                             try visit(header, payload)
                         })
                 }
-                if found == nil && attempt > 0 { Probe.walTransientReadDamage.hit() }
-                guard found != nil, attempt < Self.rereadsMax else { break }
                 visitedThrough = max(visitedThrough, scan.lastLSN)
-                scan = before
+                guard let damage = found else {
+                    if attempt > 0 { Probe.walTransientReadDamage.hit() }
+                    best = (scan, nil, bytes)
+                    break
+                }
+                if let current = best, let currentDamage = current.found,
+                    (current.scan.lastLSN, currentDamage.offset) >= (scan.lastLSN, damage.offset)
+                {
+                    // An earlier read got further.
+                } else {
+                    best = (scan, found, bytes)
+                }
+                if attempt == Self.rereadsMax { break }
                 bytes = try read(file.path)
             }
+            scan = best!.scan
+            found = best!.found
+            bytes = best!.bytes
             if let found {
                 scan.damage = found
                 let rest = files[(position + 1)...].map(\.path)
@@ -193,9 +209,14 @@ public struct WALScanner {
     /// Re-reads of a segment whose scan found damage, to tell a bad read from bad media.
     static let rereadsMax = 6
 
+    /// Reads a segment as the media holds it: clean cached pages are dropped first, so pages a
+    /// failed fsync marked clean (and never wrote) are not mistaken for durable records.
     private func read(_ path: String) throws(WALError) -> [UInt8] {
         do {
-            return try fileSystem.readFile(path)
+            let handle = try fileSystem.openFile(path, options: .readOnly)
+            defer { try? handle.close() }
+            try handle.dropCachedPages()
+            return try handle.read(at: 0, count: Int(try handle.size()))
         } catch {
             throw WALError.io(error, partition: partition, "reading \(path)")
         }
