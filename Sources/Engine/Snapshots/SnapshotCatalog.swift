@@ -84,11 +84,25 @@ public struct SnapshotCatalog: Codable, Sendable, Equatable {
 
     /// The lowest LSN each WAL partition must keep for the snapshots still on disk to replay to
     /// the present: per lane the lowest applied LSN, for meta the lowest height. nil when no
-    /// snapshot constrains retention.
+    /// snapshot constrains retention. When the catalog cannot be read, everything is kept (all
+    /// floors 0): not knowing which snapshots exist must never delete the log they need.
     public static func walFloors(fileSystem: any FileSystem, dataDirectory: String, laneCount: Int) -> (lanes: [LSN], meta: LSN)? {
-        guard let catalog = try? load(fileSystem: fileSystem, dataDirectory: dataDirectory) else { return nil }
-        let present = catalog.snapshots.filter { entry in
-            entry.lanePositions.count == laneCount && ((try? fileSystem.exists(entry.path)) ?? false)
+        let keepEverything = (lanes: [LSN](repeating: 0, count: laneCount), meta: LSN(0))
+        let catalog: SnapshotCatalog
+        do {
+            catalog = try load(fileSystem: fileSystem, dataDirectory: dataDirectory)
+        } catch {
+            return keepEverything
+        }
+        var present: [Entry] = []
+        for entry in catalog.snapshots {
+            guard entry.lanePositions.count == laneCount else { return keepEverything }
+            do {
+                if try fileSystem.exists(entry.path) { present.append(entry) }
+            } catch {
+                // Unknown: keep what it would need.
+                present.append(entry)
+            }
         }
         guard !present.isEmpty else { return nil }
         let lanes = (0..<laneCount).map { lane in present.map { $0.lanePositions[lane] }.min()! }
