@@ -38,13 +38,7 @@ public struct DataDirectoryStatus: Sendable {
         } catch {
             throw EngineError(.storage, path: dataDirectory, "\(error)")
         }
-        let lock: any FileLock
-        do {
-            lock = try fileSystem.lockFile(PathComponents.join(dataDirectory, "LOCK"))
-        } catch {
-            throw EngineError(
-                error.code == .locked ? .locked : .storage, path: dataDirectory, "locking the data directory: \(error)")
-        }
+        let lock = try DataDirectoryLock.acquire(fileSystem: fileSystem, dataDirectory: dataDirectory)
         defer { try? lock.unlock() }
         guard let genesis = try Genesis.read(fileSystem: fileSystem, dataDirectory: dataDirectory) else {
             throw EngineError(.notInitialised, path: dataDirectory, "the data directory holds no genesis (never started)")

@@ -169,13 +169,7 @@ public final class Engine: @unchecked Sendable {
         } catch {
             throw EngineError(.storage, path: configuration.dataDirectory, "creating the data directory: \(error)")
         }
-        do {
-            dataLock = try fileSystem.lockFile(PathComponents.join(configuration.dataDirectory, "LOCK"))
-        } catch {
-            throw EngineError(
-                error.code == .locked ? .locked : .storage, path: configuration.dataDirectory,
-                "locking the data directory: \(error)")
-        }
+        dataLock = try DataDirectoryLock.acquire(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
         var opened: [LaneStore] = []
         let environment = RocksDBEnvironment(fileSystem: fileSystem)
         do throws(EngineError) {
@@ -229,8 +223,8 @@ public final class Engine: @unchecked Sendable {
     /// Commits one block and returns its height and MetaRoot once it is as durable as the policy
     /// promises. On any failure the engine stops accepting work (`failed`) and must be reopened.
     public func commit(_ operations: [BlockOperation]) throws(EngineError) -> CommitResult {
-        try validate(operations)
-        let (result, targets) = try frame(operations)
+        let byLane = try route(operations)
+        let (result, targets) = try frame(byLane, operationCount: operations.count)
         // Outside the lock: concurrent commits share syncs.
         var durable = true
         for partition in partitions {
@@ -246,12 +240,16 @@ public final class Engine: @unchecked Sendable {
         return CommitResult(height: result.height, metaRoot: result.metaRoot, durable: durable)
     }
 
-    /// Refuses a block whose lane record could not be logged (larger than a WAL record may be),
-    /// before anything is written: bad input must not fail the engine.
-    private func validate(_ operations: [BlockOperation]) throws(EngineError) {
+    /// Groups a block's operations by lane, in order, and refuses one whose lane record could
+    /// not be logged (larger than a WAL record may be) before anything is written: bad input must
+    /// not fail the engine.
+    private func route(_ operations: [BlockOperation]) throws(EngineError) -> [Int: [BlockOperation]] {
+        var byLane: [Int: [BlockOperation]] = [:]
         var laneBytes: [Int: Int] = [:]
         for operation in operations {
             let lane = LaneRouting.lane(of: operation.key, laneCount: configuration.laneCount)
+            byLane[lane, default: []].append(operation)
+            // A lane record: 44 bytes of header, then per operation 9 bytes, the key and the value.
             laneBytes[lane, default: 44] += 9 + operation.key.count + (operation.value?.count ?? 0)
         }
         if let (lane, bytes) = laneBytes.first(where: { $0.value > WALFormat.recordBytesMax }) {
@@ -259,19 +257,16 @@ public final class Engine: @unchecked Sendable {
                 .invalidInput, lane: lane,
                 "the block's operations for lane \(lane) take \(bytes) bytes; a lane record holds at most \(WALFormat.recordBytesMax)")
         }
+        return byLane
     }
 
     /// Frames a block under the lock: lane records, commit record, lane batches. Returns the
     /// LSN each partition must be durable through for the block (and all before it) to be.
-    private func frame(_ operations: [BlockOperation]) throws(EngineError) -> (CommitResult, [WALPartitionID: LSN]) {
+    private func frame(_ byLane: [Int: [BlockOperation]], operationCount: Int) throws(EngineError) -> (CommitResult, [WALPartitionID: LSN]) {
         lock.lock()
         defer { lock.unlock() }
         try checkUsable()
         let newHeight = height + 1
-        var byLane: [Int: [BlockOperation]] = [:]
-        for operation in operations {
-            byLane[LaneRouting.lane(of: operation.key, laneCount: configuration.laneCount), default: []].append(operation)
-        }
         let touched = byLane.keys.sorted()
         let operationsByLane = byLane
         let results = Mutex<[Int: (root: Hash32, lsn: LSN)]>([:])
@@ -301,7 +296,7 @@ public final class Engine: @unchecked Sendable {
         let commitRecord = CommitRecord(
             height: newHeight, metaRoot: newMetaRoot, previousMetaRoot: metaRoot,
             lanes: (0..<configuration.laneCount).map { CommitRecord.Lane(lsn: laneResults[$0]?.lsn, laneRoot: newRoots[$0]) },
-            operationCount: UInt32(operations.count))
+            operationCount: UInt32(operationCount))
         do {
             let lsn = try wal.partition(.meta).append([commitRecord.encoded()], recordType: EngineRecordType.commit.rawValue).upperBound
             precondition(lsn == newHeight, "the meta partition's LSN is the height")

@@ -73,3 +73,19 @@ extension EngineConfiguration {
         return true
     }
 }
+
+/// The data directory's lock file (`<data dir>/LOCK`, `flock`): one engine, or one offline
+/// tool, per data directory at a time.
+enum DataDirectoryLock {
+    /// Takes the lock; `locked` while another process holds it.
+    static func acquire(fileSystem: any FileSystem, dataDirectory: String) throws(EngineError) -> any FileLock {
+        do {
+            return try fileSystem.lockFile(PathComponents.join(dataDirectory, "LOCK"))
+        } catch {
+            throw EngineError(
+                error.code == .locked ? .locked : .storage, path: dataDirectory,
+                error.code == .locked
+                    ? "a node is running on this data directory; stop it first" : "locking the data directory: \(error)")
+        }
+    }
+}

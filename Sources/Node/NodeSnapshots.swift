@@ -46,14 +46,9 @@ public final class NodeSnapshots: Sendable {
         let started = ContinuousClock.now
         let fileSystem = PosixFileSystem()
         do {
-            let manifest = try SnapshotCreator.create(
+            let manifest = try SnapshotCreator.createVerifiedAndRecorded(
                 engine: engine, fileSystem: fileSystem, outputPath: path, nowSeconds: UInt64(Date().timeIntervalSince1970),
                 hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount)
-            _ = try SnapshotVerifier.verify(
-                fileSystem: fileSystem, path: path, hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount)
-            var catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: configuration.node.dataDirectory)
-            catalog.record(path: path, manifest: manifest, verifiedAt: UInt64(Date().timeIntervalSince1970))
-            try catalog.save(fileSystem: fileSystem, dataDirectory: configuration.node.dataDirectory)
             let elapsed = ContinuousClock.now - started
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             metrics.snapshotsCreated.increment()

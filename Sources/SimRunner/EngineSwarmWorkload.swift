@@ -141,9 +141,8 @@ public struct EngineSwarmWorkload: Sendable {
             do {
                 let manifest = try SnapshotCreator.create(
                     engine: engine!, fileSystem: fileSystem, outputPath: path, nowSeconds: clock.nowNanoseconds() / 1_000_000_000)
-                var catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
-                catalog.record(path: path, manifest: manifest, verifiedAt: nil)
-                try catalog.save(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
+                try SnapshotCatalog.record(
+                    fileSystem: fileSystem, dataDirectory: configuration.dataDirectory, path: path, manifest: manifest, verifiedAt: nil)
                 fileSystem.scheduleCrash(atOperation: nil)
                 acknowledgedDurable = max(acknowledgedDurable, Int(manifest.height))
                 let height = Int(manifest.height)

@@ -103,15 +103,10 @@ extension RivellumNode.Snapshot {
             }
             let printer = ProgressPrinter(label: "hashing")
             do {
-                let manifest = try SnapshotCreator.create(
+                let manifest = try SnapshotCreator.createVerifiedAndRecorded(
                     engine: engine, fileSystem: fileSystem, outputPath: outputPath, nowSeconds: UInt64(Date().timeIntervalSince1970),
                     hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount, progress: printer.report)
                 try engine.close()
-                _ = try SnapshotVerifier.verify(
-                    fileSystem: fileSystem, path: outputPath, hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount)
-                var catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: dataDirectory)
-                catalog.record(path: outputPath, manifest: manifest, verifiedAt: UInt64(Date().timeIntervalSince1970))
-                try catalog.save(fileSystem: fileSystem, dataDirectory: dataDirectory)
                 report(path: outputPath, manifest: manifest, seconds: Date().timeIntervalSince(printer.started))
             } catch let error as SnapshotError {
                 engine.abandon()
@@ -215,9 +210,9 @@ extension RivellumNode.Snapshot {
                     fileSystem: fileSystem, path: path, hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount,
                     progress: printer.report)
                 if let dataDir {
-                    var catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: dataDir)
-                    catalog.record(path: path, manifest: report.manifest, verifiedAt: UInt64(Date().timeIntervalSince1970))
-                    try catalog.save(fileSystem: fileSystem, dataDirectory: dataDir)
+                    try SnapshotCatalog.record(
+                        fileSystem: fileSystem, dataDirectory: dataDir, path: path, manifest: report.manifest,
+                        verifiedAt: UInt64(Date().timeIntervalSince1970))
                 }
                 if json {
                     print(

@@ -156,10 +156,10 @@ struct SnapshotTests {
             ("forged lane root", .hostile, { try rewriteManifest($0) { $0.lanes[1].laneRoot = String(repeating: "ab", count: 32) } }),
             ("forged MetaRoot and commit record", .damaged, {
                 try rewriteManifest($0) { manifest in
-                    var record = CommitRecord.decode(hexBytes(manifest.commitRecord))!
+                    var record = CommitRecord.decode(Hex.decode(manifest.commitRecord)!)!
                     record.metaRoot = Hash32(bytes: Array(repeating: 7, count: 32))
                     manifest.metaRoot = record.metaRoot.hex
-                    manifest.commitRecord = record.encoded().map { String(format: "%02x", $0) }.joined()
+                    manifest.commitRecord = Hex.encode(record.encoded())
                 }
             }),
             ("another chain", .wrongChain, { try rewriteManifest($0) { $0.chainID = "other-chain" } }),
@@ -319,6 +319,16 @@ struct SnapshotTests {
         #expect(both.keep.map(\.name) == ["c", "b"])
     }
 
+    @Test func anUnreadableCatalogKeepsTheWholeLog() throws {
+        let fileSystem = SimulatedFileSystem(seed: 32, plan: .none)
+        try fileSystem.createDirectories(Self.data)
+        #expect(SnapshotCatalog.walFloors(fileSystem: fileSystem, dataDirectory: Self.data, laneCount: 2) == nil, "no catalog: no floors")
+        try fileSystem.writeFileAtomically(Self.data + "/" + SnapshotCatalog.fileName, bytes: Array("not json".utf8))
+        let floors = try #require(SnapshotCatalog.walFloors(fileSystem: fileSystem, dataDirectory: Self.data, laneCount: 2))
+        #expect(floors.lanes == [0, 0])
+        #expect(floors.meta == 0)
+    }
+
     @Test func walRetentionKeepsWhatACataloguedSnapshotNeeds() throws {
         let fileSystem = SimulatedFileSystem(seed: 31, plan: .none)
         var configuration = Self.configuration()
@@ -329,9 +339,7 @@ struct SnapshotTests {
         let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
         try Self.commit(engine, 1...10, model: &model)
         let manifest = try SnapshotCreator.create(engine: engine, fileSystem: fileSystem, outputPath: Self.snapshot, nowSeconds: 1)
-        var catalog = SnapshotCatalog()
-        catalog.record(path: Self.snapshot, manifest: manifest, verifiedAt: 1)
-        try catalog.save(fileSystem: fileSystem, dataDirectory: Self.data)
+        try SnapshotCatalog.record(fileSystem: fileSystem, dataDirectory: Self.data, path: Self.snapshot, manifest: manifest, verifiedAt: 1)
         try Self.commit(engine, 11...80, model: &model)
         try engine.checkpoint()
         try engine.close()

@@ -82,6 +82,15 @@ public struct SnapshotCatalog: Codable, Sendable, Equatable {
         snapshots.sort { ($0.createdAt, $0.sequence) < ($1.createdAt, $1.sequence) }
     }
 
+    /// Loads the catalog of `dataDirectory`, records the snapshot at `path` in it and saves it.
+    public static func record(
+        fileSystem: any FileSystem, dataDirectory: String, path: String, manifest: SnapshotManifest, verifiedAt: UInt64?
+    ) throws(SnapshotError) {
+        var catalog = try load(fileSystem: fileSystem, dataDirectory: dataDirectory)
+        catalog.record(path: path, manifest: manifest, verifiedAt: verifiedAt)
+        try catalog.save(fileSystem: fileSystem, dataDirectory: dataDirectory)
+    }
+
     /// The lowest LSN each WAL partition must keep for the snapshots still on disk to replay to
     /// the present: per lane the lowest applied LSN, for meta the lowest height. nil when no
     /// snapshot constrains retention. When the catalog cannot be read, everything is kept (all

@@ -65,7 +65,7 @@ public enum SnapshotCreator {
             formatVersion: SnapshotManifest.currentFormatVersion, chainID: point.chainID, laneCount: point.laneRoots.count,
             height: point.height, metaRoot: point.metaRoot.hex, createdAt: nowSeconds,
             lanes: point.laneRoots.enumerated().map { SnapshotManifest.Lane(lane: $0.offset, laneRoot: $0.element.hex, appliedLSN: point.appliedLSNs[$0.offset]) },
-            commitRecord: point.commitRecord.map { $0.encoded().map { String(format: "%02x", $0) }.joined() } ?? "",
+            commitRecord: point.commitRecord.map { Hex.encode($0.encoded()) } ?? "",
             files: files)
         let manifestBytes = manifest.encoded()
         try io(outputPath, "writing") { () throws(FileSystemError) in
@@ -85,6 +85,25 @@ public enum SnapshotCreator {
                 PathComponents.join(outputPath, SnapshotManifest.completeMarkerName),
                 bytes: SnapshotManifest.completeMarker(manifestBytes: manifestBytes))
         }
+        return manifest
+    }
+}
+
+extension SnapshotCreator {
+    /// What the node and the CLI do: create the snapshot, verify it in full (every file read
+    /// back against the manifest, every lane root and the MetaRoot recomputed), and record it,
+    /// verified, in the engine's data directory's catalog.
+    public static func createVerifiedAndRecorded(
+        engine: Engine, fileSystem: any FileSystem, outputPath: String, nowSeconds: UInt64, hashingConcurrency: Int = 1,
+        progress: (Progress) -> Void = { _ in }
+    ) throws(SnapshotError) -> SnapshotManifest {
+        let manifest = try create(
+            engine: engine, fileSystem: fileSystem, outputPath: outputPath, nowSeconds: nowSeconds,
+            hashingConcurrency: hashingConcurrency, progress: progress)
+        _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: outputPath, hashingConcurrency: hashingConcurrency)
+        try SnapshotCatalog.record(
+            fileSystem: fileSystem, dataDirectory: engine.configuration.dataDirectory, path: outputPath, manifest: manifest,
+            verifiedAt: nowSeconds)
         return manifest
     }
 }

@@ -104,7 +104,7 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
         if height == 0 {
             guard commitRecord.isEmpty else { return "a commit record at height 0" }
         } else {
-            guard let record = CommitRecord.decode(hexBytes(commitRecord)), record.height == height, record.metaRoot.hex == metaRoot,
+            guard let record = Hex.decode(commitRecord).flatMap({ CommitRecord.decode($0) }), record.height == height, record.metaRoot.hex == metaRoot,
                 record.lanes.map(\.laneRoot.hex) == lanes.map(\.laneRoot)
             else { return "the commit record does not match the height, MetaRoot and lane roots" }
         }
@@ -135,7 +135,7 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
 }
 
 func sha256Hex(_ bytes: [UInt8]) -> String {
-    SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+    Hex.encode(SHA256.hash(data: bytes))
 }
 
 /// SHA-256 of a file, read in 1 MiB chunks; also returns the size read.
@@ -152,7 +152,7 @@ func sha256OfFile(_ fileSystem: any FileSystem, _ path: String) throws(FileSyste
         hasher.update(data: chunk)
         offset += UInt64(chunk.count)
     }
-    return (hasher.finalize().map { String(format: "%02x", $0) }.joined(), offset)
+    return (Hex.encode(hasher.finalize()), offset)
 }
 
 /// Hashes `paths` (SHA-256 and size), optionally fsyncing each, on `concurrency` threads

@@ -217,7 +217,7 @@ public struct RestoreJournal: Sendable, Equatable {
         }
         guard fields["format"] == "1", let id = fields["id"], let snapshot = fields["snapshot"],
             let height = fields["height"].flatMap({ UInt64($0) }), let wal = fields["wal_dir"], let reset = fields["reset_wal"],
-            let positions = fields["lane_positions"], let commit = fields["commit_record"]
+            let positions = fields["lane_positions"], let commit = fields["commit_record"], Hex.decode(commit) != nil
         else { return nil }
         let lanes = positions.isEmpty ? [] : positions.split(separator: ",").compactMap { UInt64($0) }
         let journal = RestoreJournal(
@@ -304,7 +304,8 @@ public struct RestoreJournal: Sendable, Equatable {
                     fileSystem: fileSystem, directory: directory, partition: partition, configuration: configuration,
                     clock: SystemClock(), recovered: scan)
                 if partition.isMeta && journal.height > 0 {
-                    let record = hexBytes(journal.commitRecord)
+                    // `decode` accepted only a journal whose commit record is hex.
+                    let record = Hex.decode(journal.commitRecord)!
                     let lsn = try writer.append([record], recordType: EngineRecordType.commit.rawValue).upperBound
                     try writer.commit(through: lsn)
                 }
@@ -317,28 +318,17 @@ public struct RestoreJournal: Sendable, Equatable {
     }
 }
 
-func hexBytes(_ hex: String) -> [UInt8] {
-    var bytes: [UInt8] = []
-    var index = hex.startIndex
-    // Bounded by the string's length.
-    while index < hex.endIndex, let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex) {
-        guard let byte = UInt8(hex[index..<next], radix: 16) else { return [] }
-        bytes.append(byte)
-        index = next
-    }
-    return bytes
-}
-
 /// Takes the data directory's lock for an offline tool (creating the directory if needed);
 /// refuses with `locked` while a node holds it.
 public func lockDataDirectory(fileSystem: any FileSystem, dataDirectory: String) throws(SnapshotError) -> any FileLock {
     do {
         try fileSystem.createDirectories(dataDirectory)
-        return try fileSystem.lockFile(PathComponents.join(dataDirectory, "LOCK"))
     } catch {
-        if error.code == .locked {
-            throw SnapshotError(.locked, path: dataDirectory, "a node is running on this data directory; stop it first")
-        }
-        throw SnapshotError(.io, path: dataDirectory, "locking: \(error)")
+        throw SnapshotError(.io, path: dataDirectory, "creating the data directory: \(error)")
+    }
+    do {
+        return try DataDirectoryLock.acquire(fileSystem: fileSystem, dataDirectory: dataDirectory)
+    } catch {
+        throw SnapshotError(error.kind == .locked ? .locked : .io, path: dataDirectory, error.message)
     }
 }
