@@ -49,12 +49,7 @@ public struct DataDirectoryStatus: Sendable {
         var lanes: [Lane] = []
         for lane in 0..<genesis.laneCount {
             let directory = configuration.laneDirectory(lane)
-            let store: LaneStore
-            do {
-                store = try LaneStore(index: lane, path: directory, environment: environment, readOnly: true)
-            } catch {
-                throw EngineError(.storage, lane: lane, path: directory, error.description)
-            }
+            let store = try LaneStore.open(index: lane, path: directory, environment: environment, readOnly: true)
             defer { store.close() }
             let marker = try store.applied()
             lanes.append(Lane(lane: lane, appliedHeight: marker.height, appliedLSN: marker.lsn, laneRoot: marker.laneRoot))

@@ -180,21 +180,25 @@ public final class Engine: @unchecked Sendable {
                 throw EngineError(.storage, path: configuration.dataDirectory, "finishing an interrupted snapshot restore: \(error)")
             }
             try Genesis.ensure(fileSystem: fileSystem, configuration: configuration)
-            for lane in 0..<configuration.laneCount {
-                let directory = configuration.laneDirectory(lane)
+            var attempt = 0
+            var recoveredOrNil: EngineRecovery.Result?
+            // Bounded: a refusal must stand on `recoveryReadsOnRefusal` full reads.
+            while recoveredOrNil == nil {
+                attempt += 1
+                opened = try Self.openLanes(fileSystem: fileSystem, configuration: configuration, environment: environment)
                 do {
-                    try fileSystem.createDirectories(directory)
-                } catch {
-                    throw EngineError(.storage, lane: lane, path: directory, "creating the lane directory: \(error)")
-                }
-                do {
-                    opened.append(try LaneStore(index: lane, path: directory, environment: environment))
-                } catch {
-                    throw EngineError(.storage, lane: lane, path: directory, error.description)
+                    recoveredOrNil = try EngineRecovery.run(
+                        fileSystem: fileSystem, configuration: configuration, clock: clock, lanes: opened, walObserver: walObserver)
+                } catch where error.isRefusal && attempt < Self.recoveryReadsOnRefusal {
+                    // Damage seen through a bad read (a flipped bit on the way, a misdirected
+                    // read) is gone on the next read; nothing durable was changed before the
+                    // refusal that depends on it (replayed blocks reach RocksDB's memtable only).
+                    Probe.engineRecoveryRefusalReread.hit()
+                    for lane in opened { lane.close() }
+                    opened = []
                 }
             }
-            let recovered = try EngineRecovery.run(
-                fileSystem: fileSystem, configuration: configuration, clock: clock, lanes: opened, walObserver: walObserver)
+            let recovered = recoveredOrNil!
             self.environment = environment
             lanes = opened
             wal = recovered.wal
@@ -216,6 +220,34 @@ public final class Engine: @unchecked Sendable {
             try? dataLock.unlock()
             throw error
         }
+    }
+
+    /// Full recoveries run before a refusal stands (see `init`).
+    static let recoveryReadsOnRefusal = 3
+
+    /// Opens every lane's RocksDB (creating its directory), from the media: clean cached pages
+    /// are dropped first, as the log's recovery does, since a MANIFEST edit whose fsync failed
+    /// may still show in the cache. Closes what it opened when one lane fails.
+    private static func openLanes(
+        fileSystem: any FileSystem, configuration: EngineConfiguration, environment: RocksDBEnvironment
+    ) throws(EngineError) -> [LaneStore] {
+        var opened: [LaneStore] = []
+        do throws(EngineError) {
+            for lane in 0..<configuration.laneCount {
+                let directory = configuration.laneDirectory(lane)
+                do {
+                    try fileSystem.createDirectories(directory)
+                    try fileSystem.dropCachedPages(under: directory)
+                } catch {
+                    throw EngineError(.storage, lane: lane, path: directory, "preparing the lane directory: \(error)")
+                }
+                opened.append(try LaneStore.open(index: lane, path: directory, environment: environment))
+            }
+        } catch {
+            for lane in opened { lane.close() }
+            throw error
+        }
+        return opened
     }
 
     // MARK: Commit
@@ -299,7 +331,7 @@ public final class Engine: @unchecked Sendable {
             operationCount: UInt32(operationCount))
         do {
             let lsn = try wal.partition(.meta).append([commitRecord.encoded()], recordType: EngineRecordType.commit.rawValue).upperBound
-            precondition(lsn == newHeight, "the meta partition's LSN is the height")
+            precondition(lsn == newHeight, "the meta partition's LSN \(lsn) is not the height \(newHeight)")
         } catch {
             throw failLocked(EngineError.wal(error))
         }

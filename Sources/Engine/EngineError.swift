@@ -44,6 +44,12 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
         self.walError = walError
     }
 
+    /// A lane's RocksDB failure: corruption RocksDB found (after the reads were retried) is
+    /// damage, `corruptState`; anything else is `storage`.
+    init(rocksDB error: RocksDBError, lane: Int, path: String) {
+        self.init(error.isCorruption ? .corruptState : .storage, lane: lane, path: path, error.description)
+    }
+
     static func wal(_ error: WALError) -> EngineError {
         EngineError(.wal, lane: error.partition.isMeta ? nil : Int(error.partition.rawValue), path: error.damage?.path, error.description, walError: error)
     }

@@ -12,17 +12,12 @@ enum Genesis {
         return Array((body + "crc32c=\(String(crc, radix: 16))\n").utf8)
     }
 
-    /// The chain id and lane count a data directory was created with; `nil` when it has no
-    /// genesis file (never initialised).
-    static func read(fileSystem: any FileSystem, dataDirectory: String) throws(EngineError) -> (chainID: String, laneCount: Int)? {
-        let path = PathComponents.join(dataDirectory, fileName)
-        let bytes: [UInt8]
-        do {
-            guard try fileSystem.exists(path) else { return nil }
-            bytes = try fileSystem.readFile(path)
-        } catch {
-            throw EngineError(.storage, path: path, "reading the genesis file: \(error)")
-        }
+    /// Reads of a file that does not verify before it counts as damaged (a bad read is read
+    /// again; see `FileSystem.readFile(_:rereadsMax:verifies:)`).
+    static let rereadsMax = 6
+
+    /// The fields of a genesis file's bytes, `nil` unless its checksum line verifies.
+    static func decode(_ bytes: [UInt8]) -> (chainID: String, laneCount: Int)? {
         var fields: [String: String] = [:]
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
             guard let equals = line.firstIndex(of: "=") else { continue }
@@ -30,33 +25,45 @@ enum Genesis {
         }
         guard let chainID = fields["chain_id"], let lanes = fields["lanes"].flatMap({ Int($0) }),
             bytes == encode(chainID: chainID, laneCount: lanes)
-        else {
-            throw EngineError(.corruptState, path: path, "the genesis file is damaged")
-        }
+        else { return nil }
         return (chainID, lanes)
+    }
+
+    /// The chain id and lane count a data directory was created with; `nil` when it has no
+    /// genesis file (never initialised). A file that does not verify after every re-read is
+    /// damage (`corruptState`), never a mismatch.
+    static func read(fileSystem: any FileSystem, dataDirectory: String) throws(EngineError) -> (chainID: String, laneCount: Int)? {
+        let path = PathComponents.join(dataDirectory, fileName)
+        let read: (bytes: [UInt8], verified: Bool)
+        do {
+            guard try fileSystem.exists(path) else { return nil }
+            read = try fileSystem.readFile(path, rereadsMax: rereadsMax) { decode($0) != nil }
+        } catch {
+            throw EngineError(.storage, path: path, "reading the genesis file: \(error)")
+        }
+        guard read.verified, let genesis = decode(read.bytes) else {
+            throw EngineError(.corruptState, path: path, "the genesis file is damaged (its checksum does not verify)")
+        }
+        return genesis
     }
 
     /// Creates the genesis file in an empty data directory, or checks that the existing one
     /// matches the configuration.
     static func ensure(fileSystem: any FileSystem, configuration: EngineConfiguration) throws(EngineError) {
         let path = PathComponents.join(configuration.dataDirectory, fileName)
-        let expected = encode(chainID: configuration.chainID, laneCount: configuration.laneCount)
-        do {
-            guard try fileSystem.exists(path) else {
-                try fileSystem.writeFileAtomically(path, bytes: expected)
-                return
+        guard let found = try read(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory) else {
+            do {
+                try fileSystem.writeFileAtomically(path, bytes: encode(chainID: configuration.chainID, laneCount: configuration.laneCount))
+            } catch {
+                throw EngineError(.storage, path: path, "writing the genesis file: \(error)")
             }
-            let found = try fileSystem.readFile(path)
-            guard found == expected else {
-                let text = String(decoding: found, as: UTF8.self).split(separator: "\n").prefix(3).joined(separator: ", ")
-                throw EngineError(
-                    .genesisMismatch, path: path,
-                    "the data directory holds \(text); the configuration says chain_id=\(configuration.chainID), lanes=\(configuration.laneCount)")
-            }
-        } catch let error as EngineError {
-            throw error
-        } catch {
-            throw EngineError(.storage, path: path, "reading or writing the genesis file: \(error)")
+            return
+        }
+        guard found.chainID == configuration.chainID && found.laneCount == configuration.laneCount else {
+            throw EngineError(
+                .genesisMismatch, path: path,
+                "the data directory holds chain_id=\(found.chainID), lanes=\(found.laneCount); "
+                    + "the configuration says chain_id=\(configuration.chainID), lanes=\(configuration.laneCount)")
         }
     }
 }

@@ -21,6 +21,11 @@ public enum Probe: String, CaseIterable, Sendable {
     case engineCheckpoint = "engine.checkpoint"
     case engineCommitFailed = "engine.commit_failed"
     case engineRecoveryRefused = "engine.recovery_refused"
+    /// Recovery refused and was run again from fresh reads before the refusal stood.
+    case engineRecoveryRefusalReread = "engine.recovery_refusal_reread"
+    /// A RocksDB read reported corruption and was read again (a bad read, or damage that then
+    /// failed every attempt).
+    case laneCorruptReadRetried = "lane.corrupt_read_retried"
     case snapshotCheckpoint = "snapshot.checkpoint"
     case snapshotPartialRemoved = "snapshot.partial_removed"
     case snapshotRestoreRolledForward = "snapshot.restore_rolled_forward"

@@ -25,7 +25,8 @@ public enum FaultFamily: String, Sendable, CaseIterable, Codable, Comparable {
     /// A write reaches the media at a sector-shifted offset (the page cache still shows the
     /// intended data until power loss).
     case misdirectedWrites = "misdirected_writes"
-    /// A read returns the bytes of a sector-shifted offset.
+    /// A read returns the bytes of a sector-shifted offset (as many as the right read would;
+    /// past the file's end, garbage).
     case misdirectedReads = "misdirected_reads"
     /// A read returns its data with one bit flipped.
     case bitRotOnRead = "bit_rot_on_read"

@@ -199,6 +199,27 @@ extension FileSystem {
         return try handle.read(at: 0, count: Int(sizeBytes))
     }
 
+    /// Reads a whole self-checking file, reading it again while `verifies` rejects what came
+    /// back: a bad read (a flipped bit on the way, a misdirected read) is not damage on the
+    /// media, and the next read may be clean. Returns the first read that verifies, or the last
+    /// read with `verified == false` after `1 + rereadsMax` reads — then the file itself is
+    /// most likely damaged. Each read drops the file's clean cached pages first, so it comes
+    /// from the media.
+    public func readFile(
+        _ path: String, rereadsMax: Int, verifies: ([UInt8]) -> Bool
+    ) throws(FileSystemError) -> (bytes: [UInt8], verified: Bool) {
+        precondition(rereadsMax >= 0 && rereadsMax <= 64, "rereads out of range")
+        var bytes: [UInt8] = []
+        for _ in 0...rereadsMax {
+            let handle = try openFile(path, options: .readOnly)
+            defer { try? handle.close() }
+            try handle.dropCachedPages()
+            bytes = try handle.read(at: 0, count: Int(try handle.size()))
+            if verifies(bytes) { return (bytes, true) }
+        }
+        return (bytes, false)
+    }
+
     /// Writes `bytes` as the complete content of `path` durably: a temporary file is written and
     /// synced, renamed over `path`, and the parent directory synced. A crash at any point leaves
     /// either the old content or the new one, never a mix.

@@ -22,6 +22,18 @@ extension FileSystem {
         return result.sorted { $0.path < $1.path }
     }
 
+    /// Drops the clean cached pages of every regular file under `root` (see
+    /// `FileHandle.dropCachedPages`), so the next reads come from the media: after a failed
+    /// fsync the cache may still show pages that never reached it. A missing `root` is fine.
+    public func dropCachedPages(under root: String) throws(FileSystemError) {
+        guard try status(root)?.kind == .directory else { return }
+        for entry in try walkTree(root) where entry.status.kind == .file {
+            let handle = try openFile(PathComponents.join(root, entry.path), options: .readOnly)
+            defer { try? handle.close() }
+            try handle.dropCachedPages()
+        }
+    }
+
     /// Removes `root` and everything under it (symbolic links are removed, not followed), then
     /// syncs the parent so the removal is durable. A missing `root` is not an error.
     public func removeTree(_ root: String) throws(FileSystemError) {

@@ -355,15 +355,22 @@ public final class SimulatedFileSystem: FileSystem {
             (state) throws(FileSystemError) -> [UInt8] in
             try Self.checkHandle(state, epoch: handle.epoch, closed: handle.isClosed, operation: "pread", path: handle.path)
             if state.fires(.readErrors) { throw state.injectedError(.ioError, "pread", handle.path, offset: offset) }
-            var position = offset
-            if state.fires(.misdirectedReads) {
-                let shift = UInt64(SimulatedState.sectorSizeBytes * state.random.int(in: 1...8))
-                position = state.random.chance(0.5) || offset < shift ? offset + shift : offset - shift
-            }
             let cached = state.inodes[handle.inodeID]!.cached
-            guard position < UInt64(cached.count) else { return [] }
-            let end = min(cached.count, Int(position) + buffer.count)
-            var bytes = Array(cached[Int(position)..<end])
+            guard offset < UInt64(cached.count) else { return [] }
+            let length = min(cached.count - Int(offset), buffer.count)
+            var bytes: [UInt8]
+            if state.fires(.misdirectedReads) {
+                // The device reads the right number of bytes from the wrong sectors; past the
+                // file's end those belong to something else (garbage here). Misdirection changes
+                // content, never the length a read returns.
+                let shift = SimulatedState.sectorSizeBytes * state.random.int(in: 1...8)
+                let position = state.random.chance(0.5) || Int(offset) < shift ? Int(offset) + shift : Int(offset) - shift
+                bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &state.random) }
+                let inFile = max(0, min(length, cached.count - position))
+                if inFile > 0 { bytes.replaceSubrange(0..<inFile, with: cached[position..<(position + inFile)]) }
+            } else {
+                bytes = Array(cached[Int(offset)..<(Int(offset) + length)])
+            }
             if !bytes.isEmpty && state.fires(.bitRotOnRead) {
                 let bit = state.random.below(bytes.count * 8)
                 bytes[bit / 8] ^= UInt8(1) << UInt8(bit % 8)

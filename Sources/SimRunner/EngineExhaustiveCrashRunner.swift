@@ -128,7 +128,7 @@ public struct EngineExhaustiveCrashRunner: Sendable {
                 let context = "\(policy.rawValue) crash at operation \(crashPoint), \(variant.name)"
                 do {
                     let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
-                    if let problem = EngineSwarmWorkload.check(
+                    if let problem = try EngineSwarmWorkload.check(
                         engine, model: model, durable: progress.durable, written: progress.written, configuration: configuration)
                     {
                         report.failures.append("\(context): \(problem)")

@@ -36,7 +36,8 @@ public struct EngineSwarmWorkload: Sendable {
 
     static let families: [FaultFamily] = [
         .lostUnsyncedWrites, .reorderedWrites, .tornWrites, .lostDirectoryEntries, .nonAtomicRename, .writeErrors,
-        .noSpace, .shortWrites, .interrupts, .readErrors,
+        .noSpace, .shortWrites, .interrupts, .readErrors, .bitRotOnRead, .misdirectedReads, .syncErrors, .bitRotAtRest,
+        .misdirectedWrites,
     ]
 
     static let recoveryAttemptsMax = 8
@@ -92,6 +93,15 @@ public struct EngineSwarmWorkload: Sendable {
         var snapshots: [(path: String, height: Int)] = []
         var snapshotCounter = 0
         var restoreCounter = 0
+        /// Recovery (or a later read) refused on corruption at rest: correct, and the seed ends.
+        var refused = false
+        var atRestAtLastRecovery: UInt64 = 0
+
+        /// Whether `error` is an acceptable end of the seed: damage refused with the lane or file
+        /// named, after corruption at rest was injected (I4).
+        func refusalAccepted(_ error: EngineError) -> Bool {
+            error.isRefusal && corruptionAtRestCount(fileSystem) > 0 && (error.lane != nil || error.path != nil)
+        }
 
         func crash(_ kind: CrashKind) {
             crashMachine(fileSystem, engine: &engine, kind)
@@ -100,7 +110,7 @@ public struct EngineSwarmWorkload: Sendable {
 
         func open() {
             var attempt = 0
-            while failure == nil && engine == nil {
+            while failure == nil && engine == nil && !refused {
                 attempt += 1
                 if attempt > Self.recoveryAttemptsMax { fileSystem.setFaultsEnabled(false) }
                 if attempt <= Self.recoveryAttemptsMax && random.chance(0.2) {
@@ -110,22 +120,38 @@ public struct EngineSwarmWorkload: Sendable {
                     let opened = try Engine(fileSystem: fileSystem, configuration: configuration, clock: clock, executor: executor)
                     fileSystem.scheduleCrash(atOperation: nil)
                     fileSystem.setFaultsEnabled(false)
-                    failure = Self.check(opened, model: model, durable: acknowledgedDurable, written: written, configuration: configuration)
+                    defer { fileSystem.setFaultsEnabled(true) }
+                    do {
+                        // Blocks at the end of the log may be gone only after corruption at rest
+                        // since the last recovery (the documented limit), counted.
+                        failure = try Self.check(
+                            opened, model: model, durable: acknowledgedDurable, written: written, configuration: configuration,
+                            tolerateTailLoss: corruptionAtRestCount(fileSystem) > atRestAtLastRecovery)
+                    } catch where refusalAccepted(error) {
+                        // A lane's damage found by the full scan: detected, never silent.
+                        opened.abandon()
+                        refused = true
+                        return
+                    }
                     for leftover in [RestoreJournal.fileName, "lanes.restore-staging"] where failure == nil {
                         if (try? fileSystem.exists(PathComponents.join(configuration.dataDirectory, leftover))) != false {
                             failure = "I6: \(leftover) is left in the data directory after recovery"
                         }
                     }
-                    fileSystem.setFaultsEnabled(true)
+                    atRestAtLastRecovery = corruptionAtRestCount(fileSystem)
                     let height = Int(opened.stateRoots().height)
                     model.states.removeLast(model.states.count - 1 - height)
                     written = height
                     acknowledgedDurable = height
                     engine = opened
-                } catch where !error.isRefusal {
+                } catch where refusalAccepted(error) {
+                    refused = true
+                } catch where !error.isRefusal && attempt <= Self.recoveryAttemptsMax + 4 {
                     crash(random.chance(0.5) ? .powerLoss : .processCrash)
+                } catch where !error.isRefusal {
+                    failure = "recovery fails with faults off: \(error)"
                 } catch {
-                    failure = "recovery refused, but no corrupting fault is drawn in this workload: \(error)"
+                    failure = "I4: recovery refused, but no corruption at rest was injected: \(error)"
                 }
             }
         }
@@ -139,10 +165,8 @@ public struct EngineSwarmWorkload: Sendable {
                 fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...400)))
             }
             do {
-                let manifest = try SnapshotCreator.create(
+                let manifest = try SnapshotCreator.createVerifiedAndRecorded(
                     engine: engine!, fileSystem: fileSystem, outputPath: path, nowSeconds: clock.nowNanoseconds() / 1_000_000_000)
-                try SnapshotCatalog.record(
-                    fileSystem: fileSystem, dataDirectory: configuration.dataDirectory, path: path, manifest: manifest, verifiedAt: nil)
                 fileSystem.scheduleCrash(atOperation: nil)
                 acknowledgedDurable = max(acknowledgedDurable, Int(manifest.height))
                 let height = Int(manifest.height)
@@ -209,6 +233,11 @@ public struct EngineSwarmWorkload: Sendable {
                     fileSystem.setFaultsEnabled(false)
                     do {
                         try attempt()
+                    } catch where (error.kind == .damaged || error.kind == .walGap) && corruptionAtRestCount(fileSystem) > 0 {
+                        // The snapshot or the log it needs was damaged on the media, and the
+                        // restore refused, naming it (I4). An operator would take another
+                        // snapshot or resync; the seed ends.
+                        refused = true
                     } catch {
                         failure = "I6: restoring snapshot \(target.path) (height \(target.height)) refused: \(error)"
                     }
@@ -217,14 +246,14 @@ public struct EngineSwarmWorkload: Sendable {
                     crash(fileSystem.isHalted && random.chance(0.7) ? .powerLoss : .processCrash)
                 }
             }
-            if failure == nil { open() }
+            if failure == nil && !refused { open() }
         }
 
         open()
-        for _ in 0..<blocks where failure == nil {
+        for _ in 0..<blocks where failure == nil && !refused {
             if snapshotsOn && random.chance(0.04) { snapshotCreate() }
-            if snapshotsOn && !snapshots.isEmpty && failure == nil && random.chance(0.02) { snapshotRestore() }
-            if failure != nil { break }
+            if snapshotsOn && !snapshots.isEmpty && failure == nil && !refused && random.chance(0.02) { snapshotRestore() }
+            if failure != nil || refused { break }
             if random.chance(0.04) {
                 fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...300)))
             }
@@ -279,18 +308,28 @@ public struct EngineSwarmWorkload: Sendable {
             crashes: crashes, knobs: knobs, faults: fileSystem.injectedFaultCounts)
     }
 
-    /// I1–I3 for an engine just recovered: nil when they hold, else what broke.
-    static func check(_ engine: Engine, model: Model, durable: Int, written: Int, configuration: EngineConfiguration) -> String? {
+    /// I1–I3 for an engine just recovered: nil when they hold, else what broke. Throws when a
+    /// lane cannot be scanned (damage RocksDB found). `tolerateTailLoss`: corruption at rest was
+    /// injected since the last recovery, so blocks at the end of the log may be gone (the
+    /// documented limit; counted) — the height recovered must still be a committed one with
+    /// the model's roots.
+    static func check(
+        _ engine: Engine, model: Model, durable: Int, written: Int, configuration: EngineConfiguration, tolerateTailLoss: Bool = false
+    ) throws(EngineError) -> String? {
         let roots = engine.stateRoots()
         let height = Int(roots.height)
-        if height < durable { return "I1: recovered height \(height), but height \(durable) was acknowledged durable" }
+        if height < durable && tolerateTailLoss {
+            Probe.walAcknowledgedTailLostToCorruption.hit()
+        } else if height < durable {
+            return "I1: recovered height \(height), but height \(durable) was acknowledged durable"
+        }
         if height > written || height >= model.states.count { return "I2: recovered height \(height) was never written (last \(written))" }
         let expected = model.metaRoot(at: height, chainID: configuration.chainID, laneCount: configuration.laneCount)
         if roots.metaRoot != expected {
             return "I3: MetaRoot at height \(height) is \(roots.metaRoot.hex), the model computes \(expected.hex)"
         }
         for (lane, store) in engine.laneStores.enumerated() {
-            guard let scratch = try? store.recomputeRootFromScratch() else { return "I3: lane \(lane) could not be scanned" }
+            let scratch = try store.recomputeRootFromScratch()
             if scratch != roots.laneRoots[lane] {
                 return "I3: lane \(lane) root recomputed from its key-values differs from the stored root at height \(height)"
             }

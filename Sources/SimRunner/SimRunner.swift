@@ -68,6 +68,16 @@ public struct SweepSummary: Sendable {
     }
 }
 
+/// The fault families that change data on the media (the others corrupt a read, fail a call or
+/// decide what an unsynced write leaves behind).
+let corruptionAtRestFamilies: [FaultFamily] = [.bitRotAtRest, .misdirectedWrites]
+
+/// How many faults that change data on the media were injected so far.
+func corruptionAtRestCount(_ fileSystem: SimulatedFileSystem) -> UInt64 {
+    let counts = fileSystem.injectedFaultCounts
+    return corruptionAtRestFamilies.reduce(0) { $0 + (counts[$1.rawValue] ?? 0) }
+}
+
 /// Crashes the simulated machine under a running engine: the machine halts first (so the dying
 /// process writes nothing more), the engine is dropped without writing, any pending crash point
 /// is cleared, and the post-crash image is built.

@@ -50,9 +50,6 @@ public struct WALSwarmWorkload: Sendable {
         .misdirectedWrites,
     ]
 
-    /// The families that change data on the media.
-    static let atRestFamilies: [FaultFamily] = [.bitRotAtRest, .misdirectedWrites]
-
     /// Recovery attempts before the simulator switches faults off to let the node come up (a
     /// real operator would fix the disk); counted, never silent.
     static let recoveryAttemptsMax = 8
@@ -82,7 +79,7 @@ public struct WALSwarmWorkload: Sendable {
         if policy == .devFast {
             // dev_fast never syncs: its whole log is a tail, so damage on the media is by design
             // indistinguishable from a torn write, and it promises nothing against it.
-            plan.rates = plan.rates.filter { !Self.atRestFamilies.contains($0.key) && $0.key != .syncErrors }
+            plan.rates = plan.rates.filter { !corruptionAtRestFamilies.contains($0.key) && $0.key != .syncErrors }
         }
         let fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
         fileSystem.setTraceSink(traceSink)
@@ -102,10 +99,7 @@ public struct WALSwarmWorkload: Sendable {
         var lastCrash = CrashKind.processCrash
         /// Recovery refused on corruption at rest: correct, and the seed ends.
         var refused = false
-        func atRestFaults() -> UInt64 {
-            let counts = fileSystem.injectedFaultCounts
-            return Self.atRestFamilies.reduce(0) { $0 + (counts[$1.rawValue] ?? 0) }
-        }
+        func atRestFaults() -> UInt64 { corruptionAtRestCount(fileSystem) }
         var atRestAtLastRecovery: UInt64 = 0
         var syncErrorsSeen: UInt64 = 0
         /// Whether an fsync failed since the last call: its dirty pages were dropped ("marked

@@ -122,7 +122,8 @@ enum EngineRecovery {
                 guard root == record.laneRoot, root == commits[record.height]?.lanes[lane].laneRoot else {
                     throw EngineError(
                         .laneRootMismatch, lane: lane, height: record.height, path: store.path,
-                        "replaying the block gives lane root \(root.hex.prefix(16)), the log recorded \(record.laneRoot.hex.prefix(16))")
+                        "replaying the block gives lane root \(root.hex.prefix(16)), the lane record says \(record.laneRoot.hex.prefix(16)), "
+                            + "the commit record \(commits[record.height].map { String($0.lanes[lane].laneRoot.hex.prefix(16)) } ?? "is missing")")
                 }
                 marker = LaneAppliedMarker(height: record.height, lsn: marker.lsn + 1, laneRoot: root)
                 try store.write(record.operations, tree: tree, marker: marker)

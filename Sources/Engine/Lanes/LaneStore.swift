@@ -54,10 +54,43 @@ public final class LaneStore: @unchecked Sendable {
     static let nodePrefix: UInt8 = UInt8(ascii: "n")
     static let appliedKey: [UInt8] = [UInt8(ascii: "a")]
 
-    init(index: Int, path: String, environment: RocksDBEnvironment, readOnly: Bool = false) throws(RocksDBError) {
+    /// Attempts of a RocksDB read (open, get, scan) that reports corruption before it counts as
+    /// damage. RocksDB verifies every block it reads and never caches one that failed, so a bad
+    /// read (a flipped bit on the way, a misdirected read) costs one more read, while damage on
+    /// the media fails every time.
+    static let corruptReadAttemptsMax = 7
+
+    private init(index: Int, path: String, database: RocksDatabase) {
         self.index = index
         self.path = path
-        database = try RocksDatabase(path: path, environment: environment, createIfMissing: !readOnly, readOnly: readOnly)
+        self.database = database
+    }
+
+    /// Opens lane `index`'s RocksDB at `path`, reading again when RocksDB reports corruption
+    /// (see `corruptReadAttemptsMax`). Damage that stands is `corruptState` naming the lane.
+    static func open(index: Int, path: String, environment: RocksDBEnvironment, readOnly: Bool = false) throws(EngineError) -> LaneStore {
+        let database = try retryingCorruptReads(lane: index, path: path) { () throws(RocksDBError) in
+            try RocksDatabase(path: path, environment: environment, createIfMissing: !readOnly, readOnly: readOnly)
+        }
+        return LaneStore(index: index, path: path, database: database)
+    }
+
+    /// Runs a RocksDB read, again while it reports corruption (bounded), and maps a failure
+    /// to an `EngineError` that keeps the lane and path.
+    private static func retryingCorruptReads<Result>(
+        lane: Int, path: String, _ body: () throws(RocksDBError) -> Result
+    ) throws(EngineError) -> Result {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try body()
+            } catch where error.isCorruption && attempt < corruptReadAttemptsMax {
+                Probe.laneCorruptReadRetried.hit()
+            } catch {
+                throw EngineError(rocksDB: error, lane: lane, path: path)
+            }
+        }
     }
 
     func close() {
@@ -65,7 +98,7 @@ public final class LaneStore: @unchecked Sendable {
     }
 
     public func applied() throws(EngineError) -> LaneAppliedMarker {
-        guard let bytes = try storage({ () throws(RocksDBError) in try database.get(Self.appliedKey) }) else { return .genesis }
+        guard let bytes = try read({ () throws(RocksDBError) in try database.get(Self.appliedKey) }) else { return .genesis }
         guard let marker = LaneAppliedMarker(encoded: bytes) else {
             throw EngineError(.corruptState, lane: index, path: path, "the applied marker is malformed")
         }
@@ -73,11 +106,11 @@ public final class LaneStore: @unchecked Sendable {
     }
 
     public func value(_ key: [UInt8]) throws(EngineError) -> [UInt8]? {
-        try storage { () throws(RocksDBError) in try database.get([Self.valuePrefix] + key) }
+        try read { () throws(RocksDBError) in try database.get([Self.valuePrefix] + key) }
     }
 
     func node(_ position: TreePosition) throws(EngineError) -> TreeNode? {
-        guard let bytes = try storage({ () throws(RocksDBError) in try database.get([Self.nodePrefix] + position.encoded) }) else {
+        guard let bytes = try read({ () throws(RocksDBError) in try database.get([Self.nodePrefix] + position.encoded) }) else {
             return nil
         }
         guard let node = TreeNode(encoded: bytes) else {
@@ -150,33 +183,38 @@ public final class LaneStore: @unchecked Sendable {
     /// The lane root recomputed from scratch from every stored key-value pair, by the reference
     /// code path that shares nothing with the incremental tree.
     public func recomputeRootFromScratch() throws(EngineError) -> Hash32 {
-        var leaves: [(path: Hash32, valueHash: Hash32)] = []
-        do {
-            try database.scan(prefix: [Self.valuePrefix]) { key, value in
-                leaves.append((StateHashing.keyPath(Array(key.dropFirst())), StateHashing.valueHash(value)))
-            }
-        } catch {
-            throw EngineError(.storage, lane: index, path: path, "scanning values: \(error)")
-        }
+        let leaves = try allValues().map { (StateHashing.keyPath($0.0), StateHashing.valueHash($0.1)) }
         return SparseMerkleReference.root(of: leaves)
     }
 
     /// Every key-value pair, in key order.
     public func allValues() throws(EngineError) -> [([UInt8], [UInt8])] {
-        var pairs: [([UInt8], [UInt8])] = []
-        do {
-            try database.scan(prefix: [Self.valuePrefix]) { key, value in pairs.append((Array(key.dropFirst()), value)) }
-        } catch {
-            throw EngineError(.storage, lane: index, path: path, "scanning values: \(error)")
+        try read { () throws(RocksDBError) in
+            var pairs: [([UInt8], [UInt8])] = []
+            do {
+                try database.scan(prefix: [Self.valuePrefix]) { key, value in pairs.append((Array(key.dropFirst()), value)) }
+            } catch let error as RocksDBError {
+                throw error
+            } catch {
+                preconditionFailure("the scan's visitor does not throw: \(error)")
+            }
+            return pairs
         }
-        return pairs
     }
 
+    /// A RocksDB write or flush, its failure mapped to a `storage` error for this lane: a write
+    /// that fails (even when RocksDB's read-back of a new file reports corruption) is cleared
+    /// by a restart, whose recovery reads everything again and refuses on damage that stands.
     private func storage<Result>(_ body: () throws(RocksDBError) -> Result) throws(EngineError) -> Result {
         do {
             return try body()
         } catch {
             throw EngineError(.storage, lane: index, path: path, error.description)
         }
+    }
+
+    /// A RocksDB read of this lane, read again while it reports corruption (bounded).
+    private func read<Result>(_ body: () throws(RocksDBError) -> Result) throws(EngineError) -> Result {
+        try Self.retryingCorruptReads(lane: index, path: path, body)
     }
 }

@@ -12,6 +12,10 @@ public struct RocksDBError: Error, Sendable, CustomStringConvertible {
 
     public var description: String { "RocksDB \(operation) on \(path): \(message)" }
 
+    /// RocksDB found data that does not verify (a block or file checksum, a malformed MANIFEST
+    /// or CURRENT): damage on the media, or a bad read.
+    public var isCorruption: Bool { message.hasPrefix("Corruption") }
+
     /// Takes ownership of a RocksDB error string (freed with `rocksdb_free`).
     static func check(_ error: UnsafeMutablePointer<CChar>?, _ operation: String, _ path: String) throws(RocksDBError) {
         guard let error else { return }

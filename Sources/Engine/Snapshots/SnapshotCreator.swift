@@ -92,7 +92,8 @@ public enum SnapshotCreator {
 extension SnapshotCreator {
     /// What the node and the CLI do: create the snapshot, verify it in full (every file read
     /// back against the manifest, every lane root and the MetaRoot recomputed), and record it,
-    /// verified, in the engine's data directory's catalog.
+    /// verified, in the engine's data directory's catalog. A snapshot that does not verify
+    /// right after it was written is removed and the error thrown.
     public static func createVerifiedAndRecorded(
         engine: Engine, fileSystem: any FileSystem, outputPath: String, nowSeconds: UInt64, hashingConcurrency: Int = 1,
         progress: (Progress) -> Void = { _ in }
@@ -100,7 +101,14 @@ extension SnapshotCreator {
         let manifest = try create(
             engine: engine, fileSystem: fileSystem, outputPath: outputPath, nowSeconds: nowSeconds,
             hashingConcurrency: hashingConcurrency, progress: progress)
-        _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: outputPath, hashingConcurrency: hashingConcurrency)
+        do {
+            _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: outputPath, hashingConcurrency: hashingConcurrency)
+        } catch where error.kind == .damaged {
+            // What was written does not read back as recorded (a bad read while hashing, or the
+            // media): a snapshot that does not verify is removed, never left looking complete.
+            try? fileSystem.removeTree(outputPath)
+            throw error
+        }
         try SnapshotCatalog.record(
             fileSystem: fileSystem, dataDirectory: engine.configuration.dataDirectory, path: outputPath, manifest: manifest,
             verifiedAt: nowSeconds)

@@ -38,8 +38,10 @@ public enum SnapshotVerifier {
             guard result.sizeBytes == file.sizeBytes else {
                 throw SnapshotError(.damaged, path: filePath, "\(result.sizeBytes) bytes, the manifest says \(file.sizeBytes)")
             }
-            guard result.hex == file.sha256 else {
-                throw SnapshotError(.damaged, path: filePath, "SHA-256 \(result.hex.prefix(16))…, the manifest says \(file.sha256.prefix(16))…")
+            if result.hex != file.sha256 {
+                guard try rehashMatches(fileSystem: fileSystem, path: filePath, expected: file.sha256) else {
+                    throw SnapshotError(.damaged, path: filePath, "SHA-256 \(result.hex.prefix(16))…, the manifest says \(file.sha256.prefix(16))…")
+                }
             }
             done += result.sizeBytes
         }
@@ -47,8 +49,39 @@ public enum SnapshotVerifier {
         return Report(path: path, manifest: manifest, filesChecked: manifest.files.count, bytesChecked: done, lanesChecked: manifest.laneCount)
     }
 
-    /// Reads the manifest and checks it against the completion marker and for structure.
+    /// Reads of a file that does not match its recorded hash before it counts as damaged: a
+    /// bad read (a flipped bit on the way, a misdirected read) is not damage on the media.
+    static let rereadsMax = 3
+
+    /// Hashes `path` again, from the media, up to `rereadsMax` times; `true` once it matches.
+    static func rehashMatches(fileSystem: any FileSystem, path: String, expected: String) throws(SnapshotError) -> Bool {
+        try io(path, "hashing") { () throws(FileSystemError) -> Bool in
+            for _ in 0..<rereadsMax {
+                let handle = try fileSystem.openFile(path, options: .readOnly)
+                try handle.dropCachedPages()
+                try handle.close()
+                if try sha256OfFile(fileSystem, path).hex == expected { return true }
+            }
+            return false
+        }
+    }
+
+    /// Reads the manifest and checks it against the completion marker and for structure. A
+    /// manifest that does not match its marker is read again (bounded) before it counts as
+    /// damaged.
     public static func readManifest(fileSystem: any FileSystem, path: String) throws(SnapshotError) -> SnapshotManifest {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try readManifestOnce(fileSystem: fileSystem, path: path)
+            } catch where error.kind == .damaged && attempt <= rereadsMax {
+                continue
+            }
+        }
+    }
+
+    private static func readManifestOnce(fileSystem: any FileSystem, path: String) throws(SnapshotError) -> SnapshotManifest {
         let markerPath = PathComponents.join(path, SnapshotManifest.completeMarkerName)
         let manifestPath = PathComponents.join(path, SnapshotManifest.fileName)
         let (marker, manifestBytes) = try io(path, "reading") { () throws(FileSystemError) -> ([UInt8]?, [UInt8]?) in
@@ -123,7 +156,7 @@ public enum SnapshotVerifier {
             let expected = Hash32(hex: lane.laneRoot)!
             let store: LaneStore
             do {
-                store = try LaneStore(index: lane.lane, path: directory, environment: environment, readOnly: true)
+                store = try LaneStore.open(index: lane.lane, path: directory, environment: environment, readOnly: true)
             } catch {
                 throw SnapshotError(.damaged, path: directory, "lane \(lane.lane)'s RocksDB does not open: \(error)")
             }

@@ -118,24 +118,21 @@ public struct WALScanner {
         func verifies(_ bytes: [UInt8]) -> Bool {
             bytes.count == 12 && CRC32C.mask(CRC32C.checksum(bytes[0..<8])) == bytes.littleEndian(at: 8, as: UInt32.self)
         }
-        var bytes: [UInt8] = []
+        let read: (bytes: [UInt8], verified: Bool)
         do {
             guard try fileSystem.exists(path) else { return 1 }
             // A bad read is read again (see `scan`); bounded.
-            for _ in 0...Self.rereadsMax {
-                bytes = try fileSystem.readFile(path)
-                if verifies(bytes) { break }
-            }
+            read = try fileSystem.readFile(path, rereadsMax: Self.rereadsMax, verifies: verifies)
         } catch {
             throw WALError.io(error, partition: partition, "reading \(path)")
         }
-        guard verifies(bytes) else {
+        guard read.verified else {
             throw WALError(
                 kind: .midLogDamage, partition: partition,
                 damage: WALDamage(damageClass: .badSegmentHeader, path: path, offset: 0, expectedLSN: 0, detail: "first-segment marker does not verify"),
                 cause: nil, message: "the marker naming the first segment is damaged")
         }
-        return bytes.littleEndian(at: 0, as: UInt64.self)
+        return read.bytes.littleEndian(at: 0, as: UInt64.self)
     }
 
     /// Scans the partition. `visit` sees every trusted record in LSN order; after a scan that

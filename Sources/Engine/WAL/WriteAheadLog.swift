@@ -85,25 +85,47 @@ public final class WriteAheadLog: Sendable {
         let scanner = WALScanner(fileSystem: fileSystem, directory: partitionDirectory, partition: partition)
         let firstIndex = try scanner.firstSegmentIndex()
         let files = try scanner.segmentFiles().filter { $0.index >= firstIndex }
-        do {
+        /// Where the first record after `lsn` starts in a segment's bytes: `.some(nil)` when the
+        /// segment ends at or before it, `nil` when the bytes do not settle it (the walk stopped
+        /// at a frame that does not verify — recovery verified these frames, so that is a bad
+        /// read, and the segment is read again).
+        func firstOffsetAfter(_ bytes: [UInt8]) -> Int?? {
+            bytes.withUnsafeBytes { buffer -> Int?? in
+                var offset = WALFormat.segmentHeaderBytes
+                // Bounded by the segment size.
+                while offset < buffer.count {
+                    guard case .frame(let frame) = WALFrameCodec.decode(buffer, at: offset) else {
+                        // Zero padding is where the data ends; anything else is a bad read.
+                        return buffer[offset...].allSatisfy { $0 == 0 } ? .some(nil) : nil
+                    }
+                    if frame.lsn > lsn { return .some(offset) }
+                    offset += frame.frameLength
+                }
+                return .some(nil)
+            }
+        }
+        func headerFirstLSN(_ bytes: [UInt8]) -> LSN? {
+            guard case .success(let (header, _)) = WALSegmentHeader.decode(bytes) else { return nil }
+            return header.firstLSN
+        }
+        do throws(FileSystemError) {
             for file in files.reversed() {
-                let bytes = try fileSystem.readFile(file.path)
-                guard case .success(let (header, _)) = WALSegmentHeader.decode(bytes) else { break }
-                if header.firstLSN > lsn {
+                // A bad read is read again (bounded); one that never settles is an error, never
+                // a reason to keep uncommitted records.
+                let read = try fileSystem.readFile(file.path, rereadsMax: WALScanner.rereadsMax) { bytes in
+                    guard let firstLSN = headerFirstLSN(bytes) else { return false }
+                    return firstLSN > lsn || firstOffsetAfter(bytes) != nil
+                }
+                guard read.verified, let firstLSN = headerFirstLSN(read.bytes) else {
+                    throw FileSystemError(.ioError, operation: "discard", path: file.path, detail: "the segment does not read back as recovery verified it")
+                }
+                let bytes = read.bytes
+                if firstLSN > lsn {
                     try fileSystem.rename(file.path, to: file.path + ".uncommitted-0")
                     discardedBytes += UInt64(bytes.count)
                     continue
                 }
-                let cut = bytes.withUnsafeBytes { buffer -> Int? in
-                    var offset = WALFormat.segmentHeaderBytes
-                    // Bounded by the segment size; recovery already verified these frames.
-                    while offset < buffer.count, case .frame(let frame) = WALFrameCodec.decode(buffer, at: offset) {
-                        if frame.lsn > lsn { return offset }
-                        offset += frame.frameLength
-                    }
-                    return nil
-                }
-                if let cut {
+                if let cut = firstOffsetAfter(bytes)! {
                     let copyPath = file.path + ".uncommitted-\(cut)"
                     let copy = try fileSystem.openFile(copyPath, options: OpenOptions(creation: .createIfMissing, writable: true, truncate: true))
                     try copy.write(Array(bytes[cut...]), at: 0)
@@ -124,6 +146,11 @@ public final class WriteAheadLog: Sendable {
         let (report, scan) = try WALRecovery.recover(
             fileSystem: fileSystem, directory: partitionDirectory, partition: partition, mode: .tolerateTornTail,
             replay: { _, _ in })
+        guard scan.lastLSN <= lsn else {
+            throw WALError(
+                kind: .io, partition: partition, damage: nil, cause: nil,
+                message: "records after LSN \(lsn) are still in the log after discarding them (it ends at \(scan.lastLSN))")
+        }
         recovered.scans[partition] = scan
         if let index = recovered.reports.firstIndex(where: { $0.partition == partition }) {
             recovered.reports[index].lastLSN = report.lastLSN
