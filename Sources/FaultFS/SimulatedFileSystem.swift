@@ -57,13 +57,36 @@ public final class SimulatedFileSystem: FileSystem {
     /// Operations started so far.
     public var operationCount: UInt64 { state.withLock { $0.operationCount } }
 
-    /// Halts the machine when operation number `operation` starts (`nil` cancels).
+    /// Halts the machine when operation number `operation` starts (`nil` cancels). Each call
+    /// with an operation arms crash point number `crashPointsArmed + 1`; a suppressed one is
+    /// counted but not armed.
     public func scheduleCrash(atOperation operation: UInt64?) {
         state.withLock { state in
             precondition(operation.map { $0 > state.operationCount } ?? true, "crash point already passed")
-            state.crashAtOperation = operation
+            guard let operation else {
+                state.crashAtOperation = nil
+                return
+            }
+            state.crashPointsArmed += 1
+            state.crashAtOperation = state.suppressedCrashPoints.contains(state.crashPointsArmed) ? nil : operation
         }
     }
+
+    /// Leaves out faults and crash points by number (see `faultsDrawn`, `crashPointsArmed`):
+    /// they are drawn as before, so the random stream stays aligned, but not applied. Set it
+    /// before the first operation.
+    public func suppress(faults: Set<UInt64>, crashPoints: Set<UInt64>) {
+        state.withLock { state in
+            state.suppressedFaults = faults
+            state.suppressedCrashPoints = crashPoints
+        }
+    }
+
+    /// Faults drawn so far (applied or suppressed), numbered from 1.
+    public var faultsDrawn: UInt64 { state.withLock { $0.faultsDrawn } }
+
+    /// Crash points armed so far (applied or suppressed), numbered from 1.
+    public var crashPointsArmed: UInt64 { state.withLock { $0.crashPointsArmed } }
 
     /// Halts the machine now, as a scheduled crash point would: every later call throws
     /// `crashed` until `crash(_:)`. Use it to stop a component that would otherwise keep writing

@@ -58,6 +58,14 @@ struct SimulatedState {
     var injectedInOperation: [String] = []
     /// How many times each fault family fired (plus crash points and crashes).
     var injectedCounts: [String: UInt64] = [:]
+    /// Faults drawn so far, numbered from 1 in the order they fired (suppressed ones included).
+    var faultsDrawn: UInt64 = 0
+    /// Crash points armed so far (`scheduleCrash` with an operation), numbered from 1.
+    var crashPointsArmed: UInt64 = 0
+    /// Faults and crash points, by number, that are drawn but not applied: a shrinker leaves
+    /// them out one by one. The random stream is consumed exactly as without them.
+    var suppressedFaults: Set<UInt64> = []
+    var suppressedCrashPoints: Set<UInt64> = []
 
     init(seed: UInt64, plan: FaultPlan, traceEventsMax: Int) {
         random = DeterministicRandom(seed: seed)
@@ -71,6 +79,8 @@ struct SimulatedState {
     mutating func fires(_ family: FaultFamily) -> Bool {
         guard faultsEnabled, plan.isOn(family) else { return false }
         guard random.chance(plan.rate(family)) else { return false }
+        faultsDrawn += 1
+        guard !suppressedFaults.contains(faultsDrawn) else { return false }
         injectedInOperation.append(family.rawValue)
         injectedCounts[family.rawValue, default: 0] += 1
         return true

@@ -22,6 +22,9 @@ public struct EngineSwarmWorkload: Sendable {
     public let seed: UInt64
     /// Fault families left out of the seed's plan (shrinking removes them one by one).
     public var excludedFamilies: Set<FaultFamily> = []
+    /// Faults and crash points, by number, drawn but not applied (shrinking leaves them out).
+    public var suppressedFaults: Set<UInt64> = []
+    public var suppressedCrashPoints: Set<UInt64> = []
     /// Deliberate bugs to switch on (debug builds only), to show the workload catches them.
     public var mutations: Set<EngineMutation> = []
     /// Receives every trace event (file-system operations, injected faults, crashes) when set.
@@ -75,6 +78,7 @@ public struct EngineSwarmWorkload: Sendable {
         plan.rates = plan.rates.filter { Self.families.contains($0.key) && !excludedFamilies.contains($0.key) }
         let fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
         fileSystem.setTraceSink(traceSink)
+        fileSystem.suppress(faults: suppressedFaults, crashPoints: suppressedCrashPoints)
         fileSystem.setOpaqueLengthPrefixes([configuration.lanesDirectoryPath])
         let clock = ManualClock()
         let executor = SeededLaneExecutor(seed: random.next())
@@ -116,6 +120,7 @@ public struct EngineSwarmWorkload: Sendable {
                 if attempt <= Self.recoveryAttemptsMax && random.chance(0.2) {
                     fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...200)))
                 }
+                let atRestBeforeRecovery = corruptionAtRestCount(fileSystem)
                 do {
                     let opened = try Engine(fileSystem: fileSystem, configuration: configuration, clock: clock, executor: executor)
                     fileSystem.scheduleCrash(atOperation: nil)
@@ -138,7 +143,9 @@ public struct EngineSwarmWorkload: Sendable {
                             failure = "I6: \(leftover) is left in the data directory after recovery"
                         }
                     }
-                    atRestAtLastRecovery = corruptionAtRestCount(fileSystem)
+                    // Counted from before this recovery read the log: damage its own writes
+                    // take shows only to the next recovery.
+                    atRestAtLastRecovery = atRestBeforeRecovery
                     let height = Int(opened.stateRoots().height)
                     model.states.removeLast(model.states.count - 1 - height)
                     written = height
@@ -303,9 +310,7 @@ public struct EngineSwarmWorkload: Sendable {
             }
         }
         engine?.abandon()
-        return SeedResult(
-            seed: seed, failure: failure, traceHash: fileSystem.traceHash, fileSystemOperations: fileSystem.operationCount,
-            crashes: crashes, knobs: knobs, faults: fileSystem.injectedFaultCounts)
+        return SeedResult(fileSystem: fileSystem, seed: seed, failure: failure, crashes: crashes, knobs: knobs)
     }
 
     /// I1–I3 for an engine just recovered: nil when they hold, else what broke. Throws when a

@@ -66,9 +66,7 @@ public struct FileSystemDurabilityWorkload: Sendable {
             }
         }
         return SeedResult(
-            seed: seed, failure: failure, traceHash: fileSystem.traceHash,
-            fileSystemOperations: fileSystem.operationCount, crashes: crashes,
-            knobs: "workload=fs-durability rounds=\(rounds) plan: \(plan)", faults: fileSystem.injectedFaultCounts)
+            fileSystem: fileSystem, seed: seed, failure: failure, crashes: crashes, knobs: "workload=fs-durability rounds=\(rounds) plan: \(plan)")
     }
 
     private func checkAcknowledgedPrefix(_ fileSystem: SimulatedFileSystem, path: String, acknowledged: [UInt8]) -> String? {

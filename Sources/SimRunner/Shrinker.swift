@@ -3,30 +3,63 @@ import FaultFS
 import Foundation
 
 /// A minimal reproduction of a failing seed: the workload, the seed, how long it runs, which
-/// fault families are left out, and any deliberate bugs switched on. Written as JSON by `shrink`,
-/// replayed by `replay --capsule`.
+/// fault families are left out, which individual faults and crash points are left out (by
+/// number, see `SeedResult.faultsDrawn`), and any deliberate bugs switched on. Written as JSON
+/// by `shrink`, replayed by `replay --capsule`.
 public struct Capsule: Codable, Sendable, Equatable {
     public var workload: String
     public var seed: UInt64
     /// Rounds (wal) or blocks (engine).
     public var length: Int
     public var excludedFamilies: [String]
+    /// Faults drawn but not applied, by number (1 = the first fault the run drew).
+    public var suppressedFaults: [UInt64]
+    /// Crash points armed but not applied, by number (1 = the first the run armed).
+    public var suppressedCrashPoints: [UInt64]
     public var mutations: [String]
     /// The failure this capsule reproduces, for the reader.
     public var failure: String
+    /// What the capsule keeps, for the reader: faults and crash points applied.
+    public var faultsKept: UInt64
+    public var crashPointsKept: UInt64
 
     enum CodingKeys: String, CodingKey {
         case workload, seed, length, mutations, failure
         case excludedFamilies = "excluded_families"
+        case suppressedFaults = "suppressed_faults"
+        case suppressedCrashPoints = "suppressed_crash_points"
+        case faultsKept = "faults_kept"
+        case crashPointsKept = "crash_points_kept"
     }
 
-    public init(workload: String, seed: UInt64, length: Int, excludedFamilies: [String], mutations: [String], failure: String) {
+    public init(
+        workload: String, seed: UInt64, length: Int, excludedFamilies: [String] = [], suppressedFaults: [UInt64] = [],
+        suppressedCrashPoints: [UInt64] = [], mutations: [String] = [], failure: String = ""
+    ) {
         self.workload = workload
         self.seed = seed
         self.length = length
         self.excludedFamilies = excludedFamilies
+        self.suppressedFaults = suppressedFaults
+        self.suppressedCrashPoints = suppressedCrashPoints
         self.mutations = mutations
         self.failure = failure
+        faultsKept = 0
+        crashPointsKept = 0
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        workload = try container.decode(String.self, forKey: .workload)
+        seed = try container.decode(UInt64.self, forKey: .seed)
+        length = try container.decode(Int.self, forKey: .length)
+        excludedFamilies = try container.decodeIfPresent([String].self, forKey: .excludedFamilies) ?? []
+        suppressedFaults = try container.decodeIfPresent([UInt64].self, forKey: .suppressedFaults) ?? []
+        suppressedCrashPoints = try container.decodeIfPresent([UInt64].self, forKey: .suppressedCrashPoints) ?? []
+        mutations = try container.decodeIfPresent([String].self, forKey: .mutations) ?? []
+        failure = try container.decodeIfPresent(String.self, forKey: .failure) ?? ""
+        faultsKept = try container.decodeIfPresent(UInt64.self, forKey: .faultsKept) ?? 0
+        crashPointsKept = try container.decodeIfPresent(UInt64.self, forKey: .crashPointsKept) ?? 0
     }
 
     /// Runs the capsule once.
@@ -37,12 +70,16 @@ public struct Capsule: Codable, Sendable, Equatable {
         case "engine":
             var run = EngineSwarmWorkload(seed: seed, blocks: length)
             run.excludedFamilies = excluded
+            run.suppressedFaults = Set(suppressedFaults)
+            run.suppressedCrashPoints = Set(suppressedCrashPoints)
             run.mutations = switchedOn
             run.traceSink = traceSink
             return run.run()
         default:
             var run = WALSwarmWorkload(seed: seed, rounds: length)
             run.excludedFamilies = excluded
+            run.suppressedFaults = Set(suppressedFaults)
+            run.suppressedCrashPoints = Set(suppressedCrashPoints)
             run.mutations = switchedOn
             run.traceSink = traceSink
             return run.run()
@@ -60,48 +97,79 @@ public struct Capsule: Codable, Sendable, Equatable {
     }
 }
 
-/// Minimises a failing seed: first the shortest run that still fails (binary search over the
-/// length), then every fault family that can be left out while it still fails. Bounded: about
-/// log2(length) + families runs.
+/// Minimises a failing seed, keeping only changes after which it still fails:
+/// 1. the length (binary search: the workloads draw per round, so a shorter run is a prefix);
+/// 2. whole fault families, one at a time;
+/// 3. crash points, one at a time (each run re-numbers nothing: a left-out crash point is still
+///    drawn, so the others keep their numbers);
+/// 4. individual faults, in halving chunks down to one (delta debugging).
+/// Bounded: `runsMax` runs in all.
 public enum Shrinker {
+    public static let runsMax = 400
+
     public static func shrink(_ start: Capsule, log: (String) -> Void = { _ in }) -> Capsule? {
-        let first = start.run()
-        guard let firstFailure = first.failure else { return nil }
+        var runs = 0
         var best = start
-        best.failure = firstFailure
-        var bestHash = first.traceHash
-        // 1. The length: the workloads draw per round, so a shorter run is a prefix of a longer.
+        guard var bestResult = Optional(start.run()), bestResult.failure != nil else { return nil }
+        runs += 1
+        /// Runs `trial`; keeps it when it still fails and changed the run (same trace hash:
+        /// the change touched nothing the seed drew).
+        func attempt(_ trial: Capsule) -> Bool {
+            guard runs < runsMax else { return false }
+            runs += 1
+            let result = trial.run()
+            guard result.failure != nil, result.traceHash != bestResult.traceHash || trial.length < best.length else { return false }
+            best = trial
+            bestResult = result
+            return true
+        }
+        // 1. The length. Bounded: each round halves the interval.
         var low = 1
         var high = start.length
-        // Bounded: each round halves the interval.
-        while low < high {
-            let middle = (low + high) / 2
+        while low < high && runs < runsMax {
             var trial = best
-            trial.length = middle
-            let result = trial.run()
-            if let failure = result.failure {
-                high = middle
-                best = trial
-                best.failure = failure
-                bestHash = result.traceHash
-            } else {
-                low = middle + 1
-            }
+            trial.length = (low + high) / 2
+            if attempt(trial) { high = trial.length } else { low = trial.length + 1 }
         }
         log("length: \(start.length) -> \(best.length)")
-        // 2. Fault families, one at a time. A family the seed's plan never had changes nothing
-        // (same trace hash) and is not recorded.
+        // 2. Fault families.
         for family in FaultFamily.allCases where !best.excludedFamilies.contains(family.rawValue) {
             var trial = best
             trial.excludedFamilies = (best.excludedFamilies + [family.rawValue]).sorted()
-            let result = trial.run()
-            if let failure = result.failure, result.traceHash != bestHash {
-                best = trial
-                best.failure = failure
-                bestHash = result.traceHash
-                log("left out \(family.rawValue)")
-            }
+            if attempt(trial) { log("left out \(family.rawValue)") }
         }
+        // 3. Crash points, one at a time.
+        var crashPoint: UInt64 = 1
+        while crashPoint <= bestResult.crashPointsArmed && runs < runsMax {
+            if !best.suppressedCrashPoints.contains(crashPoint) {
+                var trial = best
+                trial.suppressedCrashPoints = (best.suppressedCrashPoints + [crashPoint]).sorted()
+                _ = attempt(trial)
+            }
+            crashPoint += 1
+        }
+        log("crash points: \(best.suppressedCrashPoints.count) of \(bestResult.crashPointsArmed) armed left out")
+        // 4. Faults, in chunks that halve down to single faults.
+        var chunk = max(1, bestResult.faultsDrawn / 2)
+        while runs < runsMax {
+            var first: UInt64 = 1
+            while first <= bestResult.faultsDrawn && runs < runsMax {
+                let candidates = (first..<min(first + chunk, bestResult.faultsDrawn + 1)).filter { !best.suppressedFaults.contains($0) }
+                if !candidates.isEmpty {
+                    var trial = best
+                    trial.suppressedFaults = (best.suppressedFaults + candidates).sorted()
+                    _ = attempt(trial)
+                }
+                first += chunk
+            }
+            if chunk == 1 { break }
+            chunk /= 2
+        }
+        best.failure = bestResult.failure!
+        // Kept: what the final run applied (crash points reached, faults injected).
+        best.crashPointsKept = bestResult.faults["crash_point"] ?? 0
+        best.faultsKept = bestResult.faults.filter { $0.key != "crash_point" }.values.reduce(0, +)
+        log("faults: \(best.faultsKept) applied of \(bestResult.faultsDrawn) drawn; \(best.crashPointsKept) crash point(s) reached; \(runs) runs")
         return best
     }
 }

@@ -13,6 +13,19 @@ public struct SeedResult: Sendable {
     public var knobs: String
     /// Faults injected, by family.
     public var faults: [String: UInt64] = [:]
+    /// Faults drawn and crash points armed, numbered from 1 (what a shrinker can leave out).
+    public var faultsDrawn: UInt64 = 0
+    public var crashPointsArmed: UInt64 = 0
+}
+
+extension SeedResult {
+    /// The result of a run on `fileSystem`: its trace hash, operation count and fault counts.
+    init(fileSystem: SimulatedFileSystem, seed: UInt64, failure: String?, crashes: Int, knobs: String) {
+        self.init(
+            seed: seed, failure: failure, traceHash: fileSystem.traceHash, fileSystemOperations: fileSystem.operationCount,
+            crashes: crashes, knobs: knobs, faults: fileSystem.injectedFaultCounts, faultsDrawn: fileSystem.faultsDrawn,
+            crashPointsArmed: fileSystem.crashPointsArmed)
+    }
 }
 
 /// Totals over a sweep of seeds.

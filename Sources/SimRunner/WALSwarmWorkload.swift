@@ -32,6 +32,9 @@ public struct WALSwarmWorkload: Sendable {
     public let seed: UInt64
     /// Fault families left out of the seed's plan (shrinking removes them one by one).
     public var excludedFamilies: Set<FaultFamily> = []
+    /// Faults and crash points, by number, drawn but not applied (shrinking leaves them out).
+    public var suppressedFaults: Set<UInt64> = []
+    public var suppressedCrashPoints: Set<UInt64> = []
     /// Deliberate bugs to switch on (debug builds only), to show the workload catches them.
     public var mutations: Set<EngineMutation> = []
     /// Receives every trace event (file-system operations, injected faults, crashes) when set.
@@ -83,6 +86,7 @@ public struct WALSwarmWorkload: Sendable {
         }
         let fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
         fileSystem.setTraceSink(traceSink)
+        fileSystem.suppress(faults: suppressedFaults, crashPoints: suppressedCrashPoints)
         let clock = ManualClock()
         let partitions = (0..<partitionCount).map { WALPartitionID.lane($0) }
         let knobs =
@@ -100,6 +104,7 @@ public struct WALSwarmWorkload: Sendable {
         /// Recovery refused on corruption at rest: correct, and the seed ends.
         var refused = false
         func atRestFaults() -> UInt64 { corruptionAtRestCount(fileSystem) }
+        /// Corruption at rest injected before the last successful recovery read the log.
         var atRestAtLastRecovery: UInt64 = 0
         var syncErrorsSeen: UInt64 = 0
         /// Whether an fsync failed since the last call: its dirty pages were dropped ("marked
@@ -120,6 +125,9 @@ public struct WALSwarmWorkload: Sendable {
                     fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...40)))
                 }
                 var replayed: [[[UInt8]]] = Array(repeating: [], count: partitionCount)
+                // Counted from before this recovery read the log: damage its own writes take
+                // (a misdirected segment header) shows only to the next recovery.
+                let atRestBeforeRecovery = atRestFaults()
                 do {
                     let opened = try WriteAheadLog(
                         fileSystem: fileSystem, directory: "/wal", partitionIDs: partitions, configuration: configuration,
@@ -136,7 +144,7 @@ public struct WALSwarmWorkload: Sendable {
                     failure = check(
                         replayed, against: &model, lastCrash: lastCrash,
                         tolerateTailLoss: atRestFaults() > atRestAtLastRecovery)
-                    atRestAtLastRecovery = atRestFaults()
+                    atRestAtLastRecovery = atRestBeforeRecovery
                     log = opened
                     fileSystem.setFaultsEnabled(true)
                     return
@@ -199,9 +207,7 @@ public struct WALSwarmWorkload: Sendable {
             }
         }
         if refused { log = nil }
-        return SeedResult(
-            seed: seed, failure: failure, traceHash: fileSystem.traceHash,
-            fileSystemOperations: fileSystem.operationCount, crashes: crashes, knobs: knobs, faults: fileSystem.injectedFaultCounts)
+        return SeedResult(fileSystem: fileSystem, seed: seed, failure: failure, crashes: crashes, knobs: knobs)
     }
 
     /// Under power loss only the promised-durable prefix is certain; the rest may survive or not.

@@ -129,7 +129,7 @@ extension RivellumSim {
     /// Minimises a failing seed to a capsule file.
     struct Shrink: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Shrink a failing seed (length, then fault families) to a capsule that `replay --capsule` reproduces.")
+            abstract: "Shrink a failing seed (length, fault families, crash points, single faults) to a capsule that `replay --capsule` reproduces.")
 
         @Option(help: "The failing seed.")
         var seed: UInt64
@@ -148,15 +148,15 @@ extension RivellumSim {
         }
 
         func run() throws {
-            let start = Capsule(
-                workload: workload.rawValue, seed: seed, length: workload == .engine ? 120 : 300, excludedFamilies: [],
-                mutations: mutation, failure: "")
+            let start = Capsule(workload: workload.rawValue, seed: seed, length: workload == .engine ? 120 : 300, mutations: mutation)
             guard let shrunk = Shrinker.shrink(start, log: { print("  \($0)") }) else {
                 print("seed \(seed) does not fail on \(workload.rawValue); nothing to shrink")
                 throw ExitCode(1)
             }
             try PosixFileSystem().writeFileAtomically(out, bytes: Array(try shrunk.encoded().utf8))
-            print("capsule: \(out) (length \(shrunk.length), \(shrunk.excludedFamilies.count) fault families left out)")
+            print(
+                "capsule: \(out) (length \(shrunk.length), \(shrunk.excludedFamilies.count) fault families left out, "
+                    + "\(shrunk.faultsKept) fault(s) and \(shrunk.crashPointsKept) crash point(s) kept)")
             print("failure: \(shrunk.failure)")
             print("replay: swift run -c release rivellum-sim replay --capsule \(out) --trace capsule.jsonl")
         }

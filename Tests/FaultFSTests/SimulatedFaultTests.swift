@@ -222,6 +222,44 @@ struct SimulatedFaultTests {
         #expect(fileSystem.traceEvents.last?.injected == ["misdirected_reads"])
     }
 
+    /// Misdirection changes what a read returns, never how much: a short read would look like
+    /// the end of the file, which is a different fault (and one RocksDB would silently trust).
+    @Test func misdirectedReadNearTheEndReturnsTheFullLengthWithGarbage() throws {
+        let fileSystem = try makeFileSystem(plan: .none)
+        let content = [UInt8](repeating: 0xAB, count: 3 * Self.sector)
+        try durableFile(fileSystem, "f", content)
+        fileSystem.setPlan(FaultPlan(rates: [.misdirectedReads: 1]))
+        for round in 0..<20 {
+            let bytes = try fileSystem.readFile("/base/f")
+            #expect(bytes.count == content.count, "round \(round): \(bytes.count) bytes")
+            #expect(bytes != content, "round \(round): every read is misdirected")
+        }
+    }
+
+    /// Faults and crash points can be left out by number while the random stream stays
+    /// aligned: the faults after a suppressed one fire exactly where they did before.
+    @Test func suppressedFaultsAndCrashPointsAreDrawnButNotApplied() throws {
+        func run(suppressing faults: Set<UInt64>, crashPoints: Set<UInt64>) throws -> (events: [TraceEvent], drawn: UInt64, halted: Bool) {
+            let fileSystem = SimulatedFileSystem(seed: 11, plan: FaultPlan(rates: [.writeErrors: 0.3]))
+            fileSystem.suppress(faults: faults, crashPoints: crashPoints)
+            try fileSystem.createDirectory("/d")
+            let file = try fileSystem.openFile("/d/f", options: .createNew)
+            for index in 0..<40 { _ = try? file.write([UInt8(index)], at: UInt64(index)) }
+            fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + 1)
+            _ = try? file.write([0], at: 0)
+            return (fileSystem.traceEvents, fileSystem.faultsDrawn, fileSystem.isHalted)
+        }
+        let all = try run(suppressing: [], crashPoints: [])
+        #expect(all.drawn >= 3)
+        #expect(all.halted)
+        let failedWrites = all.events.filter { $0.injected == ["write_errors"] }.map(\.index)
+        let without2 = try run(suppressing: [2], crashPoints: [1])
+        #expect(!without2.halted, "crash point 1 was left out")
+        #expect(without2.drawn == all.drawn, "a suppressed fault is still drawn")
+        let failedWithout2 = without2.events.filter { $0.injected == ["write_errors"] }.map(\.index)
+        #expect(failedWithout2 == failedWrites.enumerated().filter { $0.offset != 1 }.map(\.element))
+    }
+
     @Test func bitRotOnReadFlipsExactlyOneBit() throws {
         let fileSystem = try makeFileSystem(plan: .none)
         let content = [UInt8](repeating: 0, count: 4096)

@@ -55,20 +55,50 @@ struct MutationTests {
 
 @Suite("Shrinking")
 struct ShrinkTests {
-    @Test func aFailingSeedShrinksToAShorterCapsuleThatStillFails() throws {
-        let start = Capsule(
-            workload: "wal", seed: 16, length: 300, excludedFamilies: [], mutations: [EngineMutation.acknowledgeBeforeSync.rawValue],
-            failure: "")
+    /// Injected faults of a run (crash points not counted).
+    static func faultsApplied(_ result: SeedResult) -> UInt64 {
+        result.faults.filter { $0.key != "crash_point" }.values.reduce(0, +)
+    }
+
+    @Test func aFailingSeedShrinksToAShorterCapsuleWithFewerFaultsThatStillFails() throws {
+        let start = Capsule(workload: "wal", seed: 16, length: 300, mutations: [EngineMutation.acknowledgeBeforeSync.rawValue])
+        let original = start.run()
         let shrunk = try #require(Shrinker.shrink(start))
         #expect(shrunk.length < start.length)
-        #expect(shrunk.run().failure != nil, "the capsule reproduces the failure")
+        #expect(!shrunk.suppressedFaults.isEmpty, "single faults were left out")
+        #expect(shrunk.faultsKept < Self.faultsApplied(original))
+        let replayed = shrunk.run()
+        #expect(replayed.failure != nil, "the capsule reproduces the failure")
+        #expect(Self.faultsApplied(replayed) == shrunk.faultsKept)
         let decoded = try Capsule.decode(try shrunk.encoded())
         #expect(decoded == shrunk)
-        #expect(decoded.run().traceHash == shrunk.run().traceHash, "replaying a capsule is deterministic")
+        #expect(decoded.run().traceHash == replayed.traceHash, "replaying a capsule is deterministic")
+    }
+
+    /// An engine failure shrinks too, crash points included: the capsule reaches no more crash
+    /// points than the original run, and still fails.
+    @Test func anEngineFailureShrinksItsCrashPoints() throws {
+        let mutation = EngineMutation.flushLanesBeforeLogSync.rawValue
+        let seed = try #require(MutationTests.firstFailingSeed(budget: 40) { Capsule(workload: "engine", seed: $0, length: 120, mutations: [mutation]).run() })
+        let start = Capsule(workload: "engine", seed: seed, length: 120, mutations: [mutation])
+        let original = start.run()
+        let shrunk = try #require(Shrinker.shrink(start))
+        #expect(shrunk.run().failure != nil)
+        #expect(shrunk.crashPointsKept <= original.faults["crash_point"] ?? 0)
+        #expect(shrunk.faultsKept < Self.faultsApplied(original))
+        #expect(shrunk.length < start.length)
+    }
+
+    /// Capsules written before single faults could be left out still decode and replay.
+    @Test func anOlderCapsuleWithoutSuppressionsDecodes() throws {
+        let text = #"{"workload":"wal","seed":16,"length":40,"excluded_families":[],"mutations":[],"failure":"x"}"#
+        let capsule = try Capsule.decode(text)
+        #expect(capsule.suppressedFaults.isEmpty && capsule.suppressedCrashPoints.isEmpty)
+        #expect(capsule.run().traceHash == Capsule(workload: "wal", seed: 16, length: 40).run().traceHash)
     }
 
     @Test func aPassingSeedDoesNotShrink() {
-        let start = Capsule(workload: "wal", seed: 22, length: 50, excludedFamilies: [], mutations: [], failure: "")
+        let start = Capsule(workload: "wal", seed: 22, length: 50)
         #expect(Shrinker.shrink(start) == nil)
     }
 }

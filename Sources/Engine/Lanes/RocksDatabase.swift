@@ -14,7 +14,12 @@ public struct RocksDBError: Error, Sendable, CustomStringConvertible {
 
     /// RocksDB found data that does not verify (a block or file checksum, a malformed MANIFEST
     /// or CURRENT): damage on the media, or a bad read.
-    public var isCorruption: Bool { message.hasPrefix("Corruption") }
+    /// Also an open that fails because the MANIFEST that CURRENT names does not exist: CURRENT
+    /// carries no checksum, so a flipped bit in it names a file that was never written.
+    public var isCorruption: Bool {
+        message.hasPrefix("Corruption")
+            || (operation == "open" && message.contains("No such file or directory") && message.contains("/MANIFEST-"))
+    }
 
     /// Takes ownership of a RocksDB error string (freed with `rocksdb_free`).
     static func check(_ error: UnsafeMutablePointer<CChar>?, _ operation: String, _ path: String) throws(RocksDBError) {

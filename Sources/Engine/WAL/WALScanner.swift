@@ -382,6 +382,12 @@ public struct WALScanner {
         if !laterSegments.isEmpty {
             return (.midLog, "\(laterSegments.count) later segment(s) exist, and a segment is synced before the next is created")
         }
+        // A damaged segment header with a record of this segment after it: a segment's header
+        // is synced (file and directory) before its first record is written, so the header was
+        // durable and then damaged (a misdirected write, rot), not torn.
+        if damage.offset == 0, let offset = firstOwnFrame(in: bytes, segmentIndex: damagedSegment.index) {
+            return (.midLog, "a valid record of this segment sits at offset \(offset), and a segment's header is synced before its first record is written")
+        }
         // Look for a witness after the damage in this segment and in any later (dev_fast) ones.
         let start = Int(damage.offset) + WALFormat.frameAlignmentBytes
         if let witness = witness(in: bytes, from: start, segmentIndex: damagedSegment.index, damagedLSN: damage.expectedLSN) {
@@ -400,6 +406,24 @@ public struct WALScanner {
             }
         }
         return (.tornTail, "no valid record after the damage shows it was ever durable (\(policyUsed.rawValue) segment)")
+    }
+
+    /// The offset of the first checksum-valid frame of this partition and segment after the
+    /// segment header, if any.
+    private func firstOwnFrame(in bytes: [UInt8], segmentIndex: UInt64) -> Int? {
+        bytes.withUnsafeBytes { buffer in
+            var offset = WALFormat.segmentHeaderBytes
+            // Bounded by the segment size.
+            while offset + WALFormat.frameHeaderBytes <= buffer.count {
+                if case .frame(let frame) = WALFrameCodec.decode(buffer, at: offset), frame.partition == partition,
+                    frame.segmentIndexLow == UInt32(truncatingIfNeeded: segmentIndex)
+                {
+                    return offset
+                }
+                offset += WALFormat.frameAlignmentBytes
+            }
+            return nil
+        }
     }
 
     /// A checksum-valid frame at or after `start` that proves the damage is not a torn tail.
