@@ -328,7 +328,7 @@ public final class Engine: @unchecked Sendable {
         let commitRecord = CommitRecord(
             height: newHeight, metaRoot: newMetaRoot, previousMetaRoot: metaRoot,
             lanes: (0..<configuration.laneCount).map { CommitRecord.Lane(lsn: laneResults[$0]?.lsn, laneRoot: newRoots[$0]) },
-            operationCount: UInt32(operationCount))
+            operationCount: UInt32(operationCount), durableHeight: { updateDurableHeight(); return durableHeightValue }())
         do {
             let lsn = try wal.partition(.meta).append([commitRecord.encoded()], recordType: EngineRecordType.commit.rawValue).upperBound
             precondition(lsn == newHeight, "the meta partition's LSN \(lsn) is not the height \(newHeight)")

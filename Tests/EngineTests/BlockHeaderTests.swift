@@ -12,19 +12,28 @@ struct BlockHeaderTests {
                 CommitRecord.Lane(lsn: 7, laneRoot: Hash32(bytes: Array(repeating: 0x11, count: 32))),
                 CommitRecord.Lane(lsn: nil, laneRoot: Hash32(bytes: Array(repeating: 0x22, count: 32))),
             ],
-            operationCount: 0x0304)
+            operationCount: 0x0304, durableHeight: 0x0101)
         let bytes = record.encoded()
-        // height u64 | meta root | previous | lane count u32 | 2 × (touched u8, lsn u64, root) | op count u32
-        #expect(bytes.count == 8 + 32 + 32 + 4 + 2 * (1 + 8 + 32) + 4)
+        // height u64 | meta root | previous | lane count u32 | 2 × (touched u8, lsn u64, root) | op count u32 | durable height u64
+        #expect(bytes.count == 8 + 32 + 32 + 4 + 2 * (1 + 8 + 32) + 4 + 8)
         #expect(Array(bytes[0..<8]) == [0x02, 0x01, 0, 0, 0, 0, 0, 0])
         #expect(Array(bytes[72..<76]) == [2, 0, 0, 0])
         #expect(bytes[76] == 1 && bytes[77] == 7)
         #expect(bytes[117] == 0)
-        #expect(Array(bytes[(bytes.count - 4)...]) == [0x04, 0x03, 0, 0])
+        #expect(Array(bytes[(bytes.count - 12)..<(bytes.count - 8)]) == [0x04, 0x03, 0, 0])
+        #expect(Array(bytes[(bytes.count - 8)...]) == [0x01, 0x01, 0, 0, 0, 0, 0, 0])
         #expect(CommitRecord.decode(bytes) == record)
-        // Every truncation and any trailing byte is refused.
-        for length in 0..<bytes.count { #expect(CommitRecord.decode(bytes[0..<length]) == nil) }
+        // A record written before the durable height existed decodes with 0 (no witness).
+        var older = record
+        older.durableHeight = 0
+        #expect(CommitRecord.decode(bytes[0..<(bytes.count - 8)]) == older)
+        // Every other truncation, any trailing byte and a durable height not below the record's
+        // own height are refused.
+        for length in 0..<bytes.count where length != bytes.count - 8 { #expect(CommitRecord.decode(bytes[0..<length]) == nil) }
         #expect(CommitRecord.decode(bytes + [0]) == nil)
+        var ahead = record
+        ahead.durableHeight = record.height
+        #expect(CommitRecord.decode(ahead.encoded()) == nil)
     }
 
     @Test func oldBlocksAreServedFromTheLogOnceOutOfTheMemoryWindow() throws {

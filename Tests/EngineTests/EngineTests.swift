@@ -140,8 +140,9 @@ struct EngineTests {
 struct EngineCorruptionTests {
     /// A bit flipped anywhere in an acknowledged part of the log: recovery either reaches a
     /// height whose MetaRoot matches the model, or refuses naming the damaged file — never a
-    /// divergent MetaRoot. (A flip in the very last record of a partition looks exactly like a
-    /// torn write and is dropped: the known limit documented in docs/FORMATS.md.)
+    /// divergent MetaRoot. (A flip in the very last record of a partition that no later commit
+    /// record witnesses looks exactly like a torn write and is dropped: the known limit
+    /// documented in docs/FORMATS.md.)
     @Test func bitFlipInAcknowledgedLogGivesCorrectStateOrPreciseRefusal() throws {
         var model = ChainModel(chainID: "rivellum-test", laneCount: 4)
         for height in 1...30 { model.apply(makeBlock(height, seed: 9)) }
@@ -175,7 +176,8 @@ struct EngineCorruptionTests {
                 recoveries += 1
                 try reopened.close()
             } catch {
-                #expect(error.kind == .wal, "trial \(trial): \(error)")
+                #expect(error.isRefusal, "trial \(trial): \(error)")
+                #expect(error.kind == .wal || error.kind == .missingRecord, "trial \(trial): \(error)")
                 #expect(error.path == path || error.description.contains(directory), "trial \(trial): the error names \(error.path ?? "nothing")")
                 #expect(error.description.contains("Remedy") || error.walError?.remedy.isEmpty == false)
                 refusals += 1
@@ -183,6 +185,63 @@ struct EngineCorruptionTests {
         }
         #expect(refusals > 0)
         print("bit flips: \(refusals) refused, \(recoveries) recovered")
+    }
+
+    /// Rot in the last record of a lane, the block acknowledged (strict) and a later block's
+    /// commit record naming it durable: refused naming the lane's log, never dropped as torn.
+    /// Without the later block nothing witnesses the record, and it is dropped as a torn write:
+    /// the documented limit, shown here so that it stays exactly that small.
+    @Test(arguments: [true, false])
+    func rotInALanesLastRecordIsRefusedWhenALaterCommitRecordWitnessesIt(laterBlock: Bool) throws {
+        let keyInLane = { (lane: Int) in
+            (0..<1_000).lazy.map { Array("key-\($0)".utf8) }.first { LaneRouting.lane(of: $0, laneCount: 2) == lane }!
+        }
+        let (key0, key1) = (keyInLane(0), keyInLane(1))
+        let fileSystem = SimulatedFileSystem(seed: 3, plan: .none)
+        var configuration = EngineTests.configuration(laneCount: 2)
+        configuration.flushEveryBlocks = 1_000
+        var model = ChainModel(chainID: "rivellum-test", laneCount: 2)
+        var blocks = (1...5).map { makeBlock($0, seed: 4) }
+        blocks.append([BlockOperation(key: key0, value: Array("six".utf8))])
+        if laterBlock { blocks.append([BlockOperation(key: key1, value: Array("seven".utf8))]) }
+        let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
+        for block in blocks {
+            #expect(try engine.commit(block).durable)
+            model.apply(block)
+        }
+        fileSystem.halt()
+        engine.abandon()
+        fileSystem.crash(.processCrash)
+        // Flip a payload bit of lane 0's last record (block 6's) on the media.
+        let directory = "/data/wal/lane-0000"
+        let path = directory + "/" + (try fileSystem.listDirectory(directory).filter { $0.hasSuffix(".wal") }.sorted().last!)
+        let bytes = try fileSystem.readFile(path)
+        var offset = WALFormat.segmentHeaderBytes
+        var last = offset
+        while offset < bytes.count {
+            last = offset
+            let length = bytes.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)) }
+            offset += WALFormat.frameLength(payloadLength: length)
+        }
+        let handle = try fileSystem.openFile(path, options: .readWrite)
+        try handle.write([bytes[last + WALFormat.frameHeaderBytes + 2] ^ 0x10], at: UInt64(last + WALFormat.frameHeaderBytes + 2))
+        try handle.sync()
+        try handle.close()
+        if laterBlock {
+            let error = #expect(throws: EngineError.self) {
+                try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
+            }
+            #expect(error?.kind == .missingRecord)
+            #expect(error?.height == 6)
+            #expect(error?.path == directory)
+            #expect(error?.description.contains("damaged after it was synced") == true, "\(String(describing: error))")
+            #expect(error?.isRefusal == true)
+        } else {
+            let reopened = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
+            #expect(reopened.stateRoots().height == 5, "the documented limit: the unwitnessed last block is dropped")
+            #expect(reopened.stateRoots().metaRoot == model.metaRoot(at: 5))
+            try reopened.close()
+        }
     }
 }
 

@@ -85,7 +85,8 @@ public struct LaneBlockRecord: Sendable, Equatable {
 ///
 /// Layout (little-endian): height u64, MetaRoot (32), previous MetaRoot (32), lane count u32,
 /// then per lane: touched u8, lane LSN u64 (0 when untouched), lane root (32); then the block's
-/// operation count u32.
+/// operation count u32; then the durable height u64 (absent in records written before it
+/// existed, which decode with 0).
 public struct CommitRecord: Sendable, Equatable {
     public struct Lane: Sendable, Equatable {
         /// The LSN of the lane's record for this block, nil when the block did not touch the lane.
@@ -99,6 +100,10 @@ public struct CommitRecord: Sendable, Equatable {
     public var lanes: [Lane]
     /// How many operations the block carried (all lanes).
     public var operationCount: UInt32
+    /// The highest height whose every record (lane and commit) was durable when this record was
+    /// framed; always below `height`. Recovery's witness: a block at or below it that cannot be
+    /// recovered was damaged after it was synced, never torn.
+    public var durableHeight: UInt64 = 0
 
     public func encoded() -> [UInt8] {
         var bytes: [UInt8] = []
@@ -112,6 +117,7 @@ public struct CommitRecord: Sendable, Equatable {
             bytes += lane.laneRoot.bytes
         }
         bytes.appendLittleEndian(operationCount)
+        bytes.appendLittleEndian(durableHeight)
         return bytes
     }
 
@@ -127,10 +133,16 @@ public struct CommitRecord: Sendable, Equatable {
             else { return nil }
             lanes.append(Lane(lsn: touched == 1 ? lsn : nil, laneRoot: Hash32(bytes: root)))
         }
-        guard let operationCount = reader.integer(UInt32.self), reader.isAtEnd else { return nil }
+        guard let operationCount = reader.integer(UInt32.self) else { return nil }
+        var durableHeight: UInt64 = 0
+        if !reader.isAtEnd {
+            guard let value = reader.integer(UInt64.self), value < max(height, 1) else { return nil }
+            durableHeight = value
+        }
+        guard reader.isAtEnd else { return nil }
         return CommitRecord(
             height: height, metaRoot: Hash32(bytes: metaRoot), previousMetaRoot: Hash32(bytes: previous), lanes: lanes,
-            operationCount: operationCount)
+            operationCount: operationCount, durableHeight: durableHeight)
     }
 }
 

@@ -8,7 +8,9 @@ import FaultFS
 ///    and the lane records past each lane's applied LSN.
 /// 3. Find H*, the last committed height: walking up from the lowest applied height, a height is
 ///    committed when its commit record is present, chains to the previous MetaRoot, and every
-///    lane record it names is present (or already applied) with the recorded lane root.
+///    lane record it names is present (or already applied) with the recorded lane root. Refuse
+///    if any commit record in the log names a height above H* as durable: that block was
+///    synced and then damaged, not torn.
 /// 4. Refuse if a lane has applied past H* (state ahead of the log).
 /// 5. Replay each lane's records up to H*, checking every resulting lane root.
 /// 6. Discard the log's records past H* (uncommitted blocks), copying them aside.
@@ -81,6 +83,9 @@ enum EngineRecovery {
         // 3. The last committed height.
         var committed = lowestApplied
         var previousMetaRoot = commits[lowestApplied]?.metaRoot
+        /// Why the walk stopped, for the refusal below.
+        var stoppedBecause = "its commit record is not in the log"
+        var stoppedIn = WriteAheadLog.partitionDirectory(walDirectory, .meta)
         scan: while let record = commits[committed + 1] {
             if let previousMetaRoot, record.previousMetaRoot != previousMetaRoot {
                 throw EngineError(
@@ -91,6 +96,8 @@ enum EngineRecovery {
                 guard let lsn = entry.lsn, lsn > markers[lane].lsn else { continue }
                 guard let laneRecord = laneRecords[lane][lsn], laneRecord.height == record.height else {
                     // The block's lane record never became durable: the block is not committed.
+                    stoppedBecause = "its record in lane \(lane) (LSN \(lsn)) is not in the log"
+                    stoppedIn = WriteAheadLog.partitionDirectory(walDirectory, .lane(lane))
                     break scan
                 }
                 guard laneRecord.laneRoot == entry.laneRoot else {
@@ -102,6 +109,15 @@ enum EngineRecovery {
             }
             committed = record.height
             previousMetaRoot = record.metaRoot
+        }
+        // A commit record in the log (committed or not) that names a later height durable proves
+        // the block after H* was synced: it was damaged afterwards (rot, a misdirected write),
+        // not torn, and dropping it would lose an acknowledged block.
+        if let witness = commits.values.max(by: { $0.durableHeight < $1.durableHeight }), witness.durableHeight > committed {
+            throw EngineError(
+                .missingRecord, height: committed + 1, path: stoppedIn,
+                "block \(committed + 1) cannot be recovered: \(stoppedBecause), but the commit record of height \(witness.height) "
+                    + "records every block through \(witness.durableHeight) as durable, so it was damaged after it was synced")
         }
         // 4. No lane may be ahead of the log.
         for (lane, marker) in markers.enumerated() where marker.height > committed {

@@ -136,8 +136,8 @@ public enum SnapshotRestorer {
         return .keep(replayThrough: meta.lastLSN)
     }
 
-    /// Carries out `plan`: stage, journal, swap (see the type's comment). The caller holds the
-    /// data directory's lock.
+    /// Carries out `plan`: stage (every copy read back and hashed against the manifest), journal,
+    /// swap (see the type's comment). The caller holds the data directory's lock.
     public static func restore(
         fileSystem: any FileSystem, plan: RestorePlan, deleteOld: Bool, progress: (SnapshotCreator.Progress) -> Void = { _ in }
     ) throws(SnapshotError) {
@@ -155,7 +155,21 @@ public enum SnapshotRestorer {
             let parent = PathComponents.parent(of: target)
             try io(target, "copying") { () throws(FileSystemError) in
                 if directories.insert(parent).inserted { try fileSystem.createDirectories(parent) }
-                try fileSystem.copyFile(PathComponents.join(plan.snapshotPath, file.path), to: target)
+            }
+            // Every copy is read back from the media and must hash as the manifest says: a bad
+            // read of the snapshot or a bad write of the copy is copied again (bounded), never
+            // swapped in.
+            var attempt = 0
+            while true {
+                attempt += 1
+                try io(target, "copying") { () throws(FileSystemError) in
+                    if try fileSystem.exists(target) { try fileSystem.removeFile(target) }
+                    try fileSystem.copyFile(PathComponents.join(plan.snapshotPath, file.path), to: target)
+                }
+                if try SnapshotVerifier.rehashMatches(fileSystem: fileSystem, path: target, expected: file.sha256) { break }
+                guard attempt < copyAttemptsMax else {
+                    throw SnapshotError(.io, path: target, "the copy does not read back as the snapshot's file after \(attempt) attempts")
+                }
             }
             done += file.sizeBytes
             progress(SnapshotCreator.Progress(filesDone: index + 1, filesTotal: plan.manifest.files.count, bytesDone: done, bytesTotal: plan.bytesToCopy))
@@ -180,6 +194,9 @@ public enum SnapshotRestorer {
             try io(aside, "removing the old lane state") { () throws(FileSystemError) in try fileSystem.removeTree(aside) }
         }
     }
+
+    /// Copies of one file made before a restore gives up (each read back and hashed).
+    static let copyAttemptsMax = 3
 
     static func isKeep(_ action: RestorePlan.WALAction) -> Bool {
         if case .keep = action { return true }
