@@ -19,4 +19,4 @@ echo "== exhaustive crash points (engine: blocks, snapshot, restore; every opera
 .build/release/rivellum-sim exhaustive --workload engine --blocks 8 --lanes 2
 
 echo "== seed sweep"
-.build/release/rivellum-sim sweep --seeds "${RIVELLUM_SWEEP_SEEDS:-500}" --first-seed 1 --check-determinism
+.build/release/rivellum-sim sweep --seeds "${RIVELLUM_SWEEP_SEEDS:-500}" --first-seed 1 --check-determinism --require-probes

@@ -31,6 +31,18 @@ public enum Probe: String, CaseIterable, Sendable {
     case snapshotRestoreRolledForward = "snapshot.restore_rolled_forward"
     case snapshotRestoreStagingDiscarded = "snapshot.restore_staging_discarded"
 
+    /// Branches a sweep of a few hundred seeds may well miss: a zero tail needs a crash between
+    /// an extension and its data; a tail lost to corruption is the documented limit (rot in the
+    /// last synced record with no later witness); a staging directory left without a journal
+    /// needs a crash inside a narrow window of a restore. The sweep's `--require-probes` fails
+    /// on every other probe never hit.
+    public var isRare: Bool {
+        switch self {
+        case .walCleanZeroTailTrimmed, .walAcknowledgedTailLostToCorruption, .snapshotRestoreStagingDiscarded: true
+        default: false
+        }
+    }
+
     /// Counts one hit.
     @inline(__always)
     public func hit() {

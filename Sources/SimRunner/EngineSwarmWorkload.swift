@@ -74,8 +74,7 @@ public struct EngineSwarmWorkload: Sendable {
         configuration.wal.mutations = mutations
         let keySpace = random.int(in: 5...200)
         let snapshotsOn = random.chance(0.5)
-        var plan = FaultPlan.swarm(random: &random, onProbability: 0.5, rateMin: 0.001, rateMax: 0.02)
-        plan.rates = plan.rates.filter { Self.families.contains($0.key) && !excludedFamilies.contains($0.key) }
+        let plan = swarmPlan(random: &random, families: Self.families, excluding: excludedFamilies, rateMin: 0.001, rateMax: 0.02)
         let fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
         fileSystem.setTraceSink(traceSink)
         fileSystem.suppress(faults: suppressedFaults, crashPoints: suppressedCrashPoints)
@@ -310,7 +309,7 @@ public struct EngineSwarmWorkload: Sendable {
             }
         }
         engine?.abandon()
-        return SeedResult(fileSystem: fileSystem, seed: seed, failure: failure, crashes: crashes, knobs: knobs)
+        return SeedResult(fileSystem: fileSystem, seed: seed, failure: failure, crashes: crashes, knobs: knobs, endedOnRefusal: refused)
     }
 
     /// I1–I3 for an engine just recovered: nil when they hold, else what broke. Throws when a

@@ -16,15 +16,18 @@ public struct SeedResult: Sendable {
     /// Faults drawn and crash points armed, numbered from 1 (what a shrinker can leave out).
     public var faultsDrawn: UInt64 = 0
     public var crashPointsArmed: UInt64 = 0
+    /// The seed ended early on a correct refusal: corruption at rest was detected and recovery
+    /// refused naming it (I4), as an operator would then restore or resync.
+    public var endedOnRefusal = false
 }
 
 extension SeedResult {
     /// The result of a run on `fileSystem`: its trace hash, operation count and fault counts.
-    init(fileSystem: SimulatedFileSystem, seed: UInt64, failure: String?, crashes: Int, knobs: String) {
+    init(fileSystem: SimulatedFileSystem, seed: UInt64, failure: String?, crashes: Int, knobs: String, endedOnRefusal: Bool = false) {
         self.init(
             seed: seed, failure: failure, traceHash: fileSystem.traceHash, fileSystemOperations: fileSystem.operationCount,
             crashes: crashes, knobs: knobs, faults: fileSystem.injectedFaultCounts, faultsDrawn: fileSystem.faultsDrawn,
-            crashPointsArmed: fileSystem.crashPointsArmed)
+            crashPointsArmed: fileSystem.crashPointsArmed, endedOnRefusal: endedOnRefusal)
     }
 }
 
@@ -34,6 +37,8 @@ public struct SweepSummary: Sendable {
     public var failures: [SeedResult] = []
     public var fileSystemOperations: UInt64 = 0
     public var crashes = 0
+    /// Seeds where a workload ended on a correct refusal (corruption at rest detected).
+    public var refusals = 0
     public var faults: [String: UInt64] = [:]
     /// Coverage probes hit during the sweep (every probe listed, zero when never hit).
     public var probes: [String: UInt64] = [:]
@@ -45,13 +50,14 @@ public struct SweepSummary: Sendable {
         seedsRun += 1
         fileSystemOperations += result.fileSystemOperations
         crashes += result.crashes
+        refusals += result.endedOnRefusal ? 1 : 0
         for (family, count) in result.faults { faults[family, default: 0] += count }
         if result.failure != nil { failures.append(result) }
     }
 
     /// The one-line text summary.
     public var text: String {
-        var line = "sweep: \(seedsRun) seeds, \(failures.count) failures, \(crashes) crashes, \(fileSystemOperations) file-system operations"
+        var line = "sweep: \(seedsRun) seeds, \(failures.count) failures, \(refusals) ended on a correct refusal, \(crashes) crashes, \(fileSystemOperations) file-system operations"
         if elapsedSeconds > 0 {
             line += String(
                 format: " (%.0f ops/s, %.1f crash-recover cycles/s, %.0f seeds/min)",
@@ -65,9 +71,17 @@ public struct SweepSummary: Sendable {
         faults.keys.sorted().map { "  \($0): \(faults[$0]!)" }
     }
 
-    /// Probes, one per line, those never hit flagged.
+    /// Probes, one per line, those never hit flagged (and marked when they are rare).
     public var probeLines: [String] {
-        probes.keys.sorted().map { probes[$0]! == 0 ? "  \($0): 0   <- never hit" : "  \($0): \(probes[$0]!)" }
+        probes.keys.sorted().map { name in
+            guard probes[name]! == 0 else { return "  \(name): \(probes[name]!)" }
+            return Probe(rawValue: name)?.isRare == true ? "  \(name): 0   <- never hit (rare)" : "  \(name): 0   <- never hit"
+        }
+    }
+
+    /// Probes never hit that are not rare: the seed budget stopped reaching a branch.
+    public var probesMissed: [String] {
+        probes.keys.sorted().filter { probes[$0]! == 0 && Probe(rawValue: $0)?.isRare != true }
     }
 
     /// The summary as one JSON object.
@@ -75,15 +89,31 @@ public struct SweepSummary: Sendable {
         let faultFields = faults.keys.sorted().map { "\(jsonString($0)):\(faults[$0]!)" }.joined(separator: ",")
         let failureFields = failures.map { "{\"seed\":\($0.seed),\"failure\":\(jsonString($0.failure ?? "")),\"knobs\":\(jsonString($0.knobs))}" }
             .joined(separator: ",")
-        return "{\"seeds\":\(seedsRun),\"failures\":[\(failureFields)],\"crashes\":\(crashes),"
+        return "{\"seeds\":\(seedsRun),\"failures\":[\(failureFields)],\"correct_refusals\":\(refusals),\"crashes\":\(crashes),"
             + "\"file_system_operations\":\(fileSystemOperations),\"elapsed_seconds\":\(elapsedSeconds),\"faults\":{\(faultFields)},"
-            + "\"probes\":{\(probes.keys.sorted().map { "\(jsonString($0)):\(probes[$0]!)" }.joined(separator: ","))}}"
+            + "\"probes\":{\(probes.keys.sorted().map { "\(jsonString($0)):\(probes[$0]!)" }.joined(separator: ","))},"
+            + "\"probes_missed\":[\(probesMissed.map(jsonString).joined(separator: ","))]}"
     }
 }
 
 /// The fault families that change data on the media (the others corrupt a read, fail a call or
 /// decide what an unsynced write leaves behind).
 let corruptionAtRestFamilies: [FaultFamily] = [.bitRotAtRest, .misdirectedWrites]
+
+/// A seed's swarm plan restricted to the workload's `families`, less those a shrinker left out.
+/// Corruption at rest stays on in only 40% of the seeds that drew it: once detected it ends the
+/// seed (a correct refusal), so at the swarm's usual one in two most seeds would end early and
+/// the other families would lose their depth.
+func swarmPlan(
+    random: inout DeterministicRandom, families: [FaultFamily], excluding excluded: Set<FaultFamily>, rateMin: Double, rateMax: Double
+) -> FaultPlan {
+    var plan = FaultPlan.swarm(random: &random, onProbability: 0.5, rateMin: rateMin, rateMax: rateMax)
+    let keepCorruptionAtRest = random.chance(0.4)
+    plan.rates = plan.rates.filter {
+        families.contains($0.key) && !excluded.contains($0.key) && (keepCorruptionAtRest || !corruptionAtRestFamilies.contains($0.key))
+    }
+    return plan
+}
 
 /// How many faults that change data on the media were injected so far.
 func corruptionAtRestCount(_ fileSystem: SimulatedFileSystem) -> UInt64 {

@@ -77,8 +77,7 @@ public struct WALSwarmWorkload: Sendable {
         configuration.segmentSizeBytes = UInt64(random.int(in: 512...8_192))
         configuration.syncBytes = UInt64(random.int(in: 256...4_096))
         configuration.syncIntervalMilliseconds = UInt64(random.int(in: 5...100))
-        var plan = FaultPlan.swarm(random: &random, onProbability: 0.5, rateMin: 0.002, rateMax: 0.05)
-        plan.rates = plan.rates.filter { Self.families.contains($0.key) && !excludedFamilies.contains($0.key) }
+        var plan = swarmPlan(random: &random, families: Self.families, excluding: excludedFamilies, rateMin: 0.002, rateMax: 0.05)
         if policy == .devFast {
             // dev_fast never syncs: its whole log is a tail, so damage on the media is by design
             // indistinguishable from a torn write, and it promises nothing against it.
@@ -207,7 +206,7 @@ public struct WALSwarmWorkload: Sendable {
             }
         }
         if refused { log = nil }
-        return SeedResult(fileSystem: fileSystem, seed: seed, failure: failure, crashes: crashes, knobs: knobs)
+        return SeedResult(fileSystem: fileSystem, seed: seed, failure: failure, crashes: crashes, knobs: knobs, endedOnRefusal: refused)
     }
 
     /// Under power loss only the promised-durable prefix is certain; the rest may survive or not.

@@ -35,6 +35,7 @@ extension RivellumSim {
 
         func validate() throws {
             guard seeds > 0 && seeds <= 1_000_000 else { throw ValidationError("--seeds must be in 1...1000000") }
+            guard !requireProbes || workload == .all else { throw ValidationError("--require-probes needs --workload all") }
         }
 
         @Option(help: "Which workload each seed runs: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -42,6 +43,9 @@ extension RivellumSim {
 
         @Flag(help: "Print the summary as JSON.")
         var json = false
+
+        @Flag(help: "Fail when a coverage probe that is not rare was never hit (with --workload all).")
+        var requireProbes = false
 
         @Option(help: ArgumentHelp("Switch on a deliberate bug (debug builds only) to see the sweep catch it.", visibility: .hidden))
         var mutation: [String] = []
@@ -82,6 +86,10 @@ extension RivellumSim {
                 summary.faultLines.forEach { print($0) }
                 print("probes hit:")
                 summary.probeLines.forEach { print($0) }
+            }
+            if requireProbes && !summary.probesMissed.isEmpty {
+                print("coverage: probes never hit by \(seeds) seeds: \(summary.probesMissed.joined(separator: ", "))")
+                throw ExitCode(1)
             }
             if !summary.failures.isEmpty { throw ExitCode(1) }
         }
@@ -295,6 +303,7 @@ enum Workload: String, CaseIterable, ExpressibleByArgument {
                 combined.traceHash = combined.traceHash &* 31 &+ result.traceHash
                 combined.fileSystemOperations += result.fileSystemOperations
                 combined.crashes += result.crashes
+                combined.endedOnRefusal = combined.endedOnRefusal || result.endedOnRefusal
                 combined.knobs += " | " + result.knobs
                 for (family, count) in result.faults { combined.faults[family, default: 0] += count }
             }
