@@ -63,11 +63,14 @@ struct WALFixture {
     }
 
     /// Recovers with `mode`, returning the replayed payloads or the error.
-    func recover(mode: WALRecoveryMode = .tolerateTornTail) -> Result<([[UInt8]], WALRecoveryReport), WALError> {
+    func recover(
+        mode: WALRecoveryMode = .tolerateTornTail, policyWhenUnknown: FsyncPolicy = .strict
+    ) -> Result<([[UInt8]], WALRecoveryReport), WALError> {
         var replayed: [[UInt8]] = []
         do {
             let (report, _) = try WALRecovery.recover(
                 fileSystem: fileSystem, directory: partitionDirectory, partition: partition, mode: mode,
+                policyWhenUnknown: policyWhenUnknown,
                 replay: { _, payload in replayed.append(Array(payload)) })
             return .success((replayed, report))
         } catch {
@@ -156,6 +159,25 @@ struct WALRecoveryTests {
         #expect(replayed.count == 9)
         #expect(report.forensicCopies == [path + ".torn-\(last)"])
         #expect(try fixture.fileSystem.readFile(path + ".torn-\(last)").count == WALFormat.frameLength(payloadLength: 100))
+    }
+
+    /// When no segment header survives to say how the segments were written (a dev_fast log
+    /// after a power loss loses them all), damage is classified under the configured policy:
+    /// dev_fast drops it all as a tail, anything else refuses.
+    @Test func damageWithNoSurvivingHeaderIsClassifiedUnderTheConfiguredPolicy() throws {
+        let fixture = try WALFixture(records: 30, segmentSizeBytes: 1_024, policy: .devFast)
+        let paths = try fixture.segmentPaths().sorted()
+        #expect(paths.count >= 2)
+        for path in paths { try fixture.overwrite(path, at: 0, with: [UInt8](repeating: 0, count: WALFormat.segmentHeaderBytes)) }
+        let (replayed, _) = try fixture.recover(policyWhenUnknown: .devFast).get()
+        #expect(replayed.isEmpty)
+        let fresh = try WALFixture(records: 30, segmentSizeBytes: 1_024, policy: .devFast)
+        for path in try fresh.segmentPaths() { try fresh.overwrite(path, at: 0, with: [UInt8](repeating: 0, count: WALFormat.segmentHeaderBytes)) }
+        guard case .failure(let error) = fresh.recover(policyWhenUnknown: .strict) else {
+            Issue.record("damage with no surviving header was dropped under strict")
+            return
+        }
+        #expect(error.kind == .midLogDamage)
     }
 
     @Test func zeroedSectorInTheMiddleIsMidLogDamage() throws {

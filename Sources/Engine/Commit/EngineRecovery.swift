@@ -48,7 +48,7 @@ enum EngineRecovery {
             try fileSystem.createDirectories(walDirectory)
             recovered = try WriteAheadLog.recover(
                 fileSystem: fileSystem, directory: walDirectory, partitionIDs: partitions, mode: configuration.wal.recoveryMode,
-                mutations: configuration.wal.mutations
+                mutations: configuration.wal.mutations, policyWhenUnknown: configuration.wal.fsyncPolicy
             ) { partition, header, payload in
                 if partition.isMeta {
                     guard header.lsn >= lowestApplied else { return }

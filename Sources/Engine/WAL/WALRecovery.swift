@@ -36,9 +36,11 @@ public struct WALRecoveryReport: Sendable, CustomStringConvertible {
 public enum WALRecovery {
     public static func recover(
         fileSystem: any FileSystem, directory: String, partition: WALPartitionID, mode: WALRecoveryMode,
-        mutations: Set<EngineMutation> = [], replay: (WALFrameHeader, UnsafeRawBufferPointer) throws -> Void
+        mutations: Set<EngineMutation> = [], policyWhenUnknown: FsyncPolicy = .strict,
+        replay: (WALFrameHeader, UnsafeRawBufferPointer) throws -> Void
     ) throws(WALError) -> (WALRecoveryReport, WALPartitionScan) {
-        let scanner = WALScanner(fileSystem: fileSystem, directory: directory, partition: partition, mutations: mutations)
+        let scanner = WALScanner(
+            fileSystem: fileSystem, directory: directory, partition: partition, mutations: mutations, policyWhenUnknown: policyWhenUnknown)
         let scan: WALPartitionScan
         do {
             scan = try scanner.scan(mode: mode, visit: replay)

@@ -63,14 +63,20 @@ public struct WALScanner {
     public let directory: String
     public let partition: WALPartitionID
     let mutations: Set<EngineMutation>
+    /// The fsync policy damage is classified under when no segment header of the partition
+    /// survives to say what the damaged bytes were written under: the policy the log is
+    /// configured with now (`strict`, the conservative choice, when unknown).
+    let policyWhenUnknown: FsyncPolicy
 
     public init(
-        fileSystem: any FileSystem, directory: String, partition: WALPartitionID, mutations: Set<EngineMutation> = []
+        fileSystem: any FileSystem, directory: String, partition: WALPartitionID, mutations: Set<EngineMutation> = [],
+        policyWhenUnknown: FsyncPolicy = .strict
     ) {
         self.fileSystem = fileSystem
         self.directory = directory
         self.partition = partition
         self.mutations = mutations
+        self.policyWhenUnknown = policyWhenUnknown
     }
 
     /// `segment-<16 hex digits>.wal`.
@@ -361,7 +367,7 @@ public struct WALScanner {
                 policy = header.fsyncPolicy
             }
         }
-        let policyUsed = policy ?? .strict
+        let policyUsed = policy ?? policyWhenUnknown
         if policyUsed == .devFast {
             // dev_fast never syncs: after a power loss anything from the damage on, in this
             // segment or later ones, may be missing, torn or reordered. Only a witness written

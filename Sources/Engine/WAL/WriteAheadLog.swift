@@ -21,7 +21,7 @@ public final class WriteAheadLog: Sendable {
     ) throws(WALError) {
         let recovered = try Self.recover(
             fileSystem: fileSystem, directory: directory, partitionIDs: partitionIDs, mode: configuration.recoveryMode,
-            mutations: configuration.mutations, replay: replay)
+            mutations: configuration.mutations, policyWhenUnknown: configuration.fsyncPolicy, replay: replay)
         try self.init(fileSystem: fileSystem, directory: directory, configuration: configuration, clock: clock, recovered: recovered)
     }
 
@@ -36,7 +36,7 @@ public final class WriteAheadLog: Sendable {
     /// decide what to keep (`discardRecords`) before anything new is written.
     public static func recover(
         fileSystem: any FileSystem, directory: String, partitionIDs: [WALPartitionID], mode: WALRecoveryMode,
-        mutations: Set<EngineMutation> = [],
+        mutations: Set<EngineMutation> = [], policyWhenUnknown: FsyncPolicy = .strict,
         replay: (WALPartitionID, WALFrameHeader, UnsafeRawBufferPointer) -> Void = { _, _, _ in }
     ) throws(WALError) -> Recovered {
         precondition(Set(partitionIDs).count == partitionIDs.count, "duplicate partition ids")
@@ -46,7 +46,8 @@ public final class WriteAheadLog: Sendable {
         for partition in partitionIDs {
             let (report, scan) = try WALRecovery.recover(
                 fileSystem: fileSystem, directory: partitionDirectory(directory, partition), partition: partition,
-                mode: mode, mutations: mutations, replay: { header, payload in replay(partition, header, payload) })
+                mode: mode, mutations: mutations, policyWhenUnknown: policyWhenUnknown,
+                replay: { header, payload in replay(partition, header, payload) })
             reports.append(report)
             scans[partition] = scan
         }
