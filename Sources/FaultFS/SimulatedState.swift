@@ -317,13 +317,16 @@ struct SimulatedState {
         for id in Array(inodes.keys) where !reachable.contains(id) { inodes[id] = nil }
     }
 
-    /// Collects inodes with no name (volatile or durable) and no open handle: an unlinked file
-    /// whose unlink has been made durable.
+    /// Collects inodes with no name (volatile, durable, or in a directory change a power loss
+    /// could still keep) and no open handle: an unlinked file whose unlink has been made
+    /// durable. (A file created and unlinked since its directory's last sync comes back if the
+    /// power loss keeps the create and loses the unlink.)
     mutating func collectGarbage() {
         var named: Set<UInt64> = [Self.rootID]
         for inode in inodes.values where inode.kind == .directory {
             named.formUnion(inode.entries.values)
             named.formUnion(inode.durableEntries.values)
+            named.formUnion(inode.entryLog.compactMap(\.target))
         }
         for (id, inode) in inodes where !named.contains(id) && inode.openCount == 0 {
             cachedBytesTotal -= UInt64(inode.cached.count)

@@ -91,6 +91,27 @@ struct SimulatedFaultTests {
         #expect(try fileSystem.readFile("/base/a") == [1])
     }
 
+    /// A file created and unlinked since the directory's last sync: a power loss that keeps the
+    /// create and loses the unlink brings it back with its synced data (the engine sweep found
+    /// the simulator trapping here: the unlinked file's inode had been collected).
+    @Test func aCreateKeptAndAnUnlinkLostBringsTheFileBack() throws {
+        var outcomes: Set<Bool> = []
+        for seed in UInt64(0)..<40 {
+            let fileSystem = try makeFileSystem(seed: seed, plan: .none)
+            fileSystem.setPlan(FaultPlan(rates: [.lostDirectoryEntries: 0.5]))
+            let file = try fileSystem.openFile("/base/x", options: .createNew)
+            try file.write([7], at: 0)
+            try file.sync()
+            try file.close()
+            try fileSystem.removeFile("/base/x")
+            fileSystem.crash(.powerLoss)
+            let exists = try fileSystem.exists("/base/x")
+            if exists { #expect(try fileSystem.readFile("/base/x") == [7], "seed \(seed)") }
+            outcomes.insert(exists)
+        }
+        #expect(outcomes == [true, false], "both outcomes occur over 40 seeds")
+    }
+
     @Test func atomicRenameIsAllOrNothingAndNonAtomicRenameIsNot() throws {
         var atomicOutcomes: Set<[String]> = []
         var nonAtomicOutcomes: Set<[String]> = []
