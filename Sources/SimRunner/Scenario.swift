@@ -42,6 +42,12 @@ public struct Scenario: Decodable, Sendable {
         case metaLogLost = "meta_log_lost"
         /// The data directory is opened with another lane count.
         case genesisMismatch = "genesis_mismatch"
+        /// The header of a lane's last segment is zeroed on the media after records were
+        /// written to it (a misdirected write landed there, or rot).
+        case segmentHeaderLost = "segment_header_lost"
+        /// One bit flipped in a lane's last record, after a later block (touching other lanes
+        /// only) whose commit record names it durable.
+        case rotInWitnessedLastRecord = "rot_in_witnessed_last_record"
     }
 
     public enum Expectation: String, Decodable, Sendable {

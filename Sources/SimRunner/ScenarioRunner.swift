@@ -77,6 +77,41 @@ public struct ScenarioRunner {
             crashMachine(fileSystem, engine: &engine, kind)
         }
 
+        /// Commits one block that puts a value under a key of `lane` only.
+        func commitToLane(_ lane: Int) {
+            let key = (0..<10_000).lazy.map { Array("lane-\(lane)-key-\($0)".utf8) }
+                .first { LaneRouting.lane(of: $0, laneCount: self.configuration.laneCount) == lane }!
+            let operations = [BlockOperation(key: key, value: Array("value-\(written + 1)".utf8))]
+            var next = model.states.last!
+            next[key] = operations[0].value
+            model.states.append(next)
+            written = model.states.count - 1
+            if let result = try? engine!.commit(operations), result.durable { durable = Int(result.height) }
+        }
+
+        /// The last segment of a lane's WAL partition and the offset of its last frame.
+        func lastFrame(lane: Int) throws -> (path: String, offset: Int) {
+            let directory = "/data/wal/" + WALPartitionID.lane(lane).directoryName
+            let name = try fileSystem.listDirectory(directory).filter { $0.hasSuffix(".wal") }.sorted().last!
+            let bytes = try fileSystem.readFile(directory + "/" + name)
+            var offset = WALFormat.segmentHeaderBytes
+            var last = offset
+            // Bounded by the segment size.
+            while offset < bytes.count {
+                last = offset
+                offset += WALFormat.frameLength(payloadLength: bytes.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)) })
+            }
+            return (directory + "/" + name, last)
+        }
+
+        /// Overwrites `bytes` at `offset` of `path` durably (damage on the media).
+        func damage(_ path: String, at offset: Int, with bytes: [UInt8]) throws {
+            let handle = try fileSystem.openFile(path, options: .readWrite)
+            try handle.write(bytes, at: UInt64(offset))
+            try handle.sync()
+            try handle.close()
+        }
+
         /// The lane WAL segment with the most bytes (for damaging a middle record).
         func busiestLaneSegment() throws -> String {
             var best = ("", 0)
@@ -233,6 +268,18 @@ public struct ScenarioRunner {
             try run.engine!.close()
             run.engine = nil
             run.configuration.laneCount += 1
+        case .segmentHeaderLost:
+            run.stop(.processCrash)
+            let (path, _) = try run.lastFrame(lane: 0)
+            try run.damage(path, at: 0, with: [UInt8](repeating: 0, count: WALFormat.segmentHeaderBytes))
+        case .rotInWitnessedLastRecord:
+            precondition(run.configuration.laneCount >= 2, "the scenario needs two lanes")
+            run.commitToLane(0)
+            run.commitToLane(1)
+            run.stop(.processCrash)
+            let (path, offset) = try run.lastFrame(lane: 0)
+            let byte = offset + WALFormat.frameHeaderBytes + 3
+            try run.damage(path, at: byte, with: [try fileSystem.readFile(path)[byte] ^ 0x04])
         }
     }
 }

@@ -58,7 +58,9 @@ extension RivellumSim {
             if let sink { write = { event in sink.write(event) } }
             let started = monotonicSeconds()
             let probesBefore = ProbeCounters.snapshot()
+            SeedCrashReporter.arm()
             for seed in firstSeed..<(firstSeed + UInt64(seeds)) {
+                SeedCrashReporter.running(seed: seed, workload: workload.rawValue)
                 var result = workload.run(seed: seed, traceSink: write, mutations: Set(mutation.compactMap(EngineMutation.init(rawValue:))))
                 if checkDeterminism && result.failure == nil {
                     let again = workload.run(seed: seed)
@@ -333,5 +335,41 @@ final class TraceFileSink: Sendable {
             if let open = handle { fclose(open) }
             handle = nil
         }
+    }
+}
+
+/// Names the seed a sweep was running when the process dies on a trap (a failed precondition
+/// in the engine or the simulator, a crash in RocksDB): the signal handler writes a line that
+/// was formatted before the seed started, then hands the signal back to the handler it found
+/// (the Swift runtime's backtracer), which prints the backtrace as before.
+enum SeedCrashReporter {
+    static let signals: [Int32] = [SIGILL, SIGTRAP, SIGABRT, SIGSEGV, SIGBUS, SIGFPE]
+    static let messageBytesMax = 512
+    nonisolated(unsafe) static let message = UnsafeMutablePointer<CChar>.allocate(capacity: messageBytesMax)
+    nonisolated(unsafe) static var messageLength = 0
+    nonisolated(unsafe) static let previous = UnsafeMutablePointer<sigaction>.allocate(capacity: 32)
+
+    /// Installs the handler for the trap signals, keeping the ones it replaces.
+    static func arm() {
+        for signal in signals {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { signal in
+                _ = write(2, SeedCrashReporter.message, SeedCrashReporter.messageLength)
+                // Give the signal back to the handler found at arm(); the faulting instruction
+                // runs again (abort raises again) and that handler reports it.
+                sigaction(signal, SeedCrashReporter.previous + Int(signal), nil)
+            }
+            sigemptyset(&action.sa_mask)
+            sigaction(signal, &action, previous + Int(signal))
+        }
+    }
+
+    /// Formats the line for `seed` (called before each seed, never from the handler).
+    static func running(seed: UInt64, workload: String) {
+        let line = "\nrivellum-sim: fatal signal while running seed \(seed); reproduce: "
+            + "swift run -c release rivellum-sim replay --workload \(workload) --seed \(seed) --trace seed-\(seed).jsonl\n"
+        let bytes = Array(line.utf8.prefix(messageBytesMax))
+        bytes.withUnsafeBytes { UnsafeMutableRawPointer(message).copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        messageLength = bytes.count
     }
 }
