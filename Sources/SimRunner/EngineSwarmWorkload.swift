@@ -78,7 +78,12 @@ public struct EngineSwarmWorkload: Sendable {
         let fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
         fileSystem.setTraceSink(traceSink)
         fileSystem.suppress(faults: suppressedFaults, crashPoints: suppressedCrashPoints)
-        fileSystem.setOpaqueLengthPrefixes([configuration.lanesDirectoryPath])
+        // RocksDB writes a random session id into its files, which can shift a length by a byte
+        // between runs; snapshots copy those files and record their sizes (the manifest, the
+        // catalog), so their lengths are left out of the trace hash too.
+        fileSystem.setOpaqueLengthPrefixes([
+            configuration.lanesDirectoryPath, "/snapshots", PathComponents.join(configuration.dataDirectory, SnapshotCatalog.fileName),
+        ])
         let clock = ManualClock()
         let executor = SeededLaneExecutor(seed: random.next())
         let knobs =
