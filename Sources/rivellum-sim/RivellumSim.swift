@@ -349,8 +349,10 @@ enum SeedCrashReporter {
     nonisolated(unsafe) static var messageLength = 0
     nonisolated(unsafe) static let previous = UnsafeMutablePointer<sigaction>.allocate(capacity: 32)
 
-    /// Installs the handler for the trap signals, keeping the ones it replaces.
+    /// Installs the handler for the trap signals, keeping the ones it replaces (Linux; elsewhere
+    /// the runtime's own report stands alone).
     static func arm() {
+        #if canImport(Glibc)
         for signal in signals {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { signal in
@@ -362,6 +364,7 @@ enum SeedCrashReporter {
             sigemptyset(&action.sa_mask)
             sigaction(signal, &action, previous + Int(signal))
         }
+        #endif
     }
 
     /// Formats the line for `seed` (called before each seed, never from the handler).
