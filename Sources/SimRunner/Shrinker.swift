@@ -102,12 +102,16 @@ public struct Capsule: Codable, Sendable, Equatable {
 /// 2. whole fault families, one at a time;
 /// 3. crash points, one at a time (each run re-numbers nothing: a left-out crash point is still
 ///    drawn, so the others keep their numbers);
-/// 4. individual faults, in halving chunks down to one (delta debugging).
-/// Bounded: `runsMax` runs in all.
+/// 4. individual faults, in halving chunks down to one (delta debugging);
+/// 3 and 4 again while a pass still removes something.
+/// Bounded: `runsMax` runs and `passesMax` passes.
 public enum Shrinker {
     public static let runsMax = 400
+    /// Passes over crash points and faults.
+    public static let passesMax = 4
 
-    public static func shrink(_ start: Capsule, log: (String) -> Void = { _ in }) -> Capsule? {
+    public static func shrink(_ start: Capsule, runsMax: Int = runsMax, log: (String) -> Void = { _ in }) -> Capsule? {
+        precondition(runsMax >= 1)
         var runs = 0
         var best = start
         guard var bestResult = Optional(start.run()), bestResult.failure != nil else { return nil }
@@ -138,32 +142,40 @@ public enum Shrinker {
             trial.excludedFamilies = (best.excludedFamilies + [family.rawValue]).sorted()
             if attempt(trial) { log("left out \(family.rawValue)") }
         }
-        // 3. Crash points, one at a time.
-        var crashPoint: UInt64 = 1
-        while crashPoint <= bestResult.crashPointsArmed && runs < runsMax {
-            if !best.suppressedCrashPoints.contains(crashPoint) {
-                var trial = best
-                trial.suppressedCrashPoints = (best.suppressedCrashPoints + [crashPoint]).sorted()
-                _ = attempt(trial)
-            }
-            crashPoint += 1
-        }
-        log("crash points: \(best.suppressedCrashPoints.count) of \(bestResult.crashPointsArmed) armed left out")
-        // 4. Faults, in chunks that halve down to single faults.
-        var chunk = max(1, bestResult.faultsDrawn / 2)
-        while runs < runsMax {
-            var first: UInt64 = 1
-            while first <= bestResult.faultsDrawn && runs < runsMax {
-                let candidates = (first..<min(first + chunk, bestResult.faultsDrawn + 1)).filter { !best.suppressedFaults.contains($0) }
-                if !candidates.isEmpty {
+        // 3 and 4, repeated while a pass still removes something (a removal can make another
+        // one possible); bounded by `runsMax` and by `passesMax`.
+        var pass = 0
+        var removedInPass = true
+        while removedInPass && pass < passesMax && runs < runsMax {
+            pass += 1
+            removedInPass = false
+            // 3. Crash points, one at a time.
+            var crashPoint: UInt64 = 1
+            while crashPoint <= bestResult.crashPointsArmed && runs < runsMax {
+                if !best.suppressedCrashPoints.contains(crashPoint) {
                     var trial = best
-                    trial.suppressedFaults = (best.suppressedFaults + candidates).sorted()
-                    _ = attempt(trial)
+                    trial.suppressedCrashPoints = (best.suppressedCrashPoints + [crashPoint]).sorted()
+                    if attempt(trial) { removedInPass = true }
                 }
-                first += chunk
+                crashPoint += 1
             }
-            if chunk == 1 { break }
-            chunk /= 2
+            // 4. Faults, in chunks that halve down to single faults.
+            var chunk = max(1, bestResult.faultsDrawn / 2)
+            while runs < runsMax {
+                var first: UInt64 = 1
+                while first <= bestResult.faultsDrawn && runs < runsMax {
+                    let candidates = (first..<min(first + chunk, bestResult.faultsDrawn + 1)).filter { !best.suppressedFaults.contains($0) }
+                    if !candidates.isEmpty {
+                        var trial = best
+                        trial.suppressedFaults = (best.suppressedFaults + candidates).sorted()
+                        if attempt(trial) { removedInPass = true }
+                    }
+                    first += chunk
+                }
+                if chunk == 1 { break }
+                chunk /= 2
+            }
+            log("pass \(pass): \(best.suppressedCrashPoints.count) crash point(s) and \(best.suppressedFaults.count) fault(s) left out")
         }
         best.failure = bestResult.failure!
         // Kept: what the final run applied (crash points reached, faults injected).

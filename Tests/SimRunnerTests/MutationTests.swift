@@ -69,6 +69,7 @@ struct ShrinkTests {
         #expect(shrunk.faultsKept < Self.faultsApplied(original))
         let replayed = shrunk.run()
         #expect(replayed.failure != nil, "the capsule reproduces the failure")
+        #expect(shrunk.failure == replayed.failure, "the capsule records the failure it reproduces")
         #expect(Self.faultsApplied(replayed) == shrunk.faultsKept)
         let decoded = try Capsule.decode(try shrunk.encoded())
         #expect(decoded == shrunk)
@@ -82,7 +83,8 @@ struct ShrinkTests {
         let seed = try #require(MutationTests.firstFailingSeed(budget: 40) { Capsule(workload: "engine", seed: $0, length: 120, mutations: [mutation]).run() })
         let start = Capsule(workload: "engine", seed: seed, length: 120, mutations: [mutation])
         let original = start.run()
-        let shrunk = try #require(Shrinker.shrink(start))
+        // Engine runs take about a second in a debug build: a smaller budget than the CLI's.
+        let shrunk = try #require(Shrinker.shrink(start, runsMax: 40))
         #expect(shrunk.run().failure != nil)
         #expect(shrunk.crashPointsKept <= original.faults["crash_point"] ?? 0)
         #expect(shrunk.faultsKept < Self.faultsApplied(original))
