@@ -171,8 +171,12 @@ extension FileSystem {
         try status(path) != nil
     }
 
-    /// Creates `path` and any missing parents, syncing each parent whose entries changed so the
-    /// whole chain is durable when this returns.
+    /// Creates `path` and any missing parents, and syncs the parent of every component, so the
+    /// whole chain is durable when this returns — also the components that already existed: a
+    /// process that crashed between a `mkdir` and the sync of its parent left an entry that only
+    /// the page cache holds, and a power loss can still take it (with everything under it). A
+    /// parent of an existing component that cannot be opened to sync (permission denied, above
+    /// the directories this process owns) is left as the operator made it.
     public func createDirectories(_ path: String) throws(FileSystemError) {
         let components = PathComponents.split(path)
         let absolute = path.hasPrefix("/")
@@ -183,6 +187,11 @@ extension FileSystem {
             if let status = try status(current) {
                 guard status.kind == .directory else {
                     throw FileSystemError(.wrongKind, operation: "mkdir", path: current, detail: "not a directory")
+                }
+                do {
+                    try syncDirectory(parent)
+                } catch where error.code == .permissionDenied {
+                    continue
                 }
                 continue
             }
