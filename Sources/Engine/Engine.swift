@@ -170,6 +170,15 @@ public final class Engine: @unchecked Sendable {
             throw EngineError(.storage, path: configuration.dataDirectory, "creating the data directory: \(error)")
         }
         dataLock = try DataDirectoryLock.acquire(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
+        do {
+            // A rename into the data directory (GENESIS, the snapshot catalog, a restore's swap)
+            // that a crash caught before its directory sync is made durable before anything
+            // relies on it.
+            try fileSystem.syncDirectory(configuration.dataDirectory)
+        } catch {
+            try? dataLock.unlock()
+            throw EngineError(.storage, path: configuration.dataDirectory, "syncing the data directory: \(error)")
+        }
         var opened: [LaneStore] = []
         let environment = RocksDBEnvironment(fileSystem: fileSystem)
         do throws(EngineError) {
