@@ -42,6 +42,37 @@ final class RocksDBFileSystemBridge: Sendable {
     let fileSystem: any FileSystem
     let handles = Mutex<[UInt64: any FileHandle]>([:])
     let locks = Mutex<[UInt64: any FileLock]>([:])
+    /// What RocksDB reads of its MANIFEST and CURRENT files, read until two reads agree (see
+    /// `stableContent`), by handle token.
+    let stableContents = Mutex<[UInt64: [UInt8]]>([:])
+
+    /// Reads of a MANIFEST or CURRENT file before its content counts as stable.
+    static let stableReadsMax = 8
+
+    /// RocksDB trusts what it reads of its MANIFEST more than it should: a record at the end
+    /// that does not verify is taken for a torn write and dropped, and RocksDB then writes a new
+    /// MANIFEST without it and deletes the files it named. A single bad read (a flipped bit on the
+    /// way, a misdirected read) while a lane opens would roll the lane back for good. So these
+    /// files are read whole, from the media (clean cached pages dropped), until two reads agree,
+    /// and RocksDB is served that content.
+    static func needsStableRead(_ path: String) -> Bool {
+        let name = PathComponents.name(of: path)
+        return name == "CURRENT" || name.hasPrefix("MANIFEST-")
+    }
+
+    /// The content of `handle` read until two consecutive reads agree (bounded; the last read
+    /// when they never do — RocksDB's checksums then judge it).
+    static func stableContent(_ handle: any FileHandle, sizeBytes: UInt64) throws(FileSystemError) -> [UInt8] {
+        var previous: [UInt8]?
+        var bytes: [UInt8] = []
+        for _ in 0..<stableReadsMax {
+            try handle.dropCachedPages()
+            bytes = try handle.read(at: 0, count: Int(sizeBytes))
+            if bytes == previous { break }
+            previous = bytes
+        }
+        return bytes
+    }
     private let nextToken = Atomic<UInt64>(1)
 
     init(fileSystem: any FileSystem) {
@@ -120,8 +151,18 @@ final class RocksDBFileSystemBridge: Sendable {
                     try? handle.close()
                     throw error
                 }
+                var stable: [UInt8]?
+                if Int(mode) == Int(RVB_OPEN_READ) && RocksDBFileSystemBridge.needsStableRead(path) {
+                    do throws(FileSystemError) {
+                        stable = try RocksDBFileSystemBridge.stableContent(handle, sizeBytes: size)
+                    } catch {
+                        try? handle.close()
+                        throw error
+                    }
+                }
                 let token = bridge.token()
                 bridge.handles.withLock { $0[token] = handle }
+                if let stable { bridge.stableContents.withLock { $0[token] = stable } }
                 handleOut!.pointee = token
                 sizeOut!.pointee = size
             }
@@ -131,6 +172,12 @@ final class RocksDBFileSystemBridge: Sendable {
             guard let handle = bridge.handle(token) else { return RocksDBFileSystemBridge.missingHandle(token, message) }
             return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in
                 var total = 0
+                if let stable = bridge.stableContents.withLock({ $0[token] }), offset < UInt64(stable.count) {
+                    total = min(count, stable.count - Int(offset))
+                    stable.withUnsafeBytes { source in
+                        UnsafeMutableRawPointer(buffer!).copyMemory(from: source.baseAddress! + Int(offset), byteCount: total)
+                    }
+                }
                 // Bounded: each round reads at least one byte or stops at end of file.
                 while total < count {
                     let target = UnsafeMutableRawBufferPointer(start: buffer! + total, count: count - total)
@@ -162,6 +209,7 @@ final class RocksDBFileSystemBridge: Sendable {
         }
         table.close_file = { context, token, message in
             let bridge = RocksDBFileSystemBridge.from(context)
+            bridge.stableContents.withLock { _ = $0.removeValue(forKey: token) }
             guard let handle = bridge.handles.withLock({ $0.removeValue(forKey: token) }) else {
                 return RocksDBFileSystemBridge.missingHandle(token, message)
             }
