@@ -334,10 +334,11 @@ public final class Engine: @unchecked Sendable {
         var newRoots = laneRoots
         for (lane, result) in laneResults { newRoots[lane] = result.root }
         let newMetaRoot = MetaRoot.compute(chainID: configuration.chainID, height: newHeight, laneRoots: newRoots)
+        updateDurableHeight()
         let commitRecord = CommitRecord(
             height: newHeight, metaRoot: newMetaRoot, previousMetaRoot: metaRoot,
             lanes: (0..<configuration.laneCount).map { CommitRecord.Lane(lsn: laneResults[$0]?.lsn, laneRoot: newRoots[$0]) },
-            operationCount: UInt32(operationCount), durableHeight: { updateDurableHeight(); return durableHeightValue }())
+            operationCount: UInt32(operationCount), durableHeight: durableHeightValue)
         do {
             let lsn = try wal.partition(.meta).append([commitRecord.encoded()], recordType: EngineRecordType.commit.rawValue).upperBound
             precondition(lsn == newHeight, "the meta partition's LSN \(lsn) is not the height \(newHeight)")

@@ -12,10 +12,6 @@ enum Genesis {
         return Array((body + "crc32c=\(String(crc, radix: 16))\n").utf8)
     }
 
-    /// Reads of a file that does not verify before it counts as damaged (a bad read is read
-    /// again; see `FileSystem.readFile(_:rereadsMax:verifies:)`).
-    static let rereadsMax = 6
-
     /// The fields of a genesis file's bytes, `nil` unless its checksum line verifies.
     static func decode(_ bytes: [UInt8]) -> (chainID: String, laneCount: Int)? {
         var fields: [String: String] = [:]
@@ -37,7 +33,7 @@ enum Genesis {
         let read: (bytes: [UInt8], verified: Bool)
         do {
             guard try fileSystem.exists(path) else { return nil }
-            read = try fileSystem.readFile(path, rereadsMax: rereadsMax) { decode($0) != nil }
+            read = try fileSystem.readFile(path) { decode($0) != nil }
         } catch {
             throw EngineError(.storage, path: path, "reading the genesis file: \(error)")
         }

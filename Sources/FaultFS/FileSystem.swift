@@ -165,6 +165,14 @@ public protocol FileSystem: Sendable {
     func lockFile(_ path: String) throws(FileSystemError) -> any FileLock
 }
 
+/// How readers tell a bad read from damage on the media: something that does not verify is read
+/// again, from the media, up to `rereadsMax` more times; damage fails every read, a bad read (a
+/// flipped bit on the way, a misdirected read) almost never twice. One budget for every reader
+/// (WAL segments and markers, GENESIS, snapshot files, RocksDB reads through the lanes).
+public enum BadReads {
+    public static let rereadsMax = 6
+}
+
 extension FileSystem {
     /// `true` when something exists at `path`.
     public func exists(_ path: String) throws(FileSystemError) -> Bool {
@@ -208,22 +216,28 @@ extension FileSystem {
         return try handle.read(at: 0, count: Int(sizeBytes))
     }
 
+    /// Reads a whole file as the media holds it: its clean cached pages are dropped first, so
+    /// pages a failed fsync marked clean (and never wrote) are not taken for data, and a re-read
+    /// after a bad read does not come back from the cache.
+    public func readFileFromMedia(_ path: String) throws(FileSystemError) -> [UInt8] {
+        let handle = try openFile(path, options: .readOnly)
+        defer { try? handle.close() }
+        try handle.dropCachedPages()
+        return try handle.read(at: 0, count: Int(try handle.size()))
+    }
+
     /// Reads a whole self-checking file, reading it again while `verifies` rejects what came
     /// back: a bad read (a flipped bit on the way, a misdirected read) is not damage on the
     /// media, and the next read may be clean. Returns the first read that verifies, or the last
     /// read with `verified == false` after `1 + rereadsMax` reads — then the file itself is
-    /// most likely damaged. Each read drops the file's clean cached pages first, so it comes
-    /// from the media.
+    /// most likely damaged. Every read comes from the media (`readFileFromMedia`).
     public func readFile(
-        _ path: String, rereadsMax: Int, verifies: ([UInt8]) -> Bool
+        _ path: String, rereadsMax: Int = BadReads.rereadsMax, verifies: ([UInt8]) -> Bool
     ) throws(FileSystemError) -> (bytes: [UInt8], verified: Bool) {
         precondition(rereadsMax >= 0 && rereadsMax <= 64, "rereads out of range")
         var bytes: [UInt8] = []
         for _ in 0...rereadsMax {
-            let handle = try openFile(path, options: .readOnly)
-            defer { try? handle.close() }
-            try handle.dropCachedPages()
-            bytes = try handle.read(at: 0, count: Int(try handle.size()))
+            bytes = try readFileFromMedia(path)
             if verifies(bytes) { return (bytes, true) }
         }
         return (bytes, false)

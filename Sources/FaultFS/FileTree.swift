@@ -28,10 +28,15 @@ extension FileSystem {
     public func dropCachedPages(under root: String) throws(FileSystemError) {
         guard try status(root)?.kind == .directory else { return }
         for entry in try walkTree(root) where entry.status.kind == .file {
-            let handle = try openFile(PathComponents.join(root, entry.path), options: .readOnly)
-            defer { try? handle.close() }
-            try handle.dropCachedPages()
+            try dropCachedPages(of: PathComponents.join(root, entry.path))
         }
+    }
+
+    /// Drops the clean cached pages of the file at `path` (see `FileHandle.dropCachedPages`).
+    public func dropCachedPages(of path: String) throws(FileSystemError) {
+        let handle = try openFile(path, options: .readOnly)
+        defer { try? handle.close() }
+        try handle.dropCachedPages()
     }
 
     /// Removes `root` and everything under it (symbolic links are removed, not followed), then

@@ -187,6 +187,34 @@ struct EngineCorruptionTests {
         print("bit flips: \(refusals) refused, \(recoveries) recovered")
     }
 
+    /// A lane's SST damaged on the media: RocksDB's corruption, read again and still there, is
+    /// a refusal (`corrupt_state`) naming the lane, never a "restart and retry" storage error.
+    @Test func damagedLaneStateIsARefusalNamingTheLane() throws {
+        let fileSystem = SimulatedFileSystem(seed: 2, plan: .none)
+        let configuration = EngineTests.configuration(laneCount: 2)
+        let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
+        for height in 1...20 { _ = try engine.commit(makeBlock(height, seed: 3)) }
+        try engine.close()
+        let directory = "/data/lanes/lane-0001"
+        let sst = directory + "/" + (try fileSystem.listDirectory(directory).first { $0.hasSuffix(".sst") }!)
+        let bytes = try fileSystem.readFile(sst)
+        let handle = try fileSystem.openFile(sst, options: .readWrite)
+        // The footer's magic number, which RocksDB checks when it opens the table.
+        try handle.write([bytes[bytes.count - 1] ^ 0x5A], at: UInt64(bytes.count - 1))
+        try handle.sync()
+        try handle.close()
+        do {
+            let opened = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
+            Issue.record("a lane with a damaged SST opened at height \(opened.stateRoots().height)")
+            opened.abandon()
+        } catch {
+            #expect(error.kind == .corruptState, "\(error)")
+            #expect(error.lane == 1)
+            #expect(error.isRefusal)
+            #expect(error.remedy.contains("restore"))
+        }
+    }
+
     /// Rot in the last record of a lane, the block acknowledged (strict) and a later block's
     /// commit record naming it durable: refused naming the lane's log, never dropped as torn.
     /// Without the later block nothing witnesses the record, and it is dropped as a torn write:

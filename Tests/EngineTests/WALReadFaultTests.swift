@@ -27,6 +27,32 @@ struct WALReadFaultTests {
         return log
     }
 
+    /// Discarding uncommitted records under bad reads never leaves one behind: the log ends
+    /// exactly at the LSN, or the discard fails (and the next recovery discards again).
+    @Test func discardingRecordsUnderBadReadsNeverKeepsOne() throws {
+        var discarded = 0
+        for seed in UInt64(1)...12 {
+            let fileSystem = SimulatedFileSystem(seed: seed, plan: .none)
+            try Self.syncedLog(fileSystem, count: 40).close()
+            var recovered = try WriteAheadLog.recover(fileSystem: fileSystem, directory: "/wal", partitionIDs: [.lane(0)], mode: .tolerateTornTail)
+            fileSystem.setPlan(FaultPlan(rates: [.bitRotOnRead: 0.3, .misdirectedReads: 0.3]))
+            var succeeded = false
+            do {
+                try WriteAheadLog.discardRecords(fileSystem: fileSystem, directory: "/wal", partition: .lane(0), after: 25, recovered: &recovered)
+                #expect(recovered.scans[.lane(0)]!.lastLSN == 25, "seed \(seed)")
+                succeeded = true
+                discarded += 1
+            } catch {
+                #expect(error.kind == .io || error.kind == .midLogDamage, "seed \(seed): \(error)")
+            }
+            fileSystem.setPlan(.none)
+            let replayed = try Self.recover(fileSystem)
+            #expect(succeeded ? replayed.count == 25 : (replayed.count == 25 || replayed.count == 40), "seed \(seed): \(replayed.count) records")
+            #expect(replayed == (0..<replayed.count).map(Self.payload), "seed \(seed)")
+        }
+        #expect(discarded > 0)
+    }
+
     /// After a failed fsync the kernel keeps the lost pages cached as clean; a restarted process
     /// must not take them for durable records (it would acknowledge later records on top of a
     /// hole that the next power loss opens).

@@ -150,6 +150,31 @@ struct WALRecoveryTests {
         #expect(try fixture.fileSystem.readFile(path) == before, "a refused recovery changes nothing")
     }
 
+    /// A segment's header is synced before its first record: a damaged header with a record of
+    /// the segment after it was durable, so it is refused; a header with nothing after it can
+    /// be a torn roll and is dropped (decision table, rule 4).
+    @Test func damagedHeaderOfTheLastSegmentIsRefusedWhenRecordsFollowIt() throws {
+        let fixture = try WALFixture(records: 30, segmentSizeBytes: 1_024)
+        let last = try fixture.segmentPaths().sorted().last!
+        #expect(try fixture.frameOffsets(last).count > 0)
+        try fixture.overwrite(last, at: 0, with: [UInt8](repeating: 0, count: WALFormat.segmentHeaderBytes))
+        guard case .failure(let error) = fixture.recover() else {
+            Issue.record("a damaged header with records after it was dropped as torn")
+            return
+        }
+        #expect(error.kind == .midLogDamage)
+        #expect(error.damage?.damageClass == .badSegmentHeader)
+        #expect(error.damage?.path == last)
+
+        let headerOnly = try WALFixture(records: 30, segmentSizeBytes: 1_024)
+        let lastOfHeaderOnly = try headerOnly.segmentPaths().sorted().last!
+        try headerOnly.truncate(lastOfHeaderOnly, to: WALFormat.segmentHeaderBytes)
+        let before = try headerOnly.recover().get().0.count
+        try headerOnly.overwrite(lastOfHeaderOnly, at: 0, with: [UInt8](repeating: 0, count: WALFormat.segmentHeaderBytes))
+        let (replayed, _) = try headerOnly.recover().get()
+        #expect(replayed.count == before, "a torn header with nothing after it loses no record")
+    }
+
     @Test func bitFlipInTheLastRecordIsATornTail() throws {
         let fixture = try WALFixture(records: 10)
         let path = try fixture.segmentPaths()[0]

@@ -55,10 +55,9 @@ public final class LaneStore: @unchecked Sendable {
     static let appliedKey: [UInt8] = [UInt8(ascii: "a")]
 
     /// Attempts of a RocksDB read (open, get, scan) that reports corruption before it counts as
-    /// damage. RocksDB verifies every block it reads and never caches one that failed, so a bad
-    /// read (a flipped bit on the way, a misdirected read) costs one more read, while damage on
-    /// the media fails every time.
-    static let corruptReadAttemptsMax = 7
+    /// damage (`BadReads`). RocksDB verifies every block it reads and never caches one that
+    /// failed, so a bad read costs one more read, while damage on the media fails every time.
+    static let corruptReadAttemptsMax = 1 + BadReads.rereadsMax
 
     private init(index: Int, path: String, database: RocksDatabase) {
         self.index = index

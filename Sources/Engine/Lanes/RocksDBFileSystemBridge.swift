@@ -46,8 +46,9 @@ final class RocksDBFileSystemBridge: Sendable {
     /// `stableContent`), by handle token.
     let stableContents = Mutex<[UInt64: [UInt8]]>([:])
 
-    /// Reads of a MANIFEST or CURRENT file before its content counts as stable.
-    static let stableReadsMax = 8
+    /// Reads of a MANIFEST or CURRENT file before its content counts as stable: the first read
+    /// and `BadReads.rereadsMax` more, one more for the agreeing pair.
+    static let stableReadsMax = BadReads.rereadsMax + 2
 
     /// RocksDB trusts what it reads of its MANIFEST more than it should: a record at the end
     /// that does not verify is taken for a torn write and dropped, and RocksDB then writes a new

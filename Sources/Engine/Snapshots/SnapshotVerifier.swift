@@ -49,17 +49,12 @@ public enum SnapshotVerifier {
         return Report(path: path, manifest: manifest, filesChecked: manifest.files.count, bytesChecked: done, lanesChecked: manifest.laneCount)
     }
 
-    /// Reads of a file that does not match its recorded hash before it counts as damaged: a
-    /// bad read (a flipped bit on the way, a misdirected read) is not damage on the media.
-    static let rereadsMax = 3
-
-    /// Hashes `path` again, from the media, up to `rereadsMax` times; `true` once it matches.
+    /// Hashes `path` again, from the media, up to `BadReads.rereadsMax` times; `true` once it
+    /// matches (a bad read is not damage on the media).
     static func rehashMatches(fileSystem: any FileSystem, path: String, expected: String) throws(SnapshotError) -> Bool {
         try io(path, "hashing") { () throws(FileSystemError) -> Bool in
-            for _ in 0..<rereadsMax {
-                let handle = try fileSystem.openFile(path, options: .readOnly)
-                try handle.dropCachedPages()
-                try handle.close()
+            for _ in 0..<BadReads.rereadsMax {
+                try fileSystem.dropCachedPages(of: path)
                 if try sha256OfFile(fileSystem, path).hex == expected { return true }
             }
             return false
@@ -75,7 +70,7 @@ public enum SnapshotVerifier {
             attempt += 1
             do {
                 return try readManifestOnce(fileSystem: fileSystem, path: path)
-            } catch where error.kind == .damaged && attempt <= rereadsMax {
+            } catch where error.kind == .damaged && attempt <= BadReads.rereadsMax {
                 continue
             }
         }

@@ -128,7 +128,7 @@ public struct WALScanner {
         do {
             guard try fileSystem.exists(path) else { return 1 }
             // A bad read is read again (see `scan`); bounded.
-            read = try fileSystem.readFile(path, rereadsMax: Self.rereadsMax, verifies: verifies)
+            read = try fileSystem.readFile(path, verifies: verifies)
         } catch {
             throw WALError.io(error, partition: partition, "reading \(path)")
         }
@@ -167,7 +167,7 @@ public struct WALScanner {
             // and when every read shows damage the read that verified the most is used. A bad
             // read must neither refuse nor truncate. Bounded: a few reads.
             var best: (scan: WALPartitionScan, found: WALDamage?, bytes: [UInt8])?
-            for attempt in 0...Self.rereadsMax {
+            for attempt in 0...BadReads.rereadsMax {
                 scan = before
                 found = try bytes.withUnsafeBytes { buffer throws -> WALDamage? in
                     try scanSegment(
@@ -191,7 +191,7 @@ public struct WALScanner {
                 } else {
                     best = (scan, found, bytes)
                 }
-                if attempt == Self.rereadsMax { break }
+                if attempt == BadReads.rereadsMax { break }
                 bytes = try read(file.path)
             }
             scan = best!.scan
@@ -209,17 +209,11 @@ public struct WALScanner {
         return scan
     }
 
-    /// Re-reads of a segment whose scan found damage, to tell a bad read from bad media.
-    static let rereadsMax = 6
-
-    /// Reads a segment as the media holds it: clean cached pages are dropped first, so pages a
-    /// failed fsync marked clean (and never wrote) are not mistaken for durable records.
+    /// Reads a segment as the media holds it (`readFileFromMedia`), so pages a failed fsync
+    /// marked clean are not mistaken for durable records.
     private func read(_ path: String) throws(WALError) -> [UInt8] {
         do {
-            let handle = try fileSystem.openFile(path, options: .readOnly)
-            defer { try? handle.close() }
-            try handle.dropCachedPages()
-            return try handle.read(at: 0, count: Int(try handle.size()))
+            return try fileSystem.readFileFromMedia(path)
         } catch {
             throw WALError.io(error, partition: partition, "reading \(path)")
         }

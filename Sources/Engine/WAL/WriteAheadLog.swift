@@ -113,7 +113,7 @@ public final class WriteAheadLog: Sendable {
             for file in files.reversed() {
                 // A bad read is read again (bounded); one that never settles is an error, never
                 // a reason to keep uncommitted records.
-                let read = try fileSystem.readFile(file.path, rereadsMax: WALScanner.rereadsMax) { bytes in
+                let read = try fileSystem.readFile(file.path) { bytes in
                     guard let firstLSN = headerFirstLSN(bytes) else { return false }
                     return firstLSN > lsn || firstOffsetAfter(bytes) != nil
                 }
