@@ -293,7 +293,7 @@ public final class Engine: @unchecked Sendable {
             // A lane record: 44 bytes of header, then per operation 9 bytes, the key and the value.
             laneBytes[lane, default: 44] += 9 + operation.key.count + (operation.value?.count ?? 0)
         }
-        if let (lane, bytes) = laneBytes.first(where: { $0.value > WALFormat.recordBytesMax }) {
+        if let (lane, bytes) = laneBytes.sorted(by: { $0.key < $1.key }).first(where: { $0.value > WALFormat.recordBytesMax }) {
             throw EngineError(
                 .invalidInput, lane: lane,
                 "the block's operations for lane \(lane) take \(bytes) bytes; a lane record holds at most \(WALFormat.recordBytesMax)")

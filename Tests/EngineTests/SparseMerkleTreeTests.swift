@@ -67,6 +67,28 @@ struct SparseMerkleTreeTests {
         }
     }
 
+    /// The changes come out in storage-key order, each once, whatever the hash table's order:
+    /// two trees given the same updates list them identically.
+    @Test func changesComeInStorageKeyOrder() throws {
+        var listings: [[(key: [UInt8], node: TreeNode?)]] = []
+        for _ in 0..<2 {
+            let store = NodeStore()
+            var first = store.tree()
+            for index in 0..<30 { try first.update(path: StateHashing.keyPath(Self.key(index)), valueHash: StateHashing.valueHash(Self.value(index, 0))) }
+            store.commit(first)
+            var tree = store.tree()
+            for index in stride(from: 0, to: 30, by: 3) { try tree.update(path: StateHashing.keyPath(Self.key(index)), valueHash: nil) }
+            for index in 30..<40 { try tree.update(path: StateHashing.keyPath(Self.key(index)), valueHash: StateHashing.valueHash(Self.value(index, 1))) }
+            let listed = tree.changesInStorageOrder
+            #expect(listed.count == tree.changes.count)
+            #expect(zip(listed, listed.dropFirst()).allSatisfy { $0.key.lexicographicallyPrecedes($1.key) })
+            #expect(listed.contains { $0.node == nil }, "deletions are listed too")
+            listings.append(listed)
+        }
+        #expect(listings[0].map(\.key) == listings[1].map(\.key))
+        #expect(listings[0].map(\.node) == listings[1].map(\.node))
+    }
+
     @Test func treeStaysShallowWithoutChains() throws {
         let store = NodeStore()
         var tree = store.tree()

@@ -113,7 +113,7 @@ enum EngineRecovery {
         // A commit record in the log (committed or not) that names a later height durable proves
         // the block after H* was synced: it was damaged afterwards (rot, a misdirected write),
         // not torn, and dropping it would lose an acknowledged block.
-        if let witness = commits.values.max(by: { $0.durableHeight < $1.durableHeight }), witness.durableHeight > committed {
+        if let witness = commits.values.max(by: { ($0.durableHeight, $0.height) < ($1.durableHeight, $1.height) }), witness.durableHeight > committed {
             throw EngineError(
                 .missingRecord, height: committed + 1, path: stoppedIn,
                 "block \(committed + 1) cannot be recovered: \(stoppedBecause), but the commit record of height \(witness.height) "

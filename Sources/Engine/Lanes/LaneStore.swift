@@ -155,11 +155,11 @@ public final class LaneStore: @unchecked Sendable {
                 batch.delete([Self.valuePrefix] + operation.key)
             }
         }
-        for (position, node) in tree.changes {
+        for (key, node) in tree.changesInStorageOrder {
             if let node {
-                batch.put([Self.nodePrefix] + position.encoded, node.encoded)
+                batch.put([Self.nodePrefix] + key, node.encoded)
             } else {
-                batch.delete([Self.nodePrefix] + position.encoded)
+                batch.delete([Self.nodePrefix] + key)
             }
         }
         batch.put(Self.appliedKey, marker.encoded)
@@ -177,6 +177,22 @@ public final class LaneStore: @unchecked Sendable {
     /// Makes everything written durable (SST files and MANIFEST synced by RocksDB).
     func flush() throws(EngineError) {
         try storage { () throws(RocksDBError) in try database.flush() }
+    }
+
+    /// RocksDB's description of the lane's live SST files: per level, each file's number, size,
+    /// sequence-number range and key range. It carries no session id or time, so two runs of a
+    /// simulated seed must produce the same text; the simulator's determinism check hashes it,
+    /// which catches a batch whose entry order (and so its sequence numbers) varies between runs
+    /// even where no file length changes. RocksDB ends each file's line with its sampled read
+    /// count in parentheses (sampled at random, one read in 1024); that count is left out.
+    public func liveFilesDescription() -> String {
+        let text = database.property("rocksdb.sstables") ?? ""
+        return text.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            guard line.hasSuffix(")"), let open = line.lastIndex(of: "("),
+                line[line.index(after: open)..<line.index(before: line.endIndex)].allSatisfy(\.isNumber)
+            else { return String(line) }
+            return String(line[..<open])
+        }.joined(separator: "\n")
     }
 
     /// The lane root recomputed from scratch from every stored key-value pair, by the reference

@@ -176,6 +176,15 @@ public final class RocksDatabase: @unchecked Sendable {
         }
     }
 
+    /// The text of a RocksDB property (`rocksdb.sstables`, `rocksdb.stats`, ...), or nil when
+    /// RocksDB does not know it.
+    public func property(_ name: String) -> String? {
+        checkOpen()
+        guard let text = rocksdb_property_value(database, name) else { return nil }
+        defer { rocksdb_free(text) }
+        return String(cString: text)
+    }
+
     /// Compacts the whole key range (caller waits).
     public func compact() {
         checkOpen()

@@ -141,7 +141,17 @@ public struct SparseMerkleTree {
 
     private let source: NodeSource
     /// Nodes changed since the tree was opened: `.some(nil)` marks a deleted node.
+    /// A dictionary: its iteration order changes from one instance to the next (Swift seeds
+    /// each hash table), so anything that writes the changes uses `changesInStorageOrder`.
     public private(set) var changes: [TreePosition: TreeNode?] = [:]
+
+    /// The changed nodes by storage key (`TreePosition.encoded`), ascending: an order that is a
+    /// function of the changes alone. A RocksDB batch assigns one sequence number per entry in
+    /// the order given, and those numbers reach the SST files and the MANIFEST, so a batch built
+    /// in hash-table order would make a simulated run depend on heap addresses.
+    public var changesInStorageOrder: [(key: [UInt8], node: TreeNode?)] {
+        changes.map { (key: $0.key.encoded, node: $0.value) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
+    }
 
     public init(source: @escaping NodeSource) {
         self.source = source
