@@ -6,11 +6,13 @@
 // files) answer NotSupported; nothing falls through to the real disk.
 #include "rivellum_rocksdb_bridge.h"
 
+#include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
 #include <rocksdb/io_status.h>
 #include <rocksdb/system_clock.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -460,4 +462,20 @@ extern "C" void rvb_env_destroy(void *env) {
     auto *layout = static_cast<CAPIEnvLayout *>(env);
     delete layout->rep;
     delete layout;
+}
+
+// The layout of the C API's private `struct rocksdb_t` (db/c.cc in 7.8.3): the DB pointer.
+struct CAPIDatabaseLayout {
+    rocksdb::DB *rep;
+};
+
+extern "C" int rvb_compact_all(void *database, char *message) {
+    rocksdb::DB *db = static_cast<CAPIDatabaseLayout *>(database)->rep;
+    rocksdb::CompactRangeOptions options;
+    // Rewrite the bottommost level too only when it has files from other levels to merge.
+    options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kIfHaveCompactionFilter;
+    rocksdb::Status status = db->CompactRange(options, nullptr, nullptr);
+    if (status.ok()) return RVB_OK;
+    std::snprintf(message, RVB_MESSAGE_BYTES, "%s", status.ToString().c_str());
+    return status.IsNoSpace() ? RVB_NO_SPACE : RVB_IO_ERROR;
 }

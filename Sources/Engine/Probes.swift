@@ -26,6 +26,8 @@ public enum Probe: String, CaseIterable, Sendable {
     /// A RocksDB read reported corruption and was read again (a bad read, or damage that then
     /// failed every attempt).
     case laneCorruptReadRetried = "lane.corrupt_read_retried"
+    /// A lane's level-0 files were compacted at a checkpoint (no automatic compaction).
+    case laneCompacted = "lane.compacted"
     case snapshotCheckpoint = "snapshot.checkpoint"
     case snapshotPartialRemoved = "snapshot.partial_removed"
     case snapshotRestoreRolledForward = "snapshot.restore_rolled_forward"

@@ -65,6 +65,11 @@ void *rvb_env_create(const rvb_callbacks *callbacks, int simulation);
 /// Destroys an environment from `rvb_env_create`, after every database using it is closed.
 void rvb_env_destroy(void *env);
 
+/// Compacts every level of `database` (a `rocksdb_t *`) into the bottommost level; the caller
+/// waits. Returns RVB_OK, or RVB_NO_SPACE / RVB_IO_ERROR with RocksDB's status in `message`
+/// (the C API's `rocksdb_compact_range` drops the status).
+int rvb_compact_all(void *database, char *message);
+
 #ifdef __cplusplus
 }
 #endif

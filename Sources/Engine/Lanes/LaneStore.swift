@@ -179,6 +179,23 @@ public final class LaneStore: @unchecked Sendable {
         try storage { () throws(RocksDBError) in try database.flush() }
     }
 
+    /// Level-0 files a lane may gather before `compactIfNeeded()` merges them. Every checkpoint
+    /// flushes one; opening a lane reads each one's footer and index, and a read may look in
+    /// each. (RocksDB's own trigger, used where it compacts automatically, is 4.)
+    static let levelZeroFilesMax = 8
+
+    /// Compacts the lane when it holds `levelZeroFilesMax` level-0 files or more and RocksDB
+    /// does not compact on its own (a simulation); returns whether it did. The caller waits.
+    /// A failure is a `storage` error: the lane's RocksDB refuses writes until reopened, and a
+    /// restart's recovery reads everything again.
+    func compactIfNeeded() throws(EngineError) -> Bool {
+        guard !database.compactsAutomatically, let count = database.levelZeroFileCount, count >= Self.levelZeroFilesMax else {
+            return false
+        }
+        try storage { () throws(RocksDBError) in try database.compact() }
+        return true
+    }
+
     /// RocksDB's description of the lane's live SST files: per level, each file's number, size,
     /// sequence-number range and key range. It carries no session id or time, so two runs of a
     /// simulated seed must produce the same text; the simulator's determinism check hashes it,

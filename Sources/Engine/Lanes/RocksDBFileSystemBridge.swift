@@ -17,6 +17,10 @@ public final class RocksDBEnvironment: Sendable {
     let bridge: RocksDBFileSystemBridge
     /// The `rocksdb_env_t *` for `rocksdb_options_set_env`.
     nonisolated(unsafe) let pointer: OpaquePointer
+    /// A simulated machine: RocksDB's clock stands still, and databases opened here do no
+    /// background work the caller does not wait for (no automatic compaction), so that every
+    /// file operation happens in an order the seed fixes.
+    public let isSimulation: Bool
 
     /// - Parameter simulation: give RocksDB a clock that stands still and sleeps that return at
     ///   once, so a simulated run is a function of its seed. The default is to do so exactly when
@@ -26,6 +30,7 @@ public final class RocksDBEnvironment: Sendable {
         var callbacks = RocksDBFileSystemBridge.makeCallbacks()
         callbacks.context = Unmanaged.passUnretained(bridge).toOpaque()
         let simulated = simulation ?? (fileSystem is SimulatedFileSystem)
+        isSimulation = simulated
         pointer = OpaquePointer(rvb_env_create(&callbacks, simulated ? 1 : 0))
     }
 

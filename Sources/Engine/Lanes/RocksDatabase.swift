@@ -1,4 +1,5 @@
 import CRocksDB
+import CRocksDBBridge
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,8 +35,10 @@ public struct RocksDBError: Error, Sendable, CustomStringConvertible {
 ///
 /// Configuration: RocksDB's own WAL is off for every write — the engine's WAL is the log, and a
 /// lane's state becomes durable only through `flush()` (SST files and MANIFEST synced by
-/// RocksDB). Automatic compaction, statistics dumps and the info log are off so that, under the
-/// simulator, RocksDB's file operations happen only while a caller waits (determinism).
+/// RocksDB). Statistics dumps and the info log are off. Compaction is RocksDB's automatic
+/// background compaction, except on a simulation environment: there it is off and the owner
+/// calls `compact()`, so that RocksDB's file operations happen only while a caller waits and a
+/// simulated run is a function of its seed.
 ///
 /// Thread-safe for reads and writes (RocksDB's guarantee). `close()` must be called once, after
 /// every other call has returned; afterwards any call traps.
@@ -51,6 +54,8 @@ public final class RocksDatabase: @unchecked Sendable {
     private let readOptions: OpaquePointer
     private let flushOptions: OpaquePointer
     private let closed = Atomic<Bool>(false)
+    /// RocksDB compacts on its own in the background; when false, only `compact()` does.
+    public let compactsAutomatically: Bool
 
     /// Opens (creating if missing) the database at `path`, with its file I/O through
     /// `environment` (the FileSystem bridge), or through RocksDB's default POSIX environment when
@@ -83,7 +88,8 @@ public final class RocksDatabase: @unchecked Sendable {
         if let environment { rocksdb_options_set_env(options, environment.pointer) }
         rocksdb_options_set_create_if_missing(options, createIfMissing ? 1 : 0)
         rocksdb_options_set_paranoid_checks(options, 1)
-        rocksdb_options_set_disable_auto_compactions(options, 1)
+        let compactsAutomatically = !(environment?.isSimulation ?? false)
+        rocksdb_options_set_disable_auto_compactions(options, compactsAutomatically ? 0 : 1)
         rocksdb_options_set_stats_dump_period_sec(options, 0)
         rocksdb_options_set_stats_persist_period_sec(options, 0)
         rocksdb_options_set_max_file_opening_threads(options, 1)
@@ -105,6 +111,7 @@ public final class RocksDatabase: @unchecked Sendable {
             throw RocksDBError(operation: "open", path: path, message: "no handle and no error")
         }
         database = opened
+        self.compactsAutomatically = compactsAutomatically
         self.options = options
         writeOptions = rocksdb_writeoptions_create()!
         if syncedWAL {
@@ -151,20 +158,23 @@ public final class RocksDatabase: @unchecked Sendable {
     }
 
     /// Writes the memtable to SST files and waits: afterwards everything written is durable.
-    /// Also waits for the flush thread's clean-up (obsolete-file deletion), which RocksDB does
-    /// after waking the waiter; otherwise its unlinks would race with the caller's next I/O and
-    /// a simulated run would not be a function of its seed.
+    /// Without automatic compaction (a simulation) it also waits for the flush thread's clean-up
+    /// (obsolete-file deletion), which RocksDB does after waking the waiter; otherwise its unlinks
+    /// would race with the caller's next I/O and a simulated run would not be a function of its
+    /// seed.
     public func flush() throws(RocksDBError) {
         checkOpen()
         var error: UnsafeMutablePointer<CChar>?
         rocksdb_flush(database, flushOptions, &error)
-        waitForBackgroundWork()
+        if !compactsAutomatically { waitForBackgroundWork() }
         try RocksDBError.check(error, "flush", path)
     }
 
     /// Polls until no flush or compaction runs. Bounded: gives up after about ten seconds,
-    /// which only a wedged RocksDB could reach.
+    /// which only a wedged RocksDB could reach. Only without automatic compaction, where nothing
+    /// else starts background work.
     private func waitForBackgroundWork() {
+        precondition(!compactsAutomatically, "waiting for background work that never ends")
         let pollsMax = 200_000
         for _ in 0..<pollsMax {
             var flushes: UInt64 = 0
@@ -185,10 +195,26 @@ public final class RocksDatabase: @unchecked Sendable {
         return String(cString: text)
     }
 
-    /// Compacts the whole key range (caller waits).
-    public func compact() {
+    /// The number of SST files in level 0: every flush adds one, and a read may have to look
+    /// in each. Nil when RocksDB does not report it.
+    public var levelZeroFileCount: Int? {
+        // A text property: RocksDB has no integer form of it.
+        property("rocksdb.num-files-at-level0").flatMap { Int(String($0.filter(\.isNumber))) }
+    }
+
+    /// Compacts the whole key range and waits, including for the compaction thread's clean-up
+    /// (see `flush()`). Durability: the new files and the MANIFEST edit that swaps them in are
+    /// synced by RocksDB before the old files are deleted; a crash at any point leaves either
+    /// the old set or the new one. A failure leaves the database in RocksDB's background-error
+    /// state: writes fail until it is reopened.
+    public func compact() throws(RocksDBError) {
         checkOpen()
-        rocksdb_compact_range(database, nil, 0, nil, 0)
+        var message = [CChar](repeating: 0, count: Int(RVB_MESSAGE_BYTES))
+        let code = rvb_compact_all(UnsafeMutableRawPointer(database), &message)
+        if !compactsAutomatically { waitForBackgroundWork() }
+        guard code == RVB_OK else {
+            throw RocksDBError(operation: "compact", path: path, message: message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
+        }
     }
 
     /// Every key-value pair whose key starts with `prefix`, in key order.
