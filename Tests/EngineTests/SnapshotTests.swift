@@ -319,6 +319,49 @@ struct SnapshotTests {
         #expect(both.keep.map(\.name) == ["c", "b"])
     }
 
+    /// The catalog checks itself: a flipped digit in a lane position still parses as JSON, and
+    /// WAL retention would delete log a snapshot needs. Bad reads are read again; damage that
+    /// stands is `damaged` (and retention keeps the whole log); a version 1 catalog (no
+    /// checksum) still reads.
+    @Test func theCatalogChecksumCatchesADigitThatStillParses() throws {
+        let fileSystem = SimulatedFileSystem(seed: 33, plan: .none)
+        try fileSystem.createDirectories(Self.data)
+        var catalog = SnapshotCatalog()
+        catalog.snapshots = [
+            SnapshotCatalog.Entry(
+                name: "s1", path: "/backup/s1", height: 40, metaRoot: "ab", createdAt: 7, sizeBytes: 9, lanePositions: [31, 47],
+                lastVerifiedAt: 7, verified: true, sequence: 1)
+        ]
+        try catalog.save(fileSystem: fileSystem, dataDirectory: Self.data)
+        let path = Self.data + "/" + SnapshotCatalog.fileName
+        let saved = try fileSystem.readFile(path)
+        #expect(String(decoding: saved, as: UTF8.self).contains("\"checksum\""))
+        #expect(try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: Self.data).snapshots == catalog.snapshots)
+
+        // Bad reads (flipped bits, misdirected reads) are read again until the checksum matches.
+        fileSystem.setPlan(FaultPlan(rates: [.bitRotOnRead: 0.3]))
+        for _ in 0..<20 {
+            #expect(try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: Self.data).snapshots == catalog.snapshots)
+        }
+        #expect((fileSystem.injectedFaultCounts["bit_rot_on_read"] ?? 0) >= 3)
+        fileSystem.setPlan(.none)
+
+        // "47" -> "17": still a valid catalog to a JSON parser, a lower floor to retention.
+        let text = String(decoding: saved, as: UTF8.self)
+        let tampered = text.replacingOccurrences(of: "47", with: "17")
+        #expect(tampered != text)
+        try fileSystem.writeFileAtomically(path, bytes: Array(tampered.utf8))
+        #expect(throws: SnapshotError.self) { try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: Self.data) }
+        let floors = try #require(SnapshotCatalog.walFloors(fileSystem: fileSystem, dataDirectory: Self.data, laneCount: 2))
+        #expect(floors.lanes == [0, 0], "a damaged catalog keeps the whole log")
+
+        // Version 1, written before the checksum existed, still reads.
+        let legacy = #"{"format_version":1,"snapshots":[{"created_at":7,"height":40,"lane_positions":[31,47],"#
+            + #""last_verified_at":7,"meta_root":"ab","name":"s1","path":"\/backup\/s1","sequence":1,"size":9,"verified":true}]}"#
+        try fileSystem.writeFileAtomically(path, bytes: Array(legacy.utf8))
+        #expect(try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: Self.data).snapshots == catalog.snapshots)
+    }
+
     @Test func anUnreadableCatalogKeepsTheWholeLog() throws {
         let fileSystem = SimulatedFileSystem(seed: 32, plan: .none)
         try fileSystem.createDirectories(Self.data)

@@ -31,38 +31,89 @@ public struct SnapshotCatalog: Codable, Sendable, Equatable {
     }
 
     public static let fileName = "SNAPSHOTS.json"
-    public var formatVersion = 1
+    /// 2: with `checksum`. 1 (no checksum) is still read.
+    public static let formatVersionCurrent = 2
+    public var formatVersion = SnapshotCatalog.formatVersionCurrent
     public var snapshots: [Entry] = []
+    /// CRC32C of `snapshots` in their canonical encoding (`canonicalSnapshotBytes`), 8 hex
+    /// digits; set by `save`. A flipped digit in a lane position still parses as JSON, and WAL
+    /// retention would trust it, so the catalog checks itself.
+    public var checksum: String?
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version"
-        case snapshots
+        case snapshots, checksum
     }
 
     public init() {}
 
     static func path(_ dataDirectory: String) -> String { PathComponents.join(dataDirectory, fileName) }
 
-    /// The catalog of `dataDirectory` (empty when there is none).
+    /// The largest catalog `load` reads.
+    static let sizeBytesMax: UInt64 = 64 << 20
+
+    /// The catalog of `dataDirectory` (empty when there is none). A catalog that does not
+    /// decode or whose checksum does not match is read again from the media (a bad read is not
+    /// damage; `BadReads`); when it never verifies it is `damaged`.
     public static func load(fileSystem: any FileSystem, dataDirectory: String) throws(SnapshotError) -> SnapshotCatalog {
         let path = path(dataDirectory)
-        let bytes = try io(path, "reading the catalog") { () throws(FileSystemError) -> [UInt8]? in
-            try fileSystem.exists(path) ? try readBounded(fileSystem, path, limit: 64 << 20) : nil
+        let read = try io(path, "reading the catalog") { () throws(FileSystemError) -> (bytes: [UInt8], verified: Bool)? in
+            guard let status = try fileSystem.status(path) else { return nil }
+            guard status.sizeBytes <= sizeBytesMax else {
+                throw FileSystemError(.other, operation: "read", path: path, detail: "\(status.sizeBytes) bytes is more than the \(sizeBytesMax) allowed")
+            }
+            return try fileSystem.readFile(path) { decodeVerified($0) != nil }
         }
-        guard let bytes else { return SnapshotCatalog() }
-        guard let catalog = try? JSONDecoder().decode(SnapshotCatalog.self, from: Data(bytes)), catalog.formatVersion == 1 else {
-            throw SnapshotError(.damaged, path: path, "the snapshot catalog does not decode; move it aside to start a new one")
+        guard let read else { return SnapshotCatalog() }
+        guard read.verified, let catalog = decodeVerified(read.bytes) else {
+            throw SnapshotError(
+                .damaged, path: path,
+                "the snapshot catalog does not decode or its checksum does not match; move it aside to start a new one "
+                    + "(WAL retention keeps the whole log while it is unreadable)")
         }
         return catalog
     }
 
-    /// Writes the catalog atomically (temporary file, sync, rename, directory sync).
+    /// `bytes` decoded when they are a catalog of a known version whose checksum (version 2)
+    /// matches its entries; nil otherwise.
+    static func decodeVerified(_ bytes: [UInt8]) -> SnapshotCatalog? {
+        guard let catalog = try? JSONDecoder().decode(SnapshotCatalog.self, from: Data(bytes)) else { return nil }
+        switch catalog.formatVersion {
+        case 1: return catalog
+        case 2: return catalog.checksum == catalog.computedChecksum ? catalog : nil
+        default: return nil
+        }
+    }
+
+    /// The entries encoded compactly with sorted keys: what the checksum covers. Decoding and
+    /// encoding again gives the same bytes (strings, integers and booleans only).
+    var canonicalSnapshotBytes: [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        do {
+            return Array(try encoder.encode(snapshots))
+        } catch {
+            preconditionFailure("catalog entries always encode: \(error)")
+        }
+    }
+
+    /// The checksum `snapshots` should carry: CRC32C of `canonicalSnapshotBytes`, 8 hex digits.
+    var computedChecksum: String {
+        let hex = String(CRC32C.checksum(canonicalSnapshotBytes), radix: 16)
+        return String(repeating: "0", count: 8 - hex.count) + hex
+    }
+
+    /// Writes the catalog atomically (temporary file, sync, rename, directory sync), as
+    /// version 2 with its checksum.
     public func save(fileSystem: any FileSystem, dataDirectory: String) throws(SnapshotError) {
+        var current = self
+        current.formatVersion = Self.formatVersionCurrent
+        current.checksum = computedChecksum
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         let bytes: [UInt8]
         do {
-            bytes = Array(try encoder.encode(self)) + [0x0A]
+            bytes = Array(try encoder.encode(current)) + [0x0A]
         } catch {
             preconditionFailure("a catalog always encodes: \(error)")
         }
