@@ -471,9 +471,9 @@ struct CAPIDatabaseLayout {
 
 extern "C" int rvb_compact_all(void *database, char *message) {
     rocksdb::DB *db = static_cast<CAPIDatabaseLayout *>(database)->rep;
+    // Default options: the levels above are merged down; the bottommost level's own files are
+    // not rewritten again (that needs a compaction filter, and the lanes have none).
     rocksdb::CompactRangeOptions options;
-    // Rewrite the bottommost level too only when it has files from other levels to merge.
-    options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kIfHaveCompactionFilter;
     rocksdb::Status status = db->CompactRange(options, nullptr, nullptr);
     if (status.ok()) return RVB_OK;
     std::snprintf(message, RVB_MESSAGE_BYTES, "%s", status.ToString().c_str());

@@ -46,6 +46,17 @@ func makeBlock(_ height: Int, seed: UInt64 = 0) -> [BlockOperation] {
     }
 }
 
+/// How many of a lane's live SST files sit below level 0 (where only compaction puts them).
+func filesBelowLevelZero(_ store: LaneStore) -> Int {
+    var level = 0
+    var files = 0
+    for line in store.liveFilesDescription().split(separator: "\n") {
+        if line.hasPrefix("--- level ") { level = Int(line.dropFirst(10).prefix { $0.isNumber }) ?? 0 }
+        if line.hasPrefix(" ") && level > 0 { files += 1 }
+    }
+    return files
+}
+
 @Suite("Engine")
 struct EngineTests {
     static func configuration(_ policy: FsyncPolicy = .strict, laneCount: Int = 4) -> EngineConfiguration {
@@ -335,13 +346,7 @@ struct LaneExecutorTests {
         #expect((ProbeCounters.snapshot()[.laneCompacted] ?? 0) - before >= 4, "30 checkpoints on 2 lanes compact each lane at least twice")
         // Compaction moved the data below level 0: a file is listed under a deeper level.
         for store in engine.laneStores {
-            var level = 0
-            var deeperFiles = 0
-            for line in store.liveFilesDescription().split(separator: "\n") {
-                if line.hasPrefix("--- level ") { level = Int(line.dropFirst(10).prefix { $0.isNumber }) ?? 0 }
-                if line.hasPrefix(" ") && level > 0 { deeperFiles += 1 }
-            }
-            #expect(deeperFiles >= 1, "lane \(store.index): \(store.liveFilesDescription())")
+            #expect(filesBelowLevelZero(store) >= 1, "lane \(store.index): \(store.liveFilesDescription())")
         }
         for store in engine.laneStores { #expect(try store.recomputeRootFromScratch() == store.root()) }
         try engine.close()

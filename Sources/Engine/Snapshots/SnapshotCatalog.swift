@@ -35,8 +35,8 @@ public struct SnapshotCatalog: Codable, Sendable, Equatable {
     public static let formatVersionCurrent = 2
     public var formatVersion = SnapshotCatalog.formatVersionCurrent
     public var snapshots: [Entry] = []
-    /// CRC32C of `snapshots` in their canonical encoding (`canonicalSnapshotBytes`), 8 hex
-    /// digits; set by `save`. A flipped digit in a lane position still parses as JSON, and WAL
+    /// CRC32C of `snapshots` in their canonical encoding (`canonicalSnapshotBytes`), in hex;
+    /// set by `save`. A flipped digit in a lane position still parses as JSON, and WAL
     /// retention would trust it, so the catalog checks itself.
     public var checksum: String?
 
@@ -59,9 +59,7 @@ public struct SnapshotCatalog: Codable, Sendable, Equatable {
         let path = path(dataDirectory)
         let read = try io(path, "reading the catalog") { () throws(FileSystemError) -> (bytes: [UInt8], verified: Bool)? in
             guard let status = try fileSystem.status(path) else { return nil }
-            guard status.sizeBytes <= sizeBytesMax else {
-                throw FileSystemError(.other, operation: "read", path: path, detail: "\(status.sizeBytes) bytes is more than the \(sizeBytesMax) allowed")
-            }
+            try requireSize(status.sizeBytes, atMost: sizeBytesMax, path)
             return try fileSystem.readFile(path) { decodeVerified($0) != nil }
         }
         guard let read else { return SnapshotCatalog() }
@@ -97,10 +95,10 @@ public struct SnapshotCatalog: Codable, Sendable, Equatable {
         }
     }
 
-    /// The checksum `snapshots` should carry: CRC32C of `canonicalSnapshotBytes`, 8 hex digits.
+    /// The checksum `snapshots` should carry: CRC32C of `canonicalSnapshotBytes` in hex (as
+    /// GENESIS and the restore journal write theirs).
     var computedChecksum: String {
-        let hex = String(CRC32C.checksum(canonicalSnapshotBytes), radix: 16)
-        return String(repeating: "0", count: 8 - hex.count) + hex
+        String(CRC32C.checksum(canonicalSnapshotBytes), radix: 16)
     }
 
     /// Writes the catalog atomically (temporary file, sync, rename, directory sync), as

@@ -194,8 +194,13 @@ func readBounded(_ fileSystem: any FileSystem, _ path: String, limit: UInt64) th
     let handle = try fileSystem.openFile(path, options: .readOnly)
     defer { try? handle.close() }
     let size = try handle.size()
-    guard size <= limit else {
-        throw FileSystemError(.other, operation: "read", path: path, detail: "\(size) bytes is more than the \(limit) allowed")
-    }
+    try requireSize(size, atMost: limit, path)
     return try handle.read(at: 0, count: Int(size))
+}
+
+/// Throws when a file of `sizeBytes` is larger than a reader accepts (a size bomb).
+func requireSize(_ sizeBytes: UInt64, atMost limit: UInt64, _ path: String) throws(FileSystemError) {
+    guard sizeBytes <= limit else {
+        throw FileSystemError(.other, operation: "read", path: path, detail: "\(sizeBytes) bytes is more than the \(limit) allowed")
+    }
 }
