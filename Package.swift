@@ -15,7 +15,11 @@ let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
 let metrics: Target.Dependency = .product(name: "Metrics", package: "swift-metrics")
 let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
 let hummingbird: Target.Dependency = .product(name: "Hummingbird", package: "hummingbird")
+let hummingbirdCore: Target.Dependency = .product(name: "HummingbirdCore", package: "hummingbird")
 let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
+let nioHTTP1: Target.Dependency = .product(name: "NIOHTTP1", package: "swift-nio")
+/// swift-nio-extras: the HTTP parts (swift-http-types) that Hummingbird's pipeline carries, for the connection guard.
+let nioHTTPTypes: Target.Dependency = .product(name: "NIOHTTPTypes", package: "swift-nio-extras")
 let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 
 let package = Package(
@@ -29,6 +33,7 @@ let package = Package(
         .executable(name: "rivellum-node", targets: ["rivellum-node"]),
         .executable(name: "rivellum-bench", targets: ["rivellum-bench"]),
         .executable(name: "rivellum-killtest", targets: ["rivellum-killtest"]),
+        .executable(name: "rivellum-loadtest", targets: ["rivellum-loadtest"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
@@ -42,6 +47,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
     ],
     targets: [
         // CRC32C (Castagnoli): SSE4.2 with three interleaved streams, chosen at run time by CPU
@@ -71,20 +77,26 @@ let package = Package(
         // so that tests can drive it in-process as well as through the binary.
         .target(
             name: "Node",
-            dependencies: ["Engine", "FaultFS", tomlKit, logging, metrics, prometheus, hummingbird, serviceLifecycle, nioPosix]),
+            dependencies: [
+                "Engine", "FaultFS", tomlKit, logging, metrics, prometheus, hummingbird, hummingbirdCore, serviceLifecycle, nioPosix, nioHTTP1,
+                nioHTTPTypes,
+            ]),
         .executableTarget(name: "rivellum-node", dependencies: ["Node", "NodeHarness", "Engine", "FaultFS", argumentParser, logging]),
         // Drives the real node binary: a minimal loopback HTTP client and a process launcher, for the
         // kill -9 test and the end-to-end tests.
         .target(name: "NodeHarness"),
         // The kill -9 crash test of the real node binary (run by CI; a short run in swift test).
         .executableTarget(name: "rivellum-killtest", dependencies: ["NodeHarness", "FaultFS", argumentParser]),
+        // The load and abuse harness of the real node binary: well-behaved writers per fsync policy,
+        // the same writers beside held slow connections, and the process's memory and descriptors.
+        .executableTarget(name: "rivellum-loadtest", dependencies: ["NodeHarness", argumentParser]),
         // Side-by-side measurements (ratios, never assertions).
         .executableTarget(name: "rivellum-bench", dependencies: ["Engine", "FaultFS", "SimRunner", argumentParser]),
         .testTarget(name: "FaultFSTests", dependencies: ["FaultFS", propertyBased]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "CCRC32C", "FaultFS", propertyBased]),
         // End-to-end tests of the command-line tools (they run the built executables).
         .testTarget(
-            name: "NodeTests", dependencies: ["Node", "Engine", "FaultFS", "NodeHarness", "rivellum-node", "rivellum-killtest"]),
+            name: "NodeTests", dependencies: ["Node", "Engine", "FaultFS", "NodeHarness", "rivellum-node", "rivellum-killtest", "rivellum-loadtest"]),
         .testTarget(name: "SimRunnerTests", dependencies: ["SimRunner", "Engine", "FaultFS"]),
     ],
     cxxLanguageStandard: .cxx17

@@ -18,6 +18,8 @@ public struct NodeAPI: Sendable {
     let logger: Logger
     let commitPool: NIOThreadPool
     let inflightCommits: InflightCounter
+    /// The API's open connections (the connection guard counts them; `/v1/status` shows them).
+    let connections = ConnectionCounter()
     let snapshots: NodeSnapshots
     /// Set when the engine failed: the node stops (and systemd restarts it, which recovers).
     let onFatal: @Sendable (EngineError) -> Void
@@ -80,18 +82,15 @@ public struct NodeAPI: Sendable {
         if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > limit {
             throw APIError(.contentTooLarge, "the body is \(declared) bytes; the limit is \(limit) (api.max_body_bytes)")
         }
+        // A body is read before the commit is admitted, so that slow senders (bounded by
+        // api.request_body_timeout_ms) never hold a commit slot.
+        let body = try await collectBody(request, limit: limit)
         let admitted = inflightCommits.value.wrappingAdd(1, ordering: .relaxed).newValue
         defer { inflightCommits.value.wrappingSubtract(1, ordering: .relaxed) }
         guard admitted <= configuration.api.maxInflightCommits else {
             throw APIError(.serviceUnavailable, "\(admitted - 1) commits are in flight (api.max_inflight_commits); retry shortly", kind: "overloaded")
         }
-        var body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: limit)
-        } catch is NIOTooManyBytesError {
-            throw APIError(.contentTooLarge, "the body exceeds \(limit) bytes (api.max_body_bytes)")
-        }
-        let operations = try BlockRequestDecoder(limits: configuration.api).decode(body.readBytes(length: body.readableBytes) ?? [])
+        let operations = try BlockRequestDecoder(limits: configuration.api).decode(body)
         let started = ContinuousClock.now
         let engine = self.engine
         let result: CommitResult
@@ -114,8 +113,7 @@ public struct NodeAPI: Sendable {
         guard let address = context.remoteAddress?.ipAddress, address == "127.0.0.1" || address == "::1" || address.hasPrefix("::ffff:127.") else {
             throw APIError(.forbidden, "snapshot administration is allowed from loopback only")
         }
-        var body = try await request.body.collect(upTo: 64 << 10)
-        let bytes = body.readBytes(length: body.readableBytes) ?? []
+        let bytes = try await collectBody(request, limit: 64 << 10)
         var outputPath: String?
         if !bytes.isEmpty {
             guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
@@ -143,6 +141,20 @@ public struct NodeAPI: Sendable {
                 + "\"files\":\(manifest.files.count),\"bytes\":\(manifest.totalBytes),\"seconds\":\(result.seconds),\"verified\":true}")
     }
 
+    /// The whole body, at most `limit` bytes: 413 past it, 400 when it cannot be read (a broken
+    /// chunked encoding, a connection closed mid-body).
+    private func collectBody(_ request: Request, limit: Int) async throws -> [UInt8] {
+        do {
+            var body = try await request.body.collect(upTo: limit)
+            return body.readBytes(length: body.readableBytes) ?? []
+        } catch is NIOTooManyBytesError {
+            let key = limit == configuration.api.maxBodyBytes ? " (api.max_body_bytes)" : ""
+            throw APIError(.contentTooLarge, "the body exceeds \(limit) bytes\(key)")
+        } catch {
+            throw APIError(.badRequest, "the request body could not be read: \(error)", kind: "malformed_http")
+        }
+    }
+
     private func status() -> String {
         let roots = engine.stateRoots()
         let report = engine.recoveryReport
@@ -156,7 +168,7 @@ public struct NodeAPI: Sendable {
         return "{\"chain_id\":\(jsonString(configuration.node.chainID)),\"height\":\(roots.height),"
             + "\"durable_height\":\(engine.durableHeight),\"meta_root\":\"\(roots.metaRoot.hex)\",\"lanes\":\(roots.laneRoots.count),"
             + "\"lane_roots\":\(hexArray(roots.laneRoots)),\"fsync_policy\":\(jsonString(configuration.wal.fsyncPolicy.rawValue)),"
-            + "\"wal\":[\(wal.joined(separator: ","))],"
+            + "\"wal\":[\(wal.joined(separator: ","))],\"api\":{\"connections\":\(connections.value),\"commits_in_flight\":\(commitsInFlight)},"
             + "\"last_recovery\":{\"height\":\(report.height),\"meta_root\":\"\(report.metaRoot.hex)\","
             + "\"duration_seconds\":\(Double(report.durationNanoseconds) / 1e9),"
             + "\"uncommitted_blocks_dropped\":\(report.uncommittedBlocksDropped),\"lanes\":[\(lanes.joined(separator: ","))]}}"

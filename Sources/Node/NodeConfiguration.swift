@@ -39,6 +39,19 @@ public struct NodeConfiguration: Sendable, Equatable {
         public var maxValueBytes = 1 << 20
         /// Commits admitted at once; more get 503 with Retry-After.
         public var maxInflightCommits = 512
+        /// Connections held at once; a connection past it is answered 503 and closed at once,
+        /// while the established ones keep being served. The node raises its open-file limit
+        /// to fit (it warns when the hard limit is lower).
+        public var maxConnections = 4_096
+        /// From a connection's start (or its previous response) until the request head is
+        /// complete; past it the node answers 408 and closes. The first byte of a request on a
+        /// kept-alive connection starts this clock; before it, `idleTimeoutMilliseconds` runs.
+        public var requestHeadTimeoutMilliseconds: UInt64 = 10_000
+        /// From the request head until the whole body has arrived; past it the node answers 408
+        /// (when no response has begun) and closes.
+        public var requestBodyTimeoutMilliseconds: UInt64 = 30_000
+        /// A kept-alive connection with no request in progress is closed after this long.
+        public var idleTimeoutMilliseconds: UInt64 = 60_000
     }
 
     /// `[logging]`
@@ -92,6 +105,10 @@ public struct NodeConfiguration: Sendable, Equatable {
         max_key_bytes = 1024
         max_value_bytes = 1048576
         max_inflight_commits = 512
+        max_connections = 4096            # more at once: answered 503 and closed
+        request_head_timeout_ms = 10000   # the request line and headers must arrive within this (408)
+        request_body_timeout_ms = 30000   # the whole body must arrive within this after the head (408)
+        idle_timeout_ms = 60000           # a kept-alive connection with no request is closed after this
 
         [logging]
         level = "info"                    # trace | debug | info | notice | warning | error | critical
@@ -117,7 +134,13 @@ public struct NodeConfiguration: Sendable, Equatable {
     public static func decode(_ text: String, file: String) throws(NodeConfigurationError) -> NodeConfiguration {
         let raw: RawFile
         do {
-            raw = try TOMLDecoder(strictDecoding: true).decode(RawFile.self, from: text)
+            let table = try TOMLTable(string: text)
+            if let problem = ConfigurationSchema.firstProblem(in: table) {
+                throw NodeConfigurationError(file: file, key: problem.key, problem.message)
+            }
+            raw = try TOMLDecoder(strictDecoding: true).decode(RawFile.self, from: table)
+        } catch let error as NodeConfigurationError {
+            throw error
         } catch let error as UnexpectedKeysError {
             let names = error.keys.map { key, path in
                 (path.map(\.stringValue).filter { !$0.isEmpty } + [key]).joined(separator: ".")
@@ -175,6 +198,10 @@ public struct NodeConfiguration: Sendable, Equatable {
         try check((1...65_536).contains(api.maxKeyBytes), "api.max_key_bytes", "must be in 1...65536")
         try check((0...(16 << 20)).contains(api.maxValueBytes), "api.max_value_bytes", "must be in 0...16777216")
         try check((1...65_536).contains(api.maxInflightCommits), "api.max_inflight_commits", "must be in 1...65536")
+        try check((1...1_048_576).contains(api.maxConnections), "api.max_connections", "must be in 1...1048576")
+        try check((100...3_600_000).contains(api.requestHeadTimeoutMilliseconds), "api.request_head_timeout_ms", "must be in 100...3600000")
+        try check((100...3_600_000).contains(api.requestBodyTimeoutMilliseconds), "api.request_body_timeout_ms", "must be in 100...3600000")
+        try check((100...3_600_000).contains(api.idleTimeoutMilliseconds), "api.idle_timeout_ms", "must be in 100...3600000")
         try check(Self.logLevels.contains(logging.level), "logging.level", "must be one of \(Self.logLevels.joined(separator: ", ")), got \(jsonString(logging.level))")
         try check(snapshot.directory.map { !$0.isEmpty } ?? true, "snapshot.dir", "must not be empty (leave it out for <data_dir>/snapshots)")
         try check(snapshot.intervalHours <= 24 * 365, "snapshot.interval_hours", "must be at most 8760")
@@ -248,6 +275,10 @@ public struct NodeConfiguration: Sendable, Equatable {
         var max_key_bytes: Int?
         var max_value_bytes: Int?
         var max_inflight_commits: Int?
+        var max_connections: Int?
+        var request_head_timeout_ms: Int?
+        var request_body_timeout_ms: Int?
+        var idle_timeout_ms: Int?
     }
 
     struct RawLogging: Decodable {
@@ -305,6 +336,14 @@ public struct NodeConfiguration: Sendable, Equatable {
             if let value = section.max_key_bytes { api.maxKeyBytes = value }
             if let value = section.max_value_bytes { api.maxValueBytes = value }
             if let value = section.max_inflight_commits { api.maxInflightCommits = value }
+            if let value = section.max_connections { api.maxConnections = value }
+            if let value = section.request_head_timeout_ms {
+                api.requestHeadTimeoutMilliseconds = try unsigned(value, "api.request_head_timeout_ms")
+            }
+            if let value = section.request_body_timeout_ms {
+                api.requestBodyTimeoutMilliseconds = try unsigned(value, "api.request_body_timeout_ms")
+            }
+            if let value = section.idle_timeout_ms { api.idleTimeoutMilliseconds = try unsigned(value, "api.idle_timeout_ms") }
         }
         if let section = raw.logging {
             if let value = section.level { logging.level = value }

@@ -94,8 +94,10 @@ public enum NodeRunner {
             if fatal.record(error) { logger.critical("the engine failed; stopping so that a restart recovers", metadata: ["error": "\(error)"]) }
         }
         let listen = "\(configuration.api.listenHost):\(configuration.api.listenPort)"
+        OpenFileLimit.raise(toFit: configuration.api.maxConnections, logger: logger)
         let application = Application(
             router: api.router(),
+            server: GuardedHTTP1Channel.builder(api: configuration.api, connections: api.connections, metrics: metrics),
             configuration: .init(address: .hostname(configuration.api.listenHost, port: configuration.api.listenPort), serverName: "rivellum-node"),
             onServerRunning: { channel in
                 // Where offline tools find the running node (`snapshot create` asks it to snapshot).

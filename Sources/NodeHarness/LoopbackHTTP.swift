@@ -4,7 +4,7 @@ import Glibc
 
 /// A minimal blocking HTTP/1.1 client for loopback tools and tests (the kill -9 test, the
 /// end-to-end tests): one request per connection (`Connection: close`), IPv4 only, with a
-/// receive timeout. Not for production traffic.
+/// receive timeout. Not for production traffic. `HTTPConnection` keeps a connection open.
 public enum LoopbackHTTP {
     public struct Response: Sendable {
         public var status: Int
@@ -28,20 +28,8 @@ public enum LoopbackHTTP {
         _ method: String, _ path: String, port: Int, host: String = "127.0.0.1", body: [UInt8] = [],
         extraHeaders: [String] = [], rawRequest: [UInt8]? = nil, timeoutSeconds: Int = 30
     ) throws(Failure) -> Response {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw Failure(message: "socket: errno \(errno)") }
-        defer { close(descriptor) }
-        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { throw Failure(message: "not an IPv4 address: \(host)") }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw Failure(message: "connect to \(host):\(port): errno \(errno)") }
+        let connection = try HTTPConnection(port: port, host: host, timeoutSeconds: Double(timeoutSeconds))
+        defer { connection.close() }
         var request: [UInt8]
         if let rawRequest {
             request = rawRequest
@@ -53,30 +41,41 @@ public enum LoopbackHTTP {
             for header in extraHeaders { head += header + "\r\n" }
             request = Array((head + "\r\n").utf8) + body
         }
-        var sent = 0
-        // Bounded by the request's length: each round sends at least one byte or fails.
-        while sent < request.count {
-            let result = request[sent...].withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if result <= 0 {
-                // The server may answer early (e.g. 413) and close; read what it said.
-                break
-            }
-            sent += result
+        // The server may answer early (e.g. 413) and close; read what it said.
+        connection.send(request)
+        return try parse(connection.readUntilEnd().bytes)
+    }
+
+    /// The response at the start of `bytes` if it is complete (its head and, by Content-Length
+    /// or chunked framing, its body), with the number of bytes it used; nil if more is needed.
+    /// A response with neither framing is complete only at EOF (nil here).
+    static func parseComplete(_ bytes: [UInt8]) throws(Failure) -> (Response, Int)? {
+        guard let headEnd = findHeadEnd(bytes) else { return nil }
+        let response = try parse(Array(bytes[0..<(headEnd + 4)]))
+        if let length = response.headers["content-length"].flatMap({ Int($0) }) {
+            guard bytes.count >= headEnd + 4 + length else { return nil }
+            return (try parse(Array(bytes[0..<(headEnd + 4 + length)])), headEnd + 4 + length)
         }
-        var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
-        // Bounded: at most 256 MiB, and every round reads at least one byte or ends.
-        while received.count < 256 << 20 {
-            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
-            if count <= 0 { break }
-            received += buffer[0..<count]
+        if response.headers["transfer-encoding"]?.lowercased() == "chunked" {
+            // The last chunk: CRLF "0" CRLF CRLF, searched from the CRLF that ends the head.
+            let terminator: [UInt8] = Array("\r\n0\r\n\r\n".utf8)
+            guard let end = (headEnd + 2..<max(headEnd + 2, bytes.count - 6)).first(where: { Array(bytes[$0..<($0 + 7)]) == terminator })
+            else { return nil }
+            return (try parse(Array(bytes[0..<(end + 7)])), end + 7)
         }
-        return try parse(received)
+        if response.status == 204 || response.status == 304 || (100..<200).contains(response.status) {
+            return (response, headEnd + 4)
+        }
+        return nil
+    }
+
+    static func findHeadEnd(_ bytes: [UInt8]) -> Int? {
+        let separator: [UInt8] = [13, 10, 13, 10]
+        return (0..<max(0, bytes.count - 3)).first(where: { Array(bytes[$0..<($0 + 4)]) == separator })
     }
 
     static func parse(_ bytes: [UInt8]) throws(Failure) -> Response {
-        let separator: [UInt8] = [13, 10, 13, 10]
-        guard let headEnd = (0..<max(0, bytes.count - 3)).first(where: { Array(bytes[$0..<($0 + 4)]) == separator }) else {
+        guard let headEnd = findHeadEnd(bytes) else {
             throw Failure(message: "no complete HTTP response (\(bytes.count) bytes received)")
         }
         let lines = String(decoding: bytes[0..<headEnd], as: UTF8.self).components(separatedBy: "\r\n")

@@ -1,0 +1,6 @@
+import ArgumentParser
+
+@main
+struct LoadTest: ParsableCommand {
+    func run() throws {}
+}
