@@ -22,15 +22,16 @@ enum ConfigurationSchema {
     ]
 
     /// The first unknown section or key of `table` (sections in file order are not kept by
-    /// TOMLKit, so names are checked in sorted order for a stable message), or nil.
-    static func firstProblem(in table: TOMLTable) -> (key: String, message: String)? {
+    /// TOMLKit, so names are checked in sorted order for a stable message), or nil. The key is
+    /// `section.key` for a key, nil for a whole section (the message names it).
+    static func firstProblem(in table: TOMLTable) -> (key: String?, message: String)? {
         let known = Dictionary(uniqueKeysWithValues: sections.map { ($0.key, $0.value) })
         // Bounded: one round per top-level key, then one per key of a known section.
         for name in table.keys.sorted() {
             guard let keys = known[name] else {
                 if let section = table[name]?.table {
                     let held = section.keys.sorted().joined(separator: ", ")
-                    return (name, "unknown section [\(name)] (keys: \(held.isEmpty ? "none" : held))" + suggestion(name, sections.map(\.key), prefix: "["))
+                    return (nil, "unknown section [\(name)] (keys: \(held.isEmpty ? "none" : held))" + suggestion(name, sections.map(\.key), prefix: "["))
                 }
                 return (name, "unknown key outside any section; keys belong in [\(sections.map(\.key).joined(separator: "], ["))]")
             }

@@ -98,7 +98,11 @@ public enum NodeRunner {
         let application = Application(
             router: api.router(),
             server: GuardedHTTP1Channel.builder(api: configuration.api, connections: api.connections, metrics: metrics),
-            configuration: .init(address: .hostname(configuration.api.listenHost, port: configuration.api.listenPort), serverName: "rivellum-node"),
+            configuration: .init(
+                address: .hostname(configuration.api.listenHost, port: configuration.api.listenPort), serverName: "rivellum-node",
+                // A deep accept queue, so that a burst of connections waits for accept instead of
+                // retrying SYNs for seconds (the kernel caps it at net.core.somaxconn).
+                backlog: min(max(configuration.api.maxConnections, 256), 4_096)),
             onServerRunning: { channel in
                 // Where offline tools find the running node (`snapshot create` asks it to snapshot).
                 let address = channel.localAddress.flatMap { $0.port.map { port in "\(configuration.api.listenHost):\(port)" } } ?? listen

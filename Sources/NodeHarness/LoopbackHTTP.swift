@@ -74,7 +74,8 @@ public enum LoopbackHTTP {
         return (0..<max(0, bytes.count - 3)).first(where: { Array(bytes[$0..<($0 + 4)]) == separator })
     }
 
-    static func parse(_ bytes: [UInt8]) throws(Failure) -> Response {
+    /// Parses a whole response (head and body) from `bytes`.
+    public static func parse(_ bytes: [UInt8]) throws(Failure) -> Response {
         guard let headEnd = findHeadEnd(bytes) else {
             throw Failure(message: "no complete HTTP response (\(bytes.count) bytes received)")
         }

@@ -40,6 +40,10 @@ struct NodeConfigurationTests {
             max_key_bytes = 32
             max_value_bytes = 64
             max_inflight_commits = 8
+            max_connections = 100
+            request_head_timeout_ms = 1500
+            request_body_timeout_ms = 2500
+            idle_timeout_ms = 3500
             [logging]
             level = "debug"
             format = "json"
@@ -58,6 +62,8 @@ struct NodeConfigurationTests {
         #expect(configuration.api.listenHost == "::1" && configuration.api.listenPort == 9000)
         #expect(configuration.api.maxBodyBytes == 2_048 && configuration.api.maxOperationsPerBlock == 5)
         #expect(configuration.api.maxKeyBytes == 32 && configuration.api.maxValueBytes == 64 && configuration.api.maxInflightCommits == 8)
+        #expect(configuration.api.maxConnections == 100 && configuration.api.requestHeadTimeoutMilliseconds == 1_500)
+        #expect(configuration.api.requestBodyTimeoutMilliseconds == 2_500 && configuration.api.idleTimeoutMilliseconds == 3_500)
         #expect(configuration.logging.level == "debug" && configuration.logging.format == .json)
         #expect(configuration.snapshotDirectory == "/backup")
         #expect(configuration.snapshot.intervalHours == 6 && configuration.snapshot.keep == 3)
@@ -84,6 +90,10 @@ struct NodeConfigurationTests {
         ("[logging]\nlevel = \"loud\"", "logging.level"),
         ("[logging]\nformat = \"xml\"", "logging.format"),
         ("[snapshot]\nkeep = 0", "snapshot.keep"),
+        ("[api]\nmax_connections = 0", "api.max_connections"),
+        ("[api]\nrequest_head_timeout_ms = 10", "api.request_head_timeout_ms"),
+        ("[api]\nrequest_body_timeout_ms = -5", "api.request_body_timeout_ms"),
+        ("[api]\nidle_timeout_ms = 99999999", "api.idle_timeout_ms"),
     ])
     func badValuesAreRefusedNamingTheKey(text: String, key: String) {
         do {
@@ -93,6 +103,47 @@ struct NodeConfigurationTests {
             #expect(error.description.contains("node.toml"), "\(error)")
             #expect(error.description.contains(key), "\(error)")
         }
+    }
+
+    /// The messages for names that do not exist: the section and what it holds, or the key and
+    /// the nearest valid one.
+    @Test(arguments: [
+        ("[extra]\nnonsense = 1", nil, "unknown section [extra] (keys: nonsense)"),
+        ("[extra]", nil, "unknown section [extra] (keys: none)"),
+        ("[wall]\nwal_dir = \"/w\"\nwal_fsync_policy = \"strict\"", nil, "unknown section [wall] (keys: wal_dir, wal_fsync_policy); did you mean [wal]?"),
+        ("[wal]\nwal_fsnc_policy = \"strict\"", "wal.wal_fsnc_policy", "unknown key; did you mean wal_fsync_policy?"),
+        ("[api]\nmax_conections = 5", "api.max_conections", "unknown key; did you mean max_connections?"),
+        ("[api]\nbanana = 5", "api.banana", "unknown key"),
+        ("[wal.extra]\nx = 1", "wal.extra", "unknown key"),
+        ("lanes = 4", "lanes", "unknown key outside any section; keys belong in [node], [wal], [api], [logging], [snapshot]"),
+    ])
+    func unknownNamesAreNamedWithTheNearestValidOne(text: String, key: String?, message: String) {
+        do {
+            _ = try NodeConfiguration.decode(text, file: "node.toml")
+            Issue.record("accepted: \(text)")
+        } catch {
+            #expect(error.key == key, "\(error)")
+            #expect(error.message == message, "\(error)")
+            #expect(error.description == "configuration error in node.toml: " + (key.map { "\($0): " } ?? "") + message)
+        }
+    }
+
+    /// Every key the schema allows is documented in the embedded defaults (set or commented out)
+    /// and decodes: the schema, the decoder and `config default` cannot drift apart.
+    @Test func everySchemaKeyIsDocumentedAndDecodes() throws {
+        for (section, keys) in ConfigurationSchema.sections {
+            #expect(NodeConfiguration.defaultTOML.contains("[\(section)]"), "[\(section)] undocumented")
+            for key in keys {
+                let documented = NodeConfiguration.defaultTOML.split(separator: "\n").contains {
+                    $0.trimmingPrefix("# ").hasPrefix(key + " =")
+                }
+                #expect(documented, "\(section).\(key) is not in config default")
+            }
+        }
+        // The distance the suggestions rest on.
+        #expect(ConfigurationSchema.editDistance("wal_fsnc_policy", "wal_fsync_policy") == 1)
+        #expect(ConfigurationSchema.editDistance("", "abc") == 3)
+        #expect(ConfigurationSchema.editDistance("kitten", "sitting") == 3)
     }
 
     @Test func listenParsing() {
