@@ -98,6 +98,8 @@ let package = Package(
         .testTarget(
             name: "NodeTests", dependencies: ["Node", "Engine", "FaultFS", "NodeHarness", "rivellum-node", "rivellum-killtest", "rivellum-loadtest"]),
         .testTarget(name: "SimRunnerTests", dependencies: ["SimRunner", "Engine", "FaultFS"]),
+        // The benchmark harness itself (baselines that fail must fail the run).
+        .testTarget(name: "BenchTests", dependencies: ["rivellum-bench"]),
     ],
     cxxLanguageStandard: .cxx17
 )

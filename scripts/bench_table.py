@@ -20,7 +20,9 @@ def main(path):
         results = json.load(handle)
     machine = results["machine"]
     print(f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
-          f"{machine.get('mhz', '?')} MHz nominal, {machine.get('memory_gib', '?')} GiB.\n")
+          f"{machine.get('mhz_current', machine.get('mhz', '?'))} MHz at the start, {machine.get('memory_gib', '?')} GiB, "
+          f"load average {machine.get('load_average_before', '?')} before the run. "
+          f"Measured {machine.get('date', '?')} on commit {machine.get('commit', '?')}.\n")
     print("| measurement | parameters | rivellum | baseline (same run) | ratio | goal |")
     print("| --- | --- | --- | --- | --- | --- |")
     for figure in results["figures"]:
@@ -29,7 +31,7 @@ def main(path):
         parameters = " ".join(f"{key}={value}" for key, value in sorted(figure["parameters"].items()))
         baseline = ""
         if figure.get("baseline"):
-            baseline = f"{figure['baseline']}: {number(figure.get('baselineValue'))} {figure['unit']}"
+            baseline = f"{figure['baseline']}: {number(figure.get('baselineValue'))} {figure.get('baselineUnit') or figure['unit']}"
         ratio = f"{figure['ratio']:.2f}" if figure.get("ratio") is not None else ""
         print(f"| {figure['benchmark']} | {parameters} | {number(figure['value'])} {figure['unit']} | "
               f"{baseline} | {ratio} | {figure.get('goal') or ''} |")

@@ -399,6 +399,13 @@ public final class Engine: @unchecked Sendable {
 
     // MARK: Checkpoints
 
+    /// Waits until no lane has a RocksDB flush or compaction running or pending (for
+    /// measurements that must not race background compaction); false if some lane was still
+    /// busy after `timeoutSeconds`. Commits are not paused: the caller keeps the engine idle.
+    public func waitForLaneBackgroundWork(timeoutSeconds: Double) -> Bool {
+        lanes.allSatisfy { $0.database.waitUntilQuiescent(timeoutSeconds: timeoutSeconds) }
+    }
+
     /// Syncs the WAL, then flushes every lane (lane state never becomes durable ahead of the
     /// log), then deletes WAL segments no lane needs any more that are older than the retention.
     public func checkpoint() throws(EngineError) {

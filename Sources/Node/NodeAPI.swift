@@ -50,7 +50,7 @@ public struct NodeAPI: Sendable {
         router.get("/v1/metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(string: metrics.render(engine: engine))))
+                body: .init(byteBuffer: ByteBuffer(string: metrics.render(engine: engine, connections: connections.value))))
         }
         router.get("/v1/blocks/{height}") { _, context in
             let text = try context.parameters.require("height")

@@ -16,6 +16,7 @@ public final class NodeMetrics: WALObserver, Sendable {
     let operationsCommitted: CoreMetrics.Counter
     let height: CoreMetrics.Gauge
     let durableHeight: CoreMetrics.Gauge
+    let apiConnections: CoreMetrics.Gauge
     let recoveryDuration: CoreMetrics.Gauge
     let recoveryRecordsReplayed: CoreMetrics.Gauge
     let recoveryBlocksDropped: CoreMetrics.Gauge
@@ -43,6 +44,7 @@ public final class NodeMetrics: WALObserver, Sendable {
         operationsCommitted = CoreMetrics.Counter(label: "rivellum_operations_committed_total", factory: factory)
         height = CoreMetrics.Gauge(label: "rivellum_height", factory: factory)
         durableHeight = CoreMetrics.Gauge(label: "rivellum_durable_height", factory: factory)
+        apiConnections = CoreMetrics.Gauge(label: "rivellum_api_connections", factory: factory)
         recoveryDuration = CoreMetrics.Gauge(label: "rivellum_recovery_duration_seconds", factory: factory)
         recoveryRecordsReplayed = CoreMetrics.Gauge(label: "rivellum_recovery_records_replayed", factory: factory)
         recoveryBlocksDropped = CoreMetrics.Gauge(label: "rivellum_recovery_uncommitted_blocks_dropped", factory: factory)
@@ -90,8 +92,10 @@ public final class NodeMetrics: WALObserver, Sendable {
         recoveryBlocksDropped.record(Int64(clamping: report.uncommittedBlocksDropped))
     }
 
-    /// Brings the gauges and WAL counters up to date with `engine` and renders the registry.
-    public func render(engine: Engine) -> String {
+    /// Brings the gauges and WAL counters up to date with `engine` (and the API's open
+    /// connections) and renders the registry.
+    public func render(engine: Engine, connections: Int = 0) -> String {
+        apiConnections.record(Int64(connections))
         let roots = engine.stateRoots()
         height.record(Int64(clamping: roots.height))
         durableHeight.record(Int64(clamping: engine.durableHeight))

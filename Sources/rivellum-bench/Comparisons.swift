@@ -17,6 +17,8 @@ struct BenchFigure: Codable {
     /// What it is compared against, measured in the same run, and the ratio value / baseline.
     var baseline: String?
     var baselineValue: Double?
+    /// The baseline's unit when it is not the figure's own (a machine-speed reference).
+    var baselineUnit: String? = nil
     var ratio: Double?
     var goal: String?
 }
@@ -30,7 +32,7 @@ final class BenchReport: @unchecked Sendable {
         var line = "  \(figure.benchmark) \(figure.parameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")): "
             + format(figure.value) + " " + figure.unit
         if let baseline = figure.baseline, let baselineValue = figure.baselineValue, let ratio = figure.ratio {
-            line += " | \(baseline): \(format(baselineValue)) \(figure.unit) | ratio \(String(format: "%.2f", ratio))"
+            line += " | \(baseline): \(format(baselineValue)) \(figure.baselineUnit ?? figure.unit) | ratio \(String(format: "%.2f", ratio))"
         }
         if let goal = figure.goal { line += " (goal \(goal))" }
         print(line)
@@ -131,7 +133,9 @@ extension RivellumBench {
 
         func run() throws {
             let report = BenchReport()
-            let machine = machineDescription()
+            // The conditions are read before anything runs (the load average of the run itself
+            // would say nothing about the machine).
+            let machine = machineDescription().merging(RunConditions.now().fields) { $1 }
             print("machine: \(machine.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
             func wanted(_ part: String) -> Bool { only.isEmpty || only.contains(part) }
             if wanted("crc32c") {
@@ -156,7 +160,7 @@ extension RivellumBench {
             }
             if wanted("sim") {
                 print("== simulator")
-                SimulatorBench.run(report: report, seeds: simSeeds)
+                try SimulatorBench.run(report: report, seeds: simSeeds, rounds: rounds)
             }
             if let jsonOut {
                 try report.write(json: jsonOut, machine: machine)
@@ -331,7 +335,7 @@ enum WALBench {
                 }
             }
             if let singleWriterStrict {
-                let raw = try withScratchDirectory(in: scratch) { directory in
+                let raw = withScratchDirectory(in: scratch) { directory in
                     var samples: [Double] = []
                     for _ in 0..<rounds { samples.append(rawSyncRate(path: directory + "/raw-\(samples.count)", recordBytes: size, seconds: seconds)) }
                     return median(samples)
@@ -381,23 +385,52 @@ enum WALBench {
             try log.partition(.lane(0)).checkpointSync()
             try log.close()
             var records = 0
-            var payloadBytes = 0
             let started = nowSeconds()
             let recovered = try WriteAheadLog.recover(
                 fileSystem: PosixFileSystem(), directory: walDirectory, partitionIDs: [.lane(0)], mode: .tolerateTornTail
-            ) { _, _, payload in
+            ) { _, _, _ in
                 records += 1
-                payloadBytes += payload.count
             }
             let elapsed = nowSeconds() - started
             let scanned = recovered.scans[.lane(0)]!.bytesRead
+            let rawBytesPerSecond = try rawReadRate(directory: walDirectory)
+            let replayBytesPerSecond = Double(scanned) / elapsed
+            let baseline = "raw read() of the same segments, cache dropped"
             report.add(
                 BenchFigure(
-                    benchmark: "recovery replay", parameters: ["wal": "\(scanned >> 20)MiB", "cache": "dropped by recovery"], value: Double(scanned) / elapsed / 1e6,
-                    unit: "MB/s", goal: ">= 200 MB/s"))
+                    benchmark: "recovery replay", parameters: ["wal": "\(scanned >> 20)MiB", "cache": "dropped by recovery"],
+                    value: replayBytesPerSecond / 1e6, unit: "MB/s", baseline: baseline, baselineValue: rawBytesPerSecond / 1e6,
+                    ratio: replayBytesPerSecond / rawBytesPerSecond, goal: ">= 200 MB/s"))
+            // The raw read's rate in records of the same size, for the records row.
+            let bytesPerRecord = Double(scanned) / Double(records)
             report.add(
-                BenchFigure(benchmark: "recovery replay records", parameters: ["record": "4096B"], value: Double(records) / elapsed, unit: "records/s"))
+                BenchFigure(
+                    benchmark: "recovery replay records", parameters: ["record": "4096B"], value: Double(records) / elapsed, unit: "records/s",
+                    baseline: baseline, baselineValue: rawBytesPerSecond / bytesPerRecord, ratio: replayBytesPerSecond / rawBytesPerSecond))
         }
+    }
+
+    /// Reads every file under `directory` once with read(2) in 1 MiB chunks after dropping its
+    /// cached pages (as recovery does); bytes/s.
+    static func rawReadRate(directory: String) throws -> Double {
+        let files = regularFiles(under: directory)
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var total = 0
+        let started = nowSeconds()
+        for relative in files.paths {
+            let descriptor = open(directory + "/" + relative, O_RDONLY)
+            guard descriptor >= 0 else { throw BenchFailure("cannot open \(directory)/\(relative) for the raw read baseline") }
+            defer { close(descriptor) }
+            _ = posix_fadvise(descriptor, 0, 0, POSIX_FADV_DONTNEED)
+            // Bounded by the file's length: each round reads at least one byte or ends.
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+                if count <= 0 { break }
+                total += count
+            }
+        }
+        guard UInt64(total) == files.bytes else { throw BenchFailure("the raw read baseline read \(total) of \(files.bytes) bytes") }
+        return Double(total) / (nowSeconds() - started)
     }
 }
 
@@ -422,44 +455,112 @@ enum SnapshotBench {
                 written += 64 * value.count
             }
             try engine.checkpoint()
-            let lanes = configuration.lanesDirectoryPath
-            var index = 0
-            let (snapshotSeconds, copySeconds) = try sideBySide(
-                rounds: rounds,
-                {
-                    index += 1
-                    let started = nowSeconds()
-                    _ = try SnapshotCreator.create(
-                        engine: engine, fileSystem: fileSystem, outputPath: directory + "/snap-\(index)", nowSeconds: 0,
-                        hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount)
-                    return nowSeconds() - started
-                },
-                {
-                    index += 1
-                    let started = nowSeconds()
-                    // cp -r, then sync, so both sides end durable.
-                    _ = system("cp -r '\(lanes)' '\(directory)/copy-\(index)' && sync -f '\(directory)/copy-\(index)'")
-                    return nowSeconds() - started
-                })
-            let manifest = try SnapshotVerifier.readManifest(fileSystem: fileSystem, path: directory + "/snap-1")
-            let megabytes = Double(manifest.totalBytes) / 1e6
-            report.add(
-                BenchFigure(
-                    benchmark: "snapshot create", parameters: ["state": "\(manifest.totalBytes >> 20)MiB", "lanes": "4"], value: snapshotSeconds,
-                    unit: "s", baseline: "cp -r + sync", baselineValue: copySeconds, ratio: copySeconds / snapshotSeconds,
-                    goal: ">= 10x faster than cp -r (ratio = cp time / snapshot time)"))
-            let started = nowSeconds()
-            _ = try SnapshotVerifier.verify(
-                fileSystem: fileSystem, path: directory + "/snap-1", hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount)
-            let verifySeconds = nowSeconds() - started
-            report.add(BenchFigure(benchmark: "snapshot verify", parameters: ["state": "\(manifest.totalBytes >> 20)MiB"], value: megabytes / verifySeconds, unit: "MB/s"))
+            try measure(report: report, engine: engine, fileSystem: fileSystem, directory: directory, rounds: rounds)
             try engine.close()
         }
     }
+
+    /// Background flushes and compactions finish before each side, so that neither side
+    /// measures a directory RocksDB is rewriting.
+    static func quiesce(_ engine: Engine) throws(BenchFailure) {
+        guard engine.waitForLaneBackgroundWork(timeoutSeconds: 120) else {
+            throw BenchFailure("the lanes' background compaction did not finish within 120 s")
+        }
+    }
+
+    /// `cp -r source copy` then `sync -f copy` (so that both sides end durable); seconds. Fails
+    /// unless the copy holds exactly `expectedBytes` in regular files.
+    static func copyBaseline(source: String, copy: String, expectedBytes: UInt64) throws(BenchFailure) -> Double {
+        let elapsed = try BaselineCommand.run(["cp", "-r", source, copy]) + BaselineCommand.run(["sync", "-f", copy])
+        let copied = regularFiles(under: copy).bytes
+        guard copied == expectedBytes else {
+            throw BenchFailure("cp -r copied \(copied) bytes; the snapshot holds \(expectedBytes)")
+        }
+        return elapsed
+    }
+
+    /// Snapshot create against `cp -r` + `sync` of exactly the same files (the first snapshot's
+    /// lanes: immutable, the same inodes as the live SSTs), then verify against `sha256sum` of
+    /// the same files with as many processes as verify has threads. Both sides must hold the
+    /// same bytes, and every baseline must pass cleanly, or the benchmark fails.
+    static func measure(report: BenchReport, engine: Engine, fileSystem: PosixFileSystem, directory: String, rounds: Int) throws {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        try quiesce(engine)
+        let reference = try SnapshotCreator.create(
+            engine: engine, fileSystem: fileSystem, outputPath: directory + "/snap-0", nowSeconds: 0, hashingConcurrency: cores)
+        let source = directory + "/snap-0/lanes"
+        let sourceFiles = regularFiles(under: source)
+        guard sourceFiles.bytes == reference.totalBytes else {
+            throw BenchFailure("the snapshot's lanes hold \(sourceFiles.bytes) bytes but its manifest lists \(reference.totalBytes)")
+        }
+        var index = 0
+        let (snapshotSeconds, copySeconds) = try sideBySide(
+            rounds: rounds,
+            { () throws -> Double in
+                try quiesce(engine)
+                index += 1
+                let started = nowSeconds()
+                let manifest = try SnapshotCreator.create(
+                    engine: engine, fileSystem: fileSystem, outputPath: directory + "/snap-\(index)", nowSeconds: 0, hashingConcurrency: cores)
+                let elapsed = nowSeconds() - started
+                guard manifest.totalBytes == reference.totalBytes else {
+                    throw BenchFailure("snapshot \(index) holds \(manifest.totalBytes) bytes, the first \(reference.totalBytes): the state moved")
+                }
+                return elapsed
+            },
+            { () throws -> Double in
+                try quiesce(engine)
+                index += 1
+                return try copyBaseline(source: source, copy: directory + "/copy-\(index)", expectedBytes: reference.totalBytes)
+            })
+        report.add(
+            BenchFigure(
+                benchmark: "snapshot create", parameters: ["state": "\(reference.totalBytes >> 20)MiB", "lanes": "4"], value: snapshotSeconds,
+                unit: "s", baseline: "cp -r + sync of the same \(reference.files.count) files", baselineValue: copySeconds,
+                ratio: copySeconds / snapshotSeconds, goal: ">= 10x faster than cp -r (ratio = cp time / snapshot time)"))
+        let megabytes = Double(reference.totalBytes) / 1e6
+        let (verifySeconds, hashSeconds) = try sideBySide(
+            rounds: rounds,
+            { () throws -> Double in
+                let started = nowSeconds()
+                _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: directory + "/snap-0", hashingConcurrency: cores)
+                return nowSeconds() - started
+            },
+            { () throws -> Double in
+                let groups = (0..<cores).map { core in
+                    ["sha256sum"] + sourceFiles.paths.enumerated().filter { $0.offset % cores == core }.map { source + "/" + $0.element }
+                }.filter { $0.count > 1 }
+                return try BaselineCommand.runConcurrently(groups)
+            })
+        report.add(
+            BenchFigure(
+                benchmark: "snapshot verify", parameters: ["state": "\(reference.totalBytes >> 20)MiB"], value: megabytes / verifySeconds,
+                unit: "MB/s", baseline: "sha256sum of the same files, \(cores) processes", baselineValue: megabytes / hashSeconds,
+                ratio: hashSeconds / verifySeconds))
+    }
 }
 
+/// The simulator's figures against a reference measured in the same run: a fixed WAL workload
+/// (seeded appends in batches, a sync per batch, then recovery reading everything back; no
+/// faults, no crashes) on `PosixFileSystem` over tmpfs and on `SimulatedFileSystem`. The
+/// reference's tmpfs rate stands for the machine's speed, so each swarm figure is reported as a
+/// ratio to it (comparable between machines), beside its absolute value.
 enum SimulatorBench {
-    static func run(report: BenchReport, seeds: Int) {
+    static let referenceDirectory = "/dev/shm"
+
+    static func run(report: BenchReport, seeds: Int, rounds: Int) throws {
+        let (simulated, posix) = try sideBySide(
+            rounds: rounds, { try referenceRate(on: SimulatedFileSystem(seed: 1), directory: "/reference") },
+            {
+                try withScratchDirectory(in: referenceDirectory) { directory in
+                    try referenceRate(on: PosixFileSystem(), directory: directory + "/reference")
+                }
+            })
+        let referenceName = "reference WAL workload on PosixFileSystem over tmpfs"
+        report.add(
+            BenchFigure(
+                benchmark: "simulator reference WAL workload", parameters: ["records": String(referenceRecords)], value: simulated,
+                unit: "records/s", baseline: referenceName, baselineValue: posix, ratio: simulated / posix))
         for workload in ["wal", "engine"] {
             var operations: UInt64 = 0
             var crashes = 0
@@ -471,13 +572,44 @@ enum SimulatorBench {
             }
             let elapsed = nowSeconds() - started
             let parameters = ["workload": workload, "seeds": String(seeds)]
-            report.add(
+            func figure(_ name: String, _ value: Double, _ unit: String, goal: String? = nil) -> BenchFigure {
                 BenchFigure(
-                    benchmark: "simulator fs ops", parameters: parameters, value: Double(operations) / elapsed, unit: "ops/s (one core)",
-                    goal: ">= 1,000,000 ops/s per core"))
-            report.add(BenchFigure(benchmark: "simulator crash-recover cycles", parameters: parameters, value: Double(crashes) / elapsed, unit: "cycles/s"))
-            report.add(BenchFigure(benchmark: "simulator seeds", parameters: parameters, value: Double(seeds) * 60 / elapsed, unit: "seeds/min"))
+                    benchmark: name, parameters: parameters, value: value, unit: unit, baseline: referenceName, baselineValue: posix,
+                    baselineUnit: "records/s", ratio: value / posix, goal: goal)
+            }
+            report.add(figure("simulator fs ops", Double(operations) / elapsed, "ops/s (one core)", goal: ">= 1,000,000 ops/s per core"))
+            report.add(figure("simulator crash-recover cycles", Double(crashes) / elapsed, "cycles/s"))
+            report.add(figure("simulator seeds", Double(seeds) * 60 / elapsed, "seeds/min"))
         }
+    }
+
+    static let referenceRecords = 20_000
+
+    /// Appends `referenceRecords` seeded records (16 to 4,096 bytes) in batches of 16 with a
+    /// sync after each, closes, recovers reading every record back; records/s over both.
+    static func referenceRate(on fileSystem: any FileSystem, directory: String) throws -> Double {
+        var configuration = WALConfiguration()
+        configuration.fsyncPolicy = .strict
+        configuration.segmentSizeBytes = 8 << 20
+        var random = DeterministicRandom(seed: 42)
+        let started = nowSeconds()
+        try fileSystem.createDirectories(directory)
+        let log = try WriteAheadLog(
+            fileSystem: fileSystem, directory: directory, partitionIDs: [.lane(0)], configuration: configuration, clock: SystemClock())
+        // Bounded: referenceRecords / 16 batches.
+        for _ in 0..<(referenceRecords / 16) {
+            let batch = (0..<16).map { _ in [UInt8](repeating: UInt8(truncatingIfNeeded: random.next()), count: random.int(in: 16...4_096)) }
+            _ = try log.partition(.lane(0)).append(batch)
+        }
+        try log.close()
+        var recovered = 0
+        _ = try WriteAheadLog.recover(fileSystem: fileSystem, directory: directory, partitionIDs: [.lane(0)], mode: .tolerateTornTail) { _, _, _ in
+            recovered += 1
+        }
+        guard recovered == referenceRecords else {
+            throw BenchFailure("the reference workload recovered \(recovered) of \(referenceRecords) records")
+        }
+        return Double(2 * referenceRecords) / (nowSeconds() - started)
     }
 }
 

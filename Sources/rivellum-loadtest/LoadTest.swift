@@ -11,7 +11,8 @@ import Glibc
 /// `rivellum-node run` on a fresh data directory and measures (a) `--writers` well-behaved
 /// keep-alive writers posting blocks for `--seconds`, alone; (b) the same writers while
 /// `--slow` connections are held open mid-request (half inside the head, half inside the
-/// body); and (c) the node's resident memory and open descriptors before, during and after.
+/// body); and (c) the node's resident memory and open descriptors before the slow connections
+/// (after the writers' first phase warmed it), while they are held, and after they closed.
 /// The figures are benchmarks, never assertions about speed. The run fails (exit 1) only when
 /// the node does not start, dies, does not stop cleanly on SIGTERM, or a writer request fails
 /// in either phase (the node must keep serving beside the slow connections).
@@ -218,11 +219,6 @@ struct LoadTest: ParsableCommand {
         func plan(_ prefix: String) -> WriterPlan {
             WriterPlan(port: node.port, writers: writers, seconds: seconds, opsPerBlock: opsPerBlock, valueBytes: valueBytes, keyPrefix: prefix)
         }
-        // Let the start-up health checks' connections close before the idle sample.
-        usleep(200_000)
-        let before = ResourceSample.of(pid: pid)
-        outcome.before = before
-
         // (a) The writers alone.
         let alone = plan("alone").run()
         outcome.alone = alone
@@ -231,6 +227,12 @@ struct LoadTest: ParsableCommand {
             outcome.errorSamples += alone.errorSamples
         }
         try alive("during the alone phase")
+        // `before` is taken once the writers have warmed the node (RocksDB's memtables and
+        // table cache, the allocator's arenas), so that before/during/after show what the slow
+        // connections cost and that it comes back. The writers' connections close first.
+        usleep(200_000)
+        let before = ResourceSample.of(pid: pid)
+        outcome.before = before
 
         // (b) The same writers beside the held slow connections.
         var held = SlowConnections(count: slow, port: node.port)

@@ -25,22 +25,6 @@ func sleep(untilNanoseconds instant: UInt64) {
     }
 }
 
-/// How a socket looks to a peek that does not wait: still open with nothing to read, closed by
-/// the peer (EOF or reset), or with bytes waiting (for a held slow connection: an answer, such
-/// as a 408 or 503, which the node sends before it closes).
-enum PeerState {
-    case open, closed, answered
-}
-
-/// Peeks at `descriptor` without blocking and without consuming anything.
-func peerState(of descriptor: Int32) -> PeerState {
-    var byte: UInt8 = 0
-    let count = recv(descriptor, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
-    if count > 0 { return .answered }
-    if count == 0 { return .closed }
-    return errno == EAGAIN || errno == EWOULDBLOCK ? .open : .closed
-}
-
 /// The figures of one load phase: committed blocks per second, commit latency percentiles and
 /// the failed requests.
 struct PhaseFigures: Sendable {
@@ -210,45 +194,5 @@ struct WriterPlan: Sendable {
         }
         connection?.close()
         tally.merge(latencies: latencies, errors: errors, samples: samples)
-    }
-}
-
-/// Held slow connections: half stop inside the request head (`Content-Le`), half send a whole
-/// head announcing a 1000-byte body and then only 6 bytes of it. Held on one thread (the
-/// caller's), never shared.
-struct SlowConnections {
-    private(set) var connections: [HTTPConnection] = []
-    private(set) var failures: [String] = []
-
-    static let partialHead = "POST /v1/blocks HTTP/1.1\r\nHost: x\r\nContent-Le"
-    static let partialBody = "POST /v1/blocks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"ops\""
-
-    /// Opens `count` of them against `port`.
-    init(count: Int, port: Int) {
-        connections.reserveCapacity(count)
-        // Bounded: count connections, each connect and send bounded by the 10 s socket timeout.
-        for index in 0..<count {
-            do {
-                let connection = try HTTPConnection(port: port, timeoutSeconds: 10)
-                let bytes = Array((index % 2 == 0 ? Self.partialHead : Self.partialBody).utf8)
-                let sent = connection.send(bytes)
-                if sent != bytes.count {
-                    failures.append("slow connection \(index): sent \(sent) of \(bytes.count) bytes")
-                    connection.close()
-                    continue
-                }
-                connections.append(connection)
-            } catch {
-                failures.append("slow connection \(index): \(error)")
-            }
-        }
-    }
-
-    /// How many are still open with no answer from the node.
-    var held: Int { connections.filter { peerState(of: $0.descriptor) == .open }.count }
-
-    mutating func closeAll() {
-        for connection in connections { connection.close() }
-        connections = []
     }
 }

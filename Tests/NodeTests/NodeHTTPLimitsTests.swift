@@ -22,23 +22,6 @@ func raiseOwnOpenFileLimit(atLeast needed: Int) throws {
     try #require(limit.rlim_cur >= rlim_t(needed), "this machine allows \(limit.rlim_cur) open files; the test needs \(needed)")
 }
 
-/// Half the connections send a partial request head, half a whole head and 6 bytes of a
-/// 1,000-byte body; then they wait.
-func openSlowConnections(_ count: Int, port: Int) throws -> [HTTPConnection] {
-    var held: [HTTPConnection] = []
-    // Bounded: `count` connections.
-    for index in 0..<count {
-        let connection = try HTTPConnection(port: port, timeoutSeconds: 30)
-        if index % 2 == 0 {
-            connection.send("POST /v1/blocks HTTP/1.1\r\nHost: x\r\nContent-Le")
-        } else {
-            connection.send("POST /v1/blocks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"ops\":")
-        }
-        held.append(connection)
-    }
-    return held
-}
-
 @Suite("rivellum-node's HTTP surface under slow, idle and hostile clients (real binary)", .serialized)
 struct NodeHTTPLimitsTests {
     /// 2,000 slow connections are held; a fresh client is still answered at once (within a
@@ -50,7 +33,10 @@ struct NodeHTTPLimitsTests {
         let node = try startNode(scratch, api: "request_head_timeout_ms = 20000\nrequest_body_timeout_ms = 20000\nidle_timeout_ms = 20000")
         defer { node.terminate() }
         let opened = Date()
-        let held = try openSlowConnections(2_000, port: node.port)
+        var slow = SlowConnections(count: 2_000, port: node.port)
+        defer { slow.closeAll() }
+        #expect(slow.failures.isEmpty, "\(slow.failures.prefix(3))")
+        let held = slow.connections
         // Bounded: up to 15 s for the node to accept them all.
         var connections = 0
         for _ in 0..<150 where connections < 2_000 {

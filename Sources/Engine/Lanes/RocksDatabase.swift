@@ -186,6 +186,24 @@ public final class RocksDatabase: @unchecked Sendable {
         }
     }
 
+    /// Waits until RocksDB has no flush or compaction running or pending (with automatic
+    /// compaction a flush may start a compaction that rewrites the lane's files). Returns false
+    /// if that did not happen within `timeoutSeconds`. Bounded: polls every millisecond.
+    public func waitUntilQuiescent(timeoutSeconds: Double) -> Bool {
+        checkOpen()
+        let names = ["rocksdb.num-running-flushes", "rocksdb.num-running-compactions", "rocksdb.mem-table-flush-pending", "rocksdb.compaction-pending"]
+        let pollsMax = Int(timeoutSeconds * 1_000)
+        for _ in 0..<max(1, pollsMax) {
+            let busy = names.contains { name in
+                var value: UInt64 = 0
+                return rocksdb_property_int(database, name, &value) == 0 && value > 0
+            }
+            if !busy { return true }
+            usleep(1_000)
+        }
+        return false
+    }
+
     /// The text of a RocksDB property (`rocksdb.sstables`, `rocksdb.stats`, ...), or nil when
     /// RocksDB does not know it.
     public func property(_ name: String) -> String? {
