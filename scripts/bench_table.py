@@ -32,7 +32,7 @@ def main(path):
         baseline = ""
         if figure.get("baseline"):
             baseline = f"{figure['baseline']}: {number(figure.get('baselineValue'))} {figure.get('baselineUnit') or figure['unit']}"
-        ratio = f"{figure['ratio']:.2f}" if figure.get("ratio") is not None else ""
+        ratio = number(figure["ratio"]) if figure.get("ratio") is not None else ""
         print(f"| {figure['benchmark']} | {parameters} | {number(figure['value'])} {figure['unit']} | "
               f"{baseline} | {ratio} | {figure.get('goal') or ''} |")
 

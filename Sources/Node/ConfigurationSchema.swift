@@ -15,7 +15,7 @@ enum ConfigurationSchema {
         ],
         "api": [
             "listen", "max_body_bytes", "max_ops_per_block", "max_key_bytes", "max_value_bytes", "max_inflight_commits",
-            "max_connections", "request_head_timeout_ms", "request_body_timeout_ms", "idle_timeout_ms",
+            "max_connections", "request_head_timeout_ms", "request_body_timeout_ms", "idle_timeout_ms", "max_body_bytes_in_flight",
         ],
         "logging": ["level", "format"],
         "snapshot": ["dir", "interval_hours", "keep"],
@@ -52,6 +52,7 @@ enum ConfigurationSchema {
 
     /// Levenshtein distance over Unicode scalars (config keys are short: O(n·m) is nothing).
     static func editDistance(_ a: String, _ b: String) -> Int {
+        // Bounded: |a| × |b| steps.
         let left = Array(a.unicodeScalars)
         let right = Array(b.unicodeScalars)
         if left.isEmpty { return right.count }

@@ -7,17 +7,25 @@
 /// | awaitingRequest  | connection start, or the last response  | head (first request), | close              |
 /// |                  |                                         | idle (kept alive)     |                    |
 /// | readingHead      | the first byte of a request             | head                  | 408, then close    |
-/// | readingBody      | the request head                        | body                  | 408, then close    |
+/// | readingBody      | the request head (or, for a pipelined   | body                  | 408, then close    |
+/// |                  | one, the end of the answer before it)   |                       |                    |
 /// | responding       | the request's end, or a response's head | none (the handler's   | -                  |
 /// |                  |                                         | own limits bound it)  |                    |
 /// | lingering        | the end of an early response            | linger                | close              |
+///
+/// In every phase, a connection whose socket stops taking the node's writes (the client does
+/// not read) is closed once it has been stalled for the idle limit.
 ///
 /// An early response is one whose head goes out before its request has been read to the
 /// end (a 413 on the declared length, a 400 on a broken body, a parse error): it carries
 /// `Connection: close`, and after it the connection half-closes and discards what the client
 /// still sends, for at most `linger`, so that a client that writes its whole body before
 /// reading gets the response instead of hanging.
+///
+/// Requests and responses are counted, not flagged: with pipelining, Hummingbird may write the
+/// next response's head before the previous response's end has reached the socket.
 struct ConnectionDeadlines: Equatable {
+    /// The limits, in nanoseconds.
     struct Limits: Equatable {
         var headNanoseconds: UInt64
         var bodyNanoseconds: UInt64
@@ -25,12 +33,14 @@ struct ConnectionDeadlines: Equatable {
         var lingerNanoseconds: UInt64
     }
 
+    /// Where the connection is (see the table above).
     enum Phase: Equatable { case awaitingRequest, readingHead, readingBody, responding, lingering }
 
     enum Expiry: Equatable {
         /// Nothing is due yet.
         case none
-        /// Close without a response (idle, or a response already began, or lingering ended).
+        /// Close without a response (idle, a stalled write, a response already begun, or
+        /// lingering ended).
         case close
         /// Answer 408 Request Timeout, then close.
         case respondTimeoutThenClose
@@ -39,14 +49,15 @@ struct ConnectionDeadlines: Equatable {
     let limits: Limits
     private(set) var headsReceived = 0
     private(set) var endsReceived = 0
+    private(set) var responseHeadsWritten = 0
     private(set) var responsesEnded = 0
-    private(set) var responseStarted = false
     private(set) var isLingering = false
     private var awaitingSince: UInt64
     private var servedAny = false
     private var firstByteAt: UInt64?
     private var lastHeadAt: UInt64 = 0
     private var lingerSince: UInt64 = 0
+    private var writeStalledSince: UInt64?
 
     init(limits: Limits, now: UInt64) {
         self.limits = limits
@@ -55,14 +66,20 @@ struct ConnectionDeadlines: Equatable {
 
     var phase: Phase {
         if isLingering { return .lingering }
-        if endsReceived > responsesEnded || responseStarted { return .responding }
+        if responseHeadsWritten > responsesEnded || endsReceived > responsesEnded { return .responding }
         if headsReceived > responsesEnded { return .readingBody }
         if firstByteAt != nil { return .readingHead }
         return .awaitingRequest
     }
 
-    /// When the current phase times out (monotonic nanoseconds), or nil when it cannot.
+    /// When the connection times out (monotonic nanoseconds), or nil when it cannot.
     var deadline: UInt64? {
+        let stallDeadline = writeStalledSince.map { $0 &+ limits.idleNanoseconds }
+        guard let phaseDeadline else { return stallDeadline }
+        return min(phaseDeadline, stallDeadline ?? .max)
+    }
+
+    private var phaseDeadline: UInt64? {
         switch phase {
         case .awaitingRequest: return awaitingSince &+ (servedAny ? limits.idleNanoseconds : limits.headNanoseconds)
         case .readingHead: return (firstByteAt ?? awaitingSince) &+ limits.headNanoseconds
@@ -77,38 +94,49 @@ struct ConnectionDeadlines: Equatable {
         if phase == .awaitingRequest { firstByteAt = now }
     }
 
+    /// The HTTP decoder produced a request head.
     mutating func headReceived(now: UInt64) {
         headsReceived += 1
         lastHeadAt = now
         firstByteAt = nil
     }
 
+    /// The HTTP decoder produced a request's end (its body, if any, is all in).
     mutating func requestEnded() {
         endsReceived += 1
     }
 
-    /// A response head is going out. Returns whether it is early (its request not read to the
-    /// end): it must then carry `Connection: close`.
+    /// A (final, not 1xx) response head is going out. Returns whether it is early (its request
+    /// not read to the end): it must then carry `Connection: close`.
     mutating func responseHeadWritten() -> Bool {
-        responseStarted = true
-        return endsReceived <= responsesEnded
+        responseHeadsWritten += 1
+        return endsReceived < responseHeadsWritten
     }
 
-    /// A response ended; `early` as `responseHeadWritten` said. An early one starts lingering.
+    /// A response's end reached the socket; `early` as `responseHeadWritten` said for it. An
+    /// early one starts lingering. A pipelined request waiting behind it starts its body clock
+    /// now at the latest (the node was not reading it while it answered the one before).
     mutating func responseEnded(now: UInt64, early: Bool) {
         responsesEnded += 1
-        responseStarted = false
         awaitingSince = now
         servedAny = true
         firstByteAt = nil
+        if headsReceived > responsesEnded { lastHeadAt = max(lastHeadAt, now) }
         if early {
             isLingering = true
             lingerSince = now
         }
     }
 
+    /// The socket stopped (false) or started again (true) taking writes.
+    mutating func writabilityChanged(writable: Bool, now: UInt64) {
+        writeStalledSince = writable ? nil : (writeStalledSince ?? now)
+    }
+
+    /// What is due at `now`.
     func expiry(now: UInt64) -> Expiry {
-        guard let deadline, now >= deadline else { return .none }
+        if let stalled = writeStalledSince, now >= stalled &+ limits.idleNanoseconds { return .close }
+        guard let phaseDeadline, now >= phaseDeadline else { return .none }
         switch phase {
         case .readingHead, .readingBody: return .respondTimeoutThenClose
         case .awaitingRequest, .lingering: return .close

@@ -19,7 +19,10 @@ struct GuardedHTTP1Channel: ServerChildChannel {
     let maxConnections: Int
     let metrics: NodeMetrics
 
-    init(responder: @escaping HTTPChannelHandler.Responder, api: NodeConfiguration.APISection, connections: ConnectionCounter, metrics: NodeMetrics) {
+    init(
+        responder: @escaping HTTPChannelHandler.Responder, api: NodeConfiguration.APISection, connections: ConnectionCounter,
+        metrics: NodeMetrics
+    ) {
         inner = HTTP1Channel(responder: responder, configuration: .init(additionalChannelHandlers: [HTTPExchangeObserver()]))
         limits = ConnectionDeadlines.Limits(
             headNanoseconds: api.requestHeadTimeoutMilliseconds * 1_000_000, bodyNanoseconds: api.requestBodyTimeoutMilliseconds * 1_000_000,
@@ -69,15 +72,16 @@ final class ConnectionCounter: Sendable {
 
 /// The first handler of every connection's pipeline: it sees raw bytes. It runs the
 /// connection's `ConnectionDeadlines` (fed by `HTTPExchangeObserver` with the HTTP events),
-/// writes the 408 and 503 answers itself, and during lingering discards what arrives.
-/// Event-loop confined, like every channel handler.
+/// writes the 408 and 503 answers itself, and while lingering or closing discards what
+/// arrives. Event-loop confined, like every channel handler.
 final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = IOData
     typealias OutboundOut = IOData
 
-    /// How long an early response's connection may go on sending before it is closed.
+    /// How long a connection may go on sending after an early response, a 408 or a 503 (it is
+    /// half-closed: it reads the answer and EOF) before it is closed.
     static let lingerNanoseconds: UInt64 = 2_000_000_000
     /// How much a lingering connection may send before it is closed.
     static let lingerMaxBytes = 32 << 20
@@ -88,6 +92,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     private var context: ChannelHandlerContext?
     private var scheduled: (task: Scheduled<Void>, deadline: UInt64)?
     private var discardedBytes = 0
+    /// A 408 or 503 went out (or is going): the connection only drains until it closes.
     private var closing = false
 
     init(limits: ConnectionDeadlines.Limits, refusal: [UInt8]?, metrics: NodeMetrics) {
@@ -106,12 +111,14 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
             extraHeaders: "retry-after: 1\r\n")
     }
 
+    /// A whole HTTP/1.1 response with a JSON body and `connection: close`.
     static func rawResponse(_ status: String, _ body: String, extraHeaders: String = "") -> [UInt8] {
         Array(
             ("HTTP/1.1 \(status)\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n"
                 + extraHeaders + "connection: close\r\n\r\n" + body).utf8)
     }
 
+    /// Inbound bytes are dropped (the connection is refused, lingering or closing).
     var isDiscarding: Bool { refusal != nil || deadlines.isLingering || closing }
 
     // MARK: Channel events
@@ -130,12 +137,8 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        start(context)
-        context.fireChannelActive()
-    }
-
-    private func start(_ context: ChannelHandlerContext) {
         if let refusal { respondAndClose(context, refusal) }
+        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -156,6 +159,12 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
             return
         }
         context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        deadlines.writabilityChanged(writable: context.channel.isWritable, now: Self.now())
+        reschedule()
+        context.fireChannelWritabilityChanged()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -179,17 +188,16 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     /// Returns whether the response is early (it must carry `Connection: close`).
-    func responseHeadWritten() -> Bool { deadlines.responseHeadWritten() }
+    func responseHeadWritten() -> Bool {
+        let early = deadlines.responseHeadWritten()
+        reschedule()
+        return early
+    }
 
-    /// The response's end has been written (and flushed) to the socket.
+    /// A response's end has been written (and flushed) to the socket.
     func responseEnded(early: Bool) {
         deadlines.responseEnded(now: Self.now(), early: early)
-        if early, let context {
-            // Half-close: the client reads the response and EOF; what it still sends is read and
-            // dropped until it closes, the linger time passes or lingerMaxBytes arrive.
-            context.close(mode: .output, promise: nil)
-            context.read()
-        }
+        if early, let context { halfCloseAndDrain(context) }
         reschedule()
     }
 
@@ -207,7 +215,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     private func deadlineReached() {
-        guard let context else { return }
+        guard let context, !closing else { return }
         switch deadlines.expiry(now: Self.now()) {
         case .none:
             reschedule()
@@ -215,22 +223,34 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
             closeNow(context)
         case .respondTimeoutThenClose:
             metrics.countError("request_timeout")
-            let what = deadlines.phase == .readingHead ? "request head" : "request body"
+            let (what, key) = deadlines.phase == .readingHead ? ("request head", "request_head_timeout_ms") : ("request body", "request_body_timeout_ms")
             respondAndClose(
                 context,
-                Self.rawResponse(
-                    "408 Request Timeout",
-                    #"{"error":"the \#(what) did not arrive in time (api.request_\#(what == "request head" ? "head" : "body")_timeout_ms)","kind":"request_timeout"}"#))
+                Self.rawResponse("408 Request Timeout", #"{"error":"the \#(what) did not arrive in time (api.\#(key))","kind":"request_timeout"}"#))
         }
     }
 
+    /// Writes `bytes` (a whole response), then half-closes and drains; closes for good when the
+    /// client closes, `lingerMaxBytes` arrive or `lingerNanoseconds` pass, whichever is first,
+    /// even if the write never completes (a client that does not read).
     private func respondAndClose(_ context: ChannelHandlerContext, _ bytes: [UInt8]) {
         closing = true
+        scheduled?.task.cancel()
+        scheduled = nil
         let promise = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.byteBuffer(ByteBuffer(bytes: bytes))), promise: promise)
         promise.futureResult.assumeIsolated().whenComplete { [self] _ in
+            if let context = self.context { self.halfCloseAndDrain(context) }
+        }
+        context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(Self.lingerNanoseconds))) { [self] in
             if let context = self.context { self.closeNow(context) }
         }
+    }
+
+    /// The client reads what was sent and EOF; what it still sends is read and dropped.
+    private func halfCloseAndDrain(_ context: ChannelHandlerContext) {
+        context.close(mode: .output, promise: nil)
+        context.read()
     }
 
     private func closeNow(_ context: ChannelHandlerContext) {
@@ -242,8 +262,8 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
 }
 
 /// Sits after the HTTP codec: tells the guard where each exchange is, marks early responses
-/// `Connection: close`, and answers a request that cannot be parsed with a JSON 400 (instead
-/// of Hummingbird's empty one) when no other response is under way.
+/// `Connection: close` (and stops passing requests on after one), and answers a request that
+/// cannot be parsed with a JSON 400 instead of Hummingbird's empty one.
 final class HTTPExchangeObserver: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -251,7 +271,15 @@ final class HTTPExchangeObserver: ChannelDuplexHandler, RemovableChannelHandler 
     typealias OutboundOut = HTTPResponsePart
 
     private var guardHandler: ConnectionGuardHandler?
-    private var currentIsEarly = false
+    /// Whether each response whose head went out and whose end has not is early (pipelined
+    /// responses overlap: Hummingbird may write the next head before the previous end flushed).
+    private var earlyFlags: [Bool] = []
+    /// An early head went out: nothing more is passed on to Hummingbird.
+    private var stopForwarding = false
+    /// A parse error was passed on to Hummingbird, which answers it with an empty 400: that
+    /// answer gets the JSON body.
+    private var parseErrorForwarded = false
+    private var pendingErrorBody: ByteBuffer?
 
     func handlerAdded(context: ChannelHandlerContext) {
         guardHandler = try? context.pipeline.syncOperations.handler(type: ConnectionGuardHandler.self)
@@ -259,6 +287,7 @@ final class HTTPExchangeObserver: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !stopForwarding else { return }
         switch unwrapInboundIn(data) {
         case .head: guardHandler?.headReceived()
         case .body: break
@@ -268,20 +297,39 @@ final class HTTPExchangeObserver: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard let guardHandler, !guardHandler.deadlines.isLingering else {
-            // After an early response nothing more goes out (Hummingbird may try a second answer).
+        guard let guardHandler, !guardHandler.isDiscarding else {
+            // After an early response, a 408 or a 503 nothing more goes out.
             promise?.fail(ChannelError.outputClosed)
             return
         }
         switch unwrapOutboundIn(data) {
         case .head(var response):
-            currentIsEarly = guardHandler.responseHeadWritten()
-            if currentIsEarly { response.headerFields[.connection] = "close" }
+            if response.status.kind == .informational {
+                context.write(data, promise: promise)
+                return
+            }
+            let early = guardHandler.responseHeadWritten()
+            earlyFlags.append(early)
+            if early {
+                response.headerFields[.connection] = "close"
+                stopForwarding = true
+            }
+            if parseErrorForwarded, response.status == .badRequest, response.headerFields[.contentLength] == "0" {
+                parseErrorForwarded = false
+                let body = Self.malformedBody("the request is not valid HTTP/1.1")
+                response.headerFields[.contentType] = "application/json"
+                response.headerFields[.contentLength] = "\(body.readableBytes)"
+                pendingErrorBody = body
+            }
             context.write(wrapOutboundOut(.head(response)), promise: promise)
         case .body:
             context.write(data, promise: promise)
         case .end:
-            let early = currentIsEarly
+            if let body = pendingErrorBody {
+                pendingErrorBody = nil
+                context.write(wrapOutboundOut(.body(body)), promise: nil)
+            }
+            let early = earlyFlags.isEmpty ? false : earlyFlags.removeFirst()
             let written = context.eventLoop.makePromise(of: Void.self)
             written.futureResult.cascade(to: promise)
             context.write(data, promise: written)
@@ -289,25 +337,34 @@ final class HTTPExchangeObserver: ChannelDuplexHandler, RemovableChannelHandler 
         }
     }
 
+    static func malformedBody(_ message: String) -> ByteBuffer {
+        ByteBuffer(string: "{\"error\":\(jsonString(String(message.prefix(300)))),\"kind\":\"malformed_http\"}")
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard let guardHandler, !guardHandler.isDiscarding else { return }
-        let deadlines = guardHandler.deadlines
-        guard deadlines.phase == .awaitingRequest || deadlines.phase == .readingHead else {
-            // A request is under way: its handler sees the error (reading the body fails: 400).
+        // A socket error is no parse error: the connection is going; pass it on.
+        if error is IOError || error is ChannelError {
+            context.fireErrorCaught(error)
+            return
+        }
+        let phase = guardHandler.deadlines.phase
+        guard phase == .awaitingRequest || phase == .readingHead else {
+            // A request is under way: its handler sees the error (reading the body fails: 400),
+            // or Hummingbird answers it (its 400 gets the JSON body in `write`).
+            parseErrorForwarded = true
             context.fireErrorCaught(error)
             return
         }
         // The request could not be parsed: answer it here, then close. Hummingbird never saw a
         // request, so nothing else will answer.
-        let body = "{\"error\":\(jsonString("the request is not valid HTTP/1.1: \(String(describing: error).prefix(200))")),\"kind\":\"malformed_http\"}"
-        let bytes = ByteBuffer(string: body)
+        let body = Self.malformedBody("the request is not valid HTTP/1.1: \(error)")
         _ = guardHandler.responseHeadWritten()
-        currentIsEarly = true
+        stopForwarding = true
         let head = HTTPResponse(
-            status: .badRequest,
-            headerFields: [.contentType: "application/json", .contentLength: "\(bytes.readableBytes)", .connection: "close"])
+            status: .badRequest, headerFields: [.contentType: "application/json", .contentLength: "\(body.readableBytes)", .connection: "close"])
         context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(bytes)), promise: nil)
+        context.write(wrapOutboundOut(.body(body)), promise: nil)
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
         written.futureResult.assumeIsolated().whenComplete { [weak guardHandler] _ in guardHandler?.responseEnded(early: true) }

@@ -20,6 +20,8 @@ public struct NodeAPI: Sendable {
     let inflightCommits: InflightCounter
     /// The API's open connections (the connection guard counts them; `/v1/status` shows them).
     let connections = ConnectionCounter()
+    /// The bytes of request bodies being read, on every connection.
+    let bodyBudget: ByteBudget
     let snapshots: NodeSnapshots
     /// Set when the engine failed: the node stops (and systemd restarts it, which recovers).
     let onFatal: @Sendable (EngineError) -> Void
@@ -35,6 +37,7 @@ public struct NodeAPI: Sendable {
         self.logger = logger
         self.commitPool = commitPool
         self.inflightCommits = InflightCounter()
+        self.bodyBudget = ByteBudget(limit: configuration.api.maxBodyBytesInFlight)
         self.onFatal = onFatal
     }
 
@@ -142,17 +145,35 @@ public struct NodeAPI: Sendable {
     }
 
     /// The whole body, at most `limit` bytes: 413 past it, 400 when it cannot be read (a broken
-    /// chunked encoding, a connection closed mid-body).
+    /// chunked encoding, a connection closed mid-body), 503 when the bodies in transit on all
+    /// connections already hold `api.max_body_bytes_in_flight` (memory stays bounded however
+    /// many clients send at once). The bytes are reserved as they arrive, so a slow sender holds
+    /// only what it has sent.
     private func collectBody(_ request: Request, limit: Int) async throws -> [UInt8] {
+        var body: [UInt8] = []
+        var reserved = 0
+        defer { bodyBudget.release(reserved) }
         do {
-            var body = try await request.body.collect(upTo: limit)
-            return body.readBytes(length: body.readableBytes) ?? []
-        } catch is NIOTooManyBytesError {
-            let key = limit == configuration.api.maxBodyBytes ? " (api.max_body_bytes)" : ""
-            throw APIError(.contentTooLarge, "the body exceeds \(limit) bytes\(key)")
+            // Bounded: by `limit` bytes (and the connection guard's body timeout).
+            for try await chunk in request.body {
+                guard body.count + chunk.readableBytes <= limit else {
+                    let key = limit == configuration.api.maxBodyBytes ? " (api.max_body_bytes)" : ""
+                    throw APIError(.contentTooLarge, "the body exceeds \(limit) bytes\(key)")
+                }
+                guard bodyBudget.reserve(chunk.readableBytes) else {
+                    throw APIError(
+                        .serviceUnavailable, "request bodies in transit hold api.max_body_bytes_in_flight (\(bodyBudget.limit) bytes); retry shortly",
+                        kind: "overloaded")
+                }
+                reserved += chunk.readableBytes
+                body += chunk.readableBytesView
+            }
+        } catch let error as APIError {
+            throw error
         } catch {
             throw APIError(.badRequest, "the request body could not be read: \(error)", kind: "malformed_http")
         }
+        return body
     }
 
     private func status() -> String {
@@ -312,6 +333,30 @@ public struct BlockRequestDecoder: Sendable {
             operations.append(StateOperation(key: Array(key.utf8), value: Array(value.utf8)))
         }
         return operations
+    }
+}
+
+/// Bytes reserved by request bodies in transit, up to `limit` (admission control for memory).
+final class ByteBudget: Sendable {
+    let limit: Int
+    private let used = Atomic<Int>(0)
+
+    init(limit: Int) {
+        precondition(limit > 0)
+        self.limit = limit
+    }
+
+    /// Takes `count` bytes if they fit; false (and nothing taken) otherwise.
+    func reserve(_ count: Int) -> Bool {
+        let after = used.wrappingAdd(count, ordering: .relaxed).newValue
+        if after <= limit { return true }
+        used.wrappingSubtract(count, ordering: .relaxed)
+        return false
+    }
+
+    func release(_ count: Int) {
+        let after = used.wrappingSubtract(count, ordering: .relaxed).newValue
+        assert(after >= 0, "released more body bytes than were reserved")
     }
 }
 

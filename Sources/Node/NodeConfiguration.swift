@@ -50,8 +50,12 @@ public struct NodeConfiguration: Sendable, Equatable {
         /// From the request head until the whole body has arrived; past it the node answers 408
         /// (when no response has begun) and closes.
         public var requestBodyTimeoutMilliseconds: UInt64 = 30_000
-        /// A kept-alive connection with no request in progress is closed after this long.
+        /// A kept-alive connection with no request in progress is closed after this long; so is a
+        /// connection whose client stops reading the node's answer for this long.
         public var idleTimeoutMilliseconds: UInt64 = 60_000
+        /// The bytes of request bodies being read at once, over all connections; a body that
+        /// would go past it is answered 503 (memory stays bounded however many clients send).
+        public var maxBodyBytesInFlight = 256 << 20
     }
 
     /// `[logging]`
@@ -108,7 +112,8 @@ public struct NodeConfiguration: Sendable, Equatable {
         max_connections = 4096            # more at once: answered 503 and closed
         request_head_timeout_ms = 10000   # the request line and headers must arrive within this (408)
         request_body_timeout_ms = 30000   # the whole body must arrive within this after the head (408)
-        idle_timeout_ms = 60000           # a kept-alive connection with no request is closed after this
+        idle_timeout_ms = 60000           # a kept-alive connection with no request (or not reading) is closed after this
+        max_body_bytes_in_flight = 268435456  # request bodies being read at once, all connections (503 past it)
 
         [logging]
         level = "info"                    # trace | debug | info | notice | warning | error | critical
@@ -202,6 +207,9 @@ public struct NodeConfiguration: Sendable, Equatable {
         try check((100...3_600_000).contains(api.requestHeadTimeoutMilliseconds), "api.request_head_timeout_ms", "must be in 100...3600000")
         try check((100...3_600_000).contains(api.requestBodyTimeoutMilliseconds), "api.request_body_timeout_ms", "must be in 100...3600000")
         try check((100...3_600_000).contains(api.idleTimeoutMilliseconds), "api.idle_timeout_ms", "must be in 100...3600000")
+        try check(
+            api.maxBodyBytesInFlight >= api.maxBodyBytes && api.maxBodyBytesInFlight <= 1 << 36, "api.max_body_bytes_in_flight",
+            "must be at least api.max_body_bytes (\(api.maxBodyBytes)) and at most 68719476736")
         try check(Self.logLevels.contains(logging.level), "logging.level", "must be one of \(Self.logLevels.joined(separator: ", ")), got \(jsonString(logging.level))")
         try check(snapshot.directory.map { !$0.isEmpty } ?? true, "snapshot.dir", "must not be empty (leave it out for <data_dir>/snapshots)")
         try check(snapshot.intervalHours <= 24 * 365, "snapshot.interval_hours", "must be at most 8760")
@@ -279,6 +287,7 @@ public struct NodeConfiguration: Sendable, Equatable {
         var request_head_timeout_ms: Int?
         var request_body_timeout_ms: Int?
         var idle_timeout_ms: Int?
+        var max_body_bytes_in_flight: Int?
     }
 
     struct RawLogging: Decodable {
@@ -344,6 +353,7 @@ public struct NodeConfiguration: Sendable, Equatable {
                 api.requestBodyTimeoutMilliseconds = try unsigned(value, "api.request_body_timeout_ms")
             }
             if let value = section.idle_timeout_ms { api.idleTimeoutMilliseconds = try unsigned(value, "api.idle_timeout_ms") }
+            if let value = section.max_body_bytes_in_flight { api.maxBodyBytesInFlight = value }
         }
         if let section = raw.logging {
             if let value = section.level { logging.level = value }

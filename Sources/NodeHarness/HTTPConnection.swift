@@ -20,13 +20,17 @@ public final class HTTPConnection {
         case timedOut
     }
 
-    /// Connects to `host:port` (IPv4) with `timeoutSeconds` on every send and receive.
-    public init(port: Int, host: String = "127.0.0.1", timeoutSeconds: Double = 30) throws(LoopbackHTTP.Failure) {
+    /// Connects to `host:port` (IPv4) with `timeoutSeconds` on every send and receive;
+    /// `receiveBufferBytes` shrinks the socket's receive buffer (a client that reads slowly).
+    public init(port: Int, host: String = "127.0.0.1", timeoutSeconds: Double = 30, receiveBufferBytes: Int32? = nil) throws(LoopbackHTTP.Failure) {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw LoopbackHTTP.Failure(message: "socket: errno \(errno)") }
         self.descriptor = descriptor
         self.port = port
         setTimeout(seconds: timeoutSeconds)
+        if var size = receiveBufferBytes {
+            setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)

@@ -49,7 +49,7 @@ public enum LoopbackHTTP {
     /// The response at the start of `bytes` if it is complete (its head and, by Content-Length
     /// or chunked framing, its body), with the number of bytes it used; nil if more is needed.
     /// A response with neither framing is complete only at EOF (nil here).
-    static func parseComplete(_ bytes: [UInt8]) throws(Failure) -> (Response, Int)? {
+    public static func parseComplete(_ bytes: [UInt8]) throws(Failure) -> (Response, Int)? {
         guard let headEnd = findHeadEnd(bytes) else { return nil }
         let response = try parse(Array(bytes[0..<(headEnd + 4)]))
         if let length = response.headers["content-length"].flatMap({ Int($0) }) {
@@ -69,6 +69,7 @@ public enum LoopbackHTTP {
         return nil
     }
 
+    /// Where the head ends (the index of its blank line's CR), if it has.
     static func findHeadEnd(_ bytes: [UInt8]) -> Int? {
         let separator: [UInt8] = [13, 10, 13, 10]
         return (0..<max(0, bytes.count - 3)).first(where: { Array(bytes[$0..<($0 + 4)]) == separator })

@@ -503,7 +503,10 @@ enum SnapshotBench {
                 let manifest = try SnapshotCreator.create(
                     engine: engine, fileSystem: fileSystem, outputPath: directory + "/snap-\(index)", nowSeconds: 0, hashingConcurrency: cores)
                 let elapsed = nowSeconds() - started
-                guard manifest.totalBytes == reference.totalBytes else {
+                // The same state: each checkpoint flushes the lanes' few marker writes into a
+                // small SST and appends edits to RocksDB's MANIFEST, nothing more.
+                let drift = manifest.totalBytes > reference.totalBytes ? manifest.totalBytes - reference.totalBytes : reference.totalBytes - manifest.totalBytes
+                guard drift <= reference.totalBytes / 1_000 else {
                     throw BenchFailure("snapshot \(index) holds \(manifest.totalBytes) bytes, the first \(reference.totalBytes): the state moved")
                 }
                 return elapsed
@@ -572,10 +575,12 @@ enum SimulatorBench {
             }
             let elapsed = nowSeconds() - started
             let parameters = ["workload": workload, "seeds": String(seeds)]
+            // Ratio: the figure per million reference records/s (the machine's speed on the same
+            // I/O path), so that figures from different machines compare.
             func figure(_ name: String, _ value: Double, _ unit: String, goal: String? = nil) -> BenchFigure {
                 BenchFigure(
-                    benchmark: name, parameters: parameters, value: value, unit: unit, baseline: referenceName, baselineValue: posix,
-                    baselineUnit: "records/s", ratio: value / posix, goal: goal)
+                    benchmark: name, parameters: parameters, value: value, unit: unit, baseline: referenceName, baselineValue: posix / 1e6,
+                    baselineUnit: "M records/s", ratio: value / (posix / 1e6), goal: goal)
             }
             report.add(figure("simulator fs ops", Double(operations) / elapsed, "ops/s (one core)", goal: ">= 1,000,000 ops/s per core"))
             report.add(figure("simulator crash-recover cycles", Double(crashes) / elapsed, "cycles/s"))

@@ -9,7 +9,7 @@ struct ConnectionDeadlinesTests {
 
     /// An event of one connection, at a time.
     enum Event: CustomStringConvertible {
-        case bytes(UInt64), head(UInt64), end, responseHead(early: Bool), responseEnd(UInt64)
+        case bytes(UInt64), head(UInt64), end, responseHead(early: Bool), responseEnd(UInt64), writable(Bool, UInt64)
 
         var description: String {
             switch self {
@@ -18,23 +18,27 @@ struct ConnectionDeadlinesTests {
             case .end: "end"
             case .responseHead(let early): "responseHead(early: \(early))"
             case .responseEnd(let at): "responseEnd@\(at)"
+            case .writable(let writable, let at): "writable(\(writable))@\(at)"
             }
         }
     }
 
-    /// Plays `events` from time 0 and checks the early flags the responses get.
+    /// Plays `events` from time 0 and checks the early flags the responses get (responses may
+    /// overlap: their flags queue, as the observer keeps them).
     static func play(_ events: [Event]) -> ConnectionDeadlines {
         var deadlines = ConnectionDeadlines(limits: limits, now: 0)
-        var early = false
+        var earlyFlags: [Bool] = []
         for event in events {
             switch event {
             case .bytes(let at): deadlines.bytesArrived(now: at)
             case .head(let at): deadlines.headReceived(now: at)
             case .end: deadlines.requestEnded()
             case .responseHead(let expected):
-                early = deadlines.responseHeadWritten()
+                let early = deadlines.responseHeadWritten()
+                earlyFlags.append(early)
                 #expect(early == expected, "early flag after \(events)")
-            case .responseEnd(let at): deadlines.responseEnded(now: at, early: early)
+            case .responseEnd(let at): deadlines.responseEnded(now: at, early: earlyFlags.removeFirst())
+            case .writable(let writable, let at): deadlines.writabilityChanged(writable: writable, now: at)
             }
         }
         return deadlines
@@ -73,9 +77,24 @@ struct ConnectionDeadlinesTests {
             name: "a response to a request never parsed is early", events: [.bytes(1), .responseHead(early: true), .responseEnd(2)], phase: .lingering,
             deadline: 4, expiry: .close),
         Case(
-            name: "a pipelined head read while the previous answer is written waits for it",
-            events: [.bytes(1), .head(2), .end, .head(4), .responseHead(early: false), .responseEnd(8)], phase: .readingBody, deadline: 34,
+            name: "a pipelined request's body clock starts when the answer before it ends (the node was not reading it)",
+            events: [.bytes(1), .head(2), .end, .head(4), .responseHead(early: false), .responseEnd(8)], phase: .readingBody, deadline: 38,
             expiry: .respondTimeoutThenClose),
+        Case(
+            name: "the next head goes out before the previous end reached the socket: still responding, and it is early",
+            events: [.bytes(1), .head(1), .end, .head(2), .responseHead(early: false), .responseHead(early: true), .responseEnd(5)],
+            phase: .responding, deadline: nil, expiry: .none),
+        Case(
+            name: "a client that stops reading the answer: closed after the idle limit of stalled writes",
+            events: [.bytes(1), .head(2), .end, .responseHead(early: false), .writable(false, 7)], phase: .responding, deadline: 67, expiry: .close),
+        Case(
+            name: "writes that start flowing again clear the stall",
+            events: [.bytes(1), .head(2), .end, .responseHead(early: false), .writable(false, 7), .writable(true, 9)], phase: .responding,
+            deadline: nil, expiry: .none),
+        Case(
+            name: "a stall shortens an idle deadline but never lengthens it",
+            events: [.bytes(1), .head(2), .end, .responseHead(early: false), .responseEnd(3), .writable(false, 40)], phase: .awaitingRequest,
+            deadline: 63, expiry: .close),
     ]
 
     @Test(arguments: cases)

@@ -59,7 +59,21 @@ struct HostileRequestGenerator {
         ])
     }
 
-    mutating func next() -> Request {
+    /// `count` requests back to back on one kept-alive connection (pipelined), the last one
+    /// asking to close; none half-closes, and none is HEAD (whose answer's length cannot be
+    /// told from the answer alone).
+    mutating func pipelined(_ count: Int) -> Request {
+        var bytes: [UInt8] = []
+        for index in 0..<count {
+            var request = next(closing: index == count - 1)
+            // Bounded: a request half-closes one time in ten, and is HEAD one time in eleven.
+            while request.halfCloses || request.isHead { request = next(closing: index == count - 1) }
+            bytes += request.bytes
+        }
+        return Request(bytes: bytes, halfCloses: false, isHead: false)
+    }
+
+    mutating func next(closing: Bool = true) -> Request {
         let method = pick(["GET", "POST", "POST", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "FOO", "get"])
         let path = method == "POST" && random.chance(0.7) ? "/v1/blocks" : path()
         let body = random.chance(0.15) ? validBody() : mutatedBody()
@@ -84,7 +98,7 @@ struct HostileRequestGenerator {
         case 5: headers.append("Content-Length: -\(body.count)")
         default: headers.append("Content-Length: \(body.count)")
         }
-        headers.append("Connection: close")
+        if closing { headers.append("Connection: close") }
         let lineEnding = random.chance(0.05) ? "\n" : "\r\n"
         let version = random.chance(0.05) ? pick(["HTTP/1.0", "HTTP/2.0", "HTTP/9", "HTTX/1.1"]) : "HTTP/1.1"
         let head = "\(method) \(path) \(version)\(lineEnding)" + headers.map { $0 + lineEnding }.joined() + lineEnding
@@ -97,6 +111,25 @@ struct NodeAPIFuzzTests {
     static let seed = UInt64(ProcessInfo.processInfo.environment["RIVELLUM_FUZZ_SEED"] ?? "") ?? 20_261_201
     static let requests = 2_400
     static let batch = 200
+
+    /// One answer: a 2xx (JSON when it says so; an accepted block moves the height by one) or a
+    /// 4xx JSON error. HEAD answers have no body to check.
+    func check(_ response: LoopbackHTTP.Response, isHead: Bool, _ where_: String, height: inout Int, metaRoot: inout String?) {
+        #expect((200..<300).contains(response.status) || (400..<500).contains(response.status), "\(where_): status \(response.status) \(response.text)")
+        if isHead && response.body.isEmpty { return }
+        let object = try? JSONSerialization.jsonObject(with: Data(response.body), options: [.fragmentsAllowed])
+        if (400..<500).contains(response.status) {
+            let error = object as? [String: Any]
+            #expect(error?["error"] is String && error?["kind"] is String, "\(where_): not a JSON error: \(response.text)")
+        } else if response.headers["content-type"]?.hasPrefix("application/json") == true {
+            #expect(object != nil, "\(where_): a success that is not JSON: \(response.text)")
+            if let accepted = object as? [String: Any], let newHeight = accepted["height"] as? Int, accepted["durable"] != nil {
+                height += 1
+                #expect(newHeight == height, "\(where_): height \(newHeight), expected \(height)")
+                metaRoot = accepted["meta_root"] as? String
+            }
+        }
+    }
 
     /// Thousands of generated requests: every answer is a JSON error with a 4xx status or a
     /// valid success, the node answers between batches, and the height and MetaRoot change only
@@ -112,7 +145,8 @@ struct NodeAPIFuzzTests {
         var statuses: [Int: Int] = [:]
         // Bounded: `requests` requests.
         for index in 0..<Self.requests {
-            let request = generator.next()
+            // One request in five is a pipelined run of two or three on a kept-alive connection.
+            let request = index % 5 == 4 ? generator.pipelined(generator.random.int(in: 2...3)) : generator.next()
             let where_ = "seed \(Self.seed), request \(index): \(String(decoding: request.bytes.prefix(160), as: UTF8.self).debugDescription)"
             let connection = try HTTPConnection(port: node.port, timeoutSeconds: 10)
             connection.send(request.bytes)
@@ -124,21 +158,19 @@ struct NodeAPIFuzzTests {
                 #expect(request.halfCloses, "\(where_): closed without an answer")
                 continue
             }
-            let response = try LoopbackHTTP.parse(bytes)
-            statuses[response.status, default: 0] += 1
-            #expect((200..<300).contains(response.status) || (400..<500).contains(response.status), "\(where_): status \(response.status) \(response.text)")
-            if request.isHead { continue }
-            let object = try? JSONSerialization.jsonObject(with: Data(response.body), options: [.fragmentsAllowed])
-            if (400..<500).contains(response.status) {
-                let error = object as? [String: Any]
-                #expect(error?["error"] is String && error?["kind"] is String, "\(where_): not a JSON error: \(response.text)")
-            } else if response.headers["content-type"]?.hasPrefix("application/json") == true {
-                #expect(object != nil, "\(where_): a success that is not JSON: \(response.text)")
-                if let accepted = object as? [String: Any], let newHeight = accepted["height"] as? Int, accepted["durable"] != nil {
-                    height += 1
-                    #expect(newHeight == height, "\(where_): height \(newHeight), expected \(height)")
-                    metaRoot = accepted["meta_root"] as? String
+            var rest = bytes
+            // Bounded: each round takes one whole response off `rest` (at most three were sent).
+            while !rest.isEmpty {
+                let response: LoopbackHTTP.Response
+                if let (complete, used) = try LoopbackHTTP.parseComplete(rest) {
+                    response = complete
+                    rest.removeFirst(used)
+                } else {
+                    response = try LoopbackHTTP.parse(rest)
+                    rest = []
                 }
+                statuses[response.status, default: 0] += 1
+                check(response, isHead: request.isHead, where_, height: &height, metaRoot: &metaRoot)
             }
             if index % Self.batch == Self.batch - 1 {
                 #expect(try get(node.port, "/health").status == 200, "seed \(Self.seed): the node stopped answering after request \(index)")

@@ -44,6 +44,7 @@ struct NodeConfigurationTests {
             request_head_timeout_ms = 1500
             request_body_timeout_ms = 2500
             idle_timeout_ms = 3500
+            max_body_bytes_in_flight = 4096
             [logging]
             level = "debug"
             format = "json"
@@ -64,6 +65,7 @@ struct NodeConfigurationTests {
         #expect(configuration.api.maxKeyBytes == 32 && configuration.api.maxValueBytes == 64 && configuration.api.maxInflightCommits == 8)
         #expect(configuration.api.maxConnections == 100 && configuration.api.requestHeadTimeoutMilliseconds == 1_500)
         #expect(configuration.api.requestBodyTimeoutMilliseconds == 2_500 && configuration.api.idleTimeoutMilliseconds == 3_500)
+        #expect(configuration.api.maxBodyBytesInFlight == 4_096)
         #expect(configuration.logging.level == "debug" && configuration.logging.format == .json)
         #expect(configuration.snapshotDirectory == "/backup")
         #expect(configuration.snapshot.intervalHours == 6 && configuration.snapshot.keep == 3)
@@ -94,6 +96,7 @@ struct NodeConfigurationTests {
         ("[api]\nrequest_head_timeout_ms = 10", "api.request_head_timeout_ms"),
         ("[api]\nrequest_body_timeout_ms = -5", "api.request_body_timeout_ms"),
         ("[api]\nidle_timeout_ms = 99999999", "api.idle_timeout_ms"),
+        ("[api]\nmax_body_bytes = 4096\nmax_body_bytes_in_flight = 2048", "api.max_body_bytes_in_flight"),
     ])
     func badValuesAreRefusedNamingTheKey(text: String, key: String) {
         do {
@@ -140,6 +143,12 @@ struct NodeConfigurationTests {
                 #expect(documented, "\(section).\(key) is not in config default")
             }
         }
+        // Every key, the commented-out ones switched on, decodes (the strict decoder would refuse
+        // a key the schema lists but the file's shape lacks).
+        let everyKey = NodeConfiguration.defaultTOML.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix("# ") && $0.contains(" = ") ? String($0.dropFirst(2)) : String($0) }.joined(separator: "\n")
+        let decoded = try NodeConfiguration.decode(everyKey, file: "every-key.toml")
+        #expect(decoded.wal.walDirectory == "/var/lib/rivellum/wal" && decoded.snapshot.directory == "/var/lib/rivellum/snapshots")
         // The distance the suggestions rest on.
         #expect(ConfigurationSchema.editDistance("wal_fsnc_policy", "wal_fsync_policy") == 1)
         #expect(ConfigurationSchema.editDistance("", "abc") == 3)
