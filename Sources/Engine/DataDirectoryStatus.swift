@@ -28,7 +28,7 @@ public struct DataDirectoryStatus: Sendable {
     public static func read(
         fileSystem: any FileSystem, dataDirectory: String, walDirectory: String? = nil
     ) throws(EngineError) -> DataDirectoryStatus {
-        let walDirectory = walDirectory ?? PathComponents.join(dataDirectory, "wal")
+        let walDirectory = DataDirectoryLayout(dataDirectory: dataDirectory, walDirectory: walDirectory).wal
         do {
             guard try fileSystem.exists(dataDirectory) else {
                 throw EngineError(.notInitialised, path: dataDirectory, "the data directory does not exist")

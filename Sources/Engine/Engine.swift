@@ -7,6 +7,8 @@ public struct EngineConfiguration: Sendable, Equatable {
     public var chainID = "rivellum-dev"
     /// Lanes 0..<laneCount; fixed at genesis. The default is 4.
     public var laneCount = 4
+    /// The lane counts a chain may have (the config, the genesis and snapshot manifests check it).
+    public static let laneCountRange = 1...1_024
     public var dataDirectory: String
     /// The WAL's directory. The default is `<data directory>/wal`.
     public var walDirectory: String?
@@ -23,15 +25,16 @@ public struct EngineConfiguration: Sendable, Equatable {
         self.dataDirectory = dataDirectory
     }
 
-    var resolvedWALDirectory: String { walDirectory ?? PathComponents.join(dataDirectory, "wal") }
-    var lanesDirectory: String { PathComponents.join(dataDirectory, "lanes") }
+    /// The data directory's paths.
+    public var layout: DataDirectoryLayout { DataDirectoryLayout(dataDirectory: dataDirectory, walDirectory: walDirectory) }
+
+    var resolvedWALDirectory: String { layout.wal }
+    var lanesDirectory: String { layout.lanes }
 
     /// Where the lanes' RocksDB directories live: `<data directory>/lanes`.
     public var lanesDirectoryPath: String { lanesDirectory }
 
-    func laneDirectory(_ lane: Int) -> String {
-        PathComponents.join(lanesDirectory, WALPartitionID.lane(lane).directoryName)
-    }
+    func laneDirectory(_ lane: Int) -> String { layout.lane(lane) }
 }
 
 /// What `Engine.commit` returns.
@@ -158,7 +161,7 @@ public final class Engine: @unchecked Sendable {
         fileSystem: any FileSystem, configuration: EngineConfiguration, clock: any WALClock = SystemClock(),
         executor: (any LaneExecutor)? = nil, walObserver: (any WALObserver)? = nil
     ) throws(EngineError) {
-        precondition(configuration.laneCount >= 1 && configuration.laneCount <= 1_024, "lane count out of range")
+        precondition(EngineConfiguration.laneCountRange.contains(configuration.laneCount), "lane count out of range")
         let started = clock.nowNanoseconds()
         self.configuration = configuration
         self.fileSystem = fileSystem

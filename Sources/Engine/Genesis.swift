@@ -4,7 +4,7 @@ import FaultFS
 /// `GENESIS`, text lines `format=1`, `chain_id=<id>`, `lanes=<n>`, then `crc32c=<hex>` over the
 /// lines before it. Written atomically (temporary file, sync, rename, directory sync).
 enum Genesis {
-    static let fileName = "GENESIS"
+    static let fileName = DataDirectoryLayout.genesisFileName
 
     static func encode(chainID: String, laneCount: Int) -> [UInt8] {
         let body = "format=1\nchain_id=\(chainID)\nlanes=\(laneCount)\n"
@@ -20,7 +20,7 @@ enum Genesis {
             fields[String(line[..<equals])] = String(line[line.index(after: equals)...])
         }
         guard let chainID = fields["chain_id"], let lanes = fields["lanes"].flatMap({ Int($0) }),
-            bytes == encode(chainID: chainID, laneCount: lanes)
+            EngineConfiguration.laneCountRange.contains(lanes), bytes == encode(chainID: chainID, laneCount: lanes)
         else { return nil }
         return (chainID, lanes)
     }
@@ -83,7 +83,7 @@ enum DataDirectoryLock {
     /// Takes the lock; `locked` while another process holds it.
     static func acquire(fileSystem: any FileSystem, dataDirectory: String) throws(EngineError) -> any FileLock {
         do {
-            return try fileSystem.lockFile(PathComponents.join(dataDirectory, "LOCK"))
+            return try fileSystem.lockFile(DataDirectoryLayout(dataDirectory: dataDirectory).lock)
         } catch {
             throw EngineError(
                 error.code == .locked ? .locked : .storage, path: dataDirectory,

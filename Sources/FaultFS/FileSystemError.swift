@@ -72,14 +72,19 @@ public struct FileSystemError: Error, Sendable, Equatable, CustomStringConvertib
     /// Builds an error from a kernel `errno`, choosing the `Code` that the engine acts on.
     public init(errno: Errno, operation: String, path: String, offset: UInt64? = nil) {
         self.init(
-            Self.code(for: errno, operation: operation), operation: operation, path: path,
+            Self.code(for: errno), operation: operation, path: path,
             offset: offset, errno: errno.rawValue, detail: errno.description)
     }
 
-    static func code(for errno: Errno, operation: String) -> Code {
-        if operation == "fsync" || operation == "fdatasync" || operation == "fsync(dir)" {
-            return .syncFailed
-        }
+    /// A failed `fsync`/`fdatasync`, whatever its errno: always `syncFailed` (fatal, never
+    /// retried). The sync calls build their errors here, so the decision is the caller's kind of
+    /// call, not a spelling of its name.
+    public init(syncErrno errno: Errno, operation: String, path: String) {
+        self.init(.syncFailed, operation: operation, path: path, offset: nil, errno: errno.rawValue, detail: errno.description)
+    }
+
+    /// The code the engine acts on for `errno` from any call but a sync (see `init(syncErrno:)`).
+    static func code(for errno: Errno) -> Code {
         switch errno {
         case .noSuchFileOrDirectory: return .notFound
         case .fileExists: return .alreadyExists

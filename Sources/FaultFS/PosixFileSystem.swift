@@ -73,7 +73,7 @@ public struct PosixFileSystem: FileSystem {
             throw FileSystemError(errno: error as? Errno ?? .ioError, operation: "open(dir)", path: path)
         }
         defer { try? descriptor.close() }
-        try PosixSyscall.fsync(descriptor).orThrow(operation: "fsync(dir)", path: path)
+        try PosixSyscall.fsync(descriptor).orThrowSyncFailed(operation: "fsync(dir)", path: path)
     }
 
     public func status(_ path: String) throws(FileSystemError) -> FileStatus? {
@@ -104,6 +104,14 @@ extension Result where Failure == Errno {
         switch self {
         case .success(let value): return value
         case .failure(let error): throw FileSystemError(errno: error, operation: operation, path: path, offset: offset)
+        }
+    }
+
+    /// For `fsync`/`fdatasync`: any failure is `syncFailed`.
+    func orThrowSyncFailed(operation: String, path: String) throws(FileSystemError) -> Success {
+        switch self {
+        case .success(let value): return value
+        case .failure(let error): throw FileSystemError(syncErrno: error, operation: operation, path: path)
         }
     }
 }
@@ -208,12 +216,12 @@ final class PosixFileHandle: FileHandle {
 
     func sync() throws(FileSystemError) {
         let descriptor = state.withLock { openDescriptor($0) }
-        try PosixSyscall.fdatasync(descriptor).orThrow(operation: "fdatasync", path: path)
+        try PosixSyscall.fdatasync(descriptor).orThrowSyncFailed(operation: "fdatasync", path: path)
     }
 
     func fullSync() throws(FileSystemError) {
         let descriptor = state.withLock { openDescriptor($0) }
-        try PosixSyscall.fsync(descriptor).orThrow(operation: "fsync", path: path)
+        try PosixSyscall.fsync(descriptor).orThrowSyncFailed(operation: "fsync", path: path)
     }
 
     func dropCachedPages() throws(FileSystemError) {

@@ -189,7 +189,8 @@ public struct NodeConfiguration: Sendable, Equatable {
             !node.chainID.isEmpty && node.chainID.count <= 64
                 && node.chainID.unicodeScalars.allSatisfy { Self.chainIDCharacters.contains($0) },
             "node.chain_id", "must be 1-64 characters of A-Z a-z 0-9 . _ -, got \(jsonString(node.chainID))")
-        try check((1...1_024).contains(node.laneCount), "node.lanes", "must be in 1...1024, got \(node.laneCount)")
+        let lanes = EngineConfiguration.laneCountRange
+        try check(lanes.contains(node.laneCount), "node.lanes", "must be in \(lanes.lowerBound)...\(lanes.upperBound), got \(node.laneCount)")
         try check(wal.walDirectory.map { !$0.isEmpty } ?? true, "wal.wal_dir", "must not be empty (leave it out for <data_dir>/wal)")
         try check((1...3_600_000).contains(wal.syncIntervalMilliseconds), "wal.wal_sync_interval_ms", "must be in 1...3600000")
         try check(wal.syncBytes >= 4_096 && wal.syncBytes <= 1 << 30, "wal.wal_sync_bytes", "must be in 4096...1073741824")
@@ -230,8 +231,9 @@ public struct NodeConfiguration: Sendable, Equatable {
 
     // MARK: Derived
 
-    public var walDirectory: String { wal.walDirectory ?? PathComponents.join(node.dataDirectory, "wal") }
-    public var snapshotDirectory: String { snapshot.directory ?? PathComponents.join(node.dataDirectory, "snapshots") }
+    public var layout: DataDirectoryLayout { DataDirectoryLayout(dataDirectory: node.dataDirectory, walDirectory: wal.walDirectory) }
+    public var walDirectory: String { layout.wal }
+    public var snapshotDirectory: String { snapshot.directory ?? layout.defaultSnapshots }
 
     /// The engine's configuration.
     public var engineConfiguration: EngineConfiguration {

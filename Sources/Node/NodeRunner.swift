@@ -145,14 +145,19 @@ public enum NodeRunner {
             throw NodeExit(ExitCodes.ioError, "rivellum-node: closing the engine failed: \(closeError)")
         }
         if let runError {
-            let text = "\(runError)"
-            if text.contains("Address already in use") || text.contains("EADDRINUSE") {
+            if isAddressInUse(runError) {
                 throw NodeExit(ExitCodes.unavailable, "rivellum-node: cannot listen on \(listen): address already in use")
             }
             throw NodeExit(ExitCodes.ioError, "rivellum-node: \(runError)")
         }
         logger.info("stopped cleanly", metadata: ["height": "\(engine.stateRoots().height)"])
     }
+}
+
+/// Whether binding the listener failed because the address is taken: decided by the errno of
+/// NIO's `IOError` (the service group passes the server's error through as it is).
+func isAddressInUse(_ error: any Error) -> Bool {
+    (error as? IOError)?.errnoCode == EADDRINUSE
 }
 
 /// Keeps the engine going while the node runs: under `balanced`, syncs every

@@ -74,7 +74,7 @@ extension RivellumNode.Snapshot {
             let fileSystem = PosixFileSystem()
             let dataDirectory = configuration.node.dataDirectory
             let outputPath = absolutePath(out ?? PathComponents.join(configuration.snapshotDirectory, NodeSnapshots.defaultName(at: Date())))
-            guard (try? fileSystem.exists(PathComponents.join(dataDirectory, "GENESIS"))) == true else {
+            guard (try? fileSystem.exists(DataDirectoryLayout(dataDirectory: dataDirectory).genesis)) == true else {
                 printError("rivellum-node snapshot create: \(dataDirectory) holds no node data (no GENESIS)")
                 throw ExitCode(ExitCodes.noInput)
             }

@@ -61,9 +61,11 @@ extension RivellumSim {
             SeedCrashReporter.arm()
             for seed in firstSeed..<(firstSeed + UInt64(seeds)) {
                 SeedCrashReporter.running(seed: seed, workload: workload.rawValue)
-                var result = workload.run(seed: seed, traceSink: write, mutations: Set(mutation.compactMap(EngineMutation.init(rawValue:))))
+                let mutations = Set(mutation.compactMap(EngineMutation.init(rawValue:)))
+                var result = workload.run(seed: seed, traceSink: write, mutations: mutations)
                 if checkDeterminism && result.failure == nil {
-                    let again = workload.run(seed: seed)
+                    // The same seed, the same code and the same configuration: mutations included.
+                    let again = workload.run(seed: seed, mutations: mutations)
                     if again.traceHash != result.traceHash {
                         result.failure = "I7: trace hash \(result.traceHash) then \(again.traceHash)"
                     }

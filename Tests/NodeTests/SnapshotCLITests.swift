@@ -98,6 +98,14 @@ struct SnapshotCLITests {
         let wrongChain = try runNodeCommand(["snapshot", "restore", "--from", second, "--data-dir", otherData])
         #expect(wrongChain.status == 65)
         #expect(wrongChain.error.contains("chain-a"))
+        // A data directory whose GENESIS is damaged: data damage (65) with the remedy, not an
+        // I/O error (74).
+        var genesis = try [UInt8](Data(contentsOf: URL(fileURLWithPath: otherData + "/GENESIS")))
+        genesis[genesis.count / 2] ^= 0x5A
+        try Data(genesis).write(to: URL(fileURLWithPath: otherData + "/GENESIS"))
+        let damagedGenesis = try runNodeCommand(["snapshot", "restore", "--from", second, "--data-dir", otherData])
+        #expect(damagedGenesis.status == 65, "\(damagedGenesis.error)")
+        #expect(damagedGenesis.error.contains("genesis") && damagedGenesis.error.contains("restore into an empty data directory"))
 
         // Prune: keep 1 → the older goes, unless it is the newest verified one.
         let dry = try runNodeCommand(["snapshot", "prune", "--data-dir", data, "--keep", "1", "--dry-run"])

@@ -124,7 +124,8 @@ public struct CommitRecord: Sendable, Equatable {
     public static func decode(_ bytes: some Collection<UInt8>) -> CommitRecord? {
         var reader = ByteReader(Array(bytes))
         guard let height = reader.integer(UInt64.self), let metaRoot = reader.bytes(32),
-            let previous = reader.bytes(32), let count = reader.integer(UInt32.self), count >= 1, count <= 4_096
+            let previous = reader.bytes(32), let count = reader.integer(UInt32.self),
+            EngineConfiguration.laneCountRange.contains(Int(count))
         else { return nil }
         var lanes: [Lane] = []
         for _ in 0..<count {

@@ -39,13 +39,11 @@ public enum SnapshotCreator {
             }
             try fileSystem.createDirectories(parent)
             try fileSystem.createDirectory(partial)
-            try fileSystem.createDirectory(PathComponents.join(partial, "lanes"))
+            try fileSystem.createDirectory(SnapshotLayout.lanes(partial))
         }
         let point: Engine.SnapshotPoint
         do {
-            point = try engine.checkpointForSnapshot { lane in
-                PathComponents.join(PathComponents.join(partial, "lanes"), WALPartitionID.lane(lane).directoryName)
-            }
+            point = try engine.checkpointForSnapshot { lane in SnapshotLayout.lane(partial, lane) }
         } catch {
             throw SnapshotError(.engine, path: outputPath, error.description)
         }

@@ -64,20 +64,24 @@ public enum SnapshotRestorer {
         fileSystem: any FileSystem, snapshotPath: String, dataDirectory: String, walDirectory: String? = nil,
         resetWAL: Bool, id: String, hashingConcurrency: Int = 1
     ) throws(SnapshotError) -> RestorePlan {
-        let walDirectory = walDirectory ?? PathComponents.join(dataDirectory, "wal")
+        let walDirectory = DataDirectoryLayout(dataDirectory: dataDirectory, walDirectory: walDirectory).wal
         let manifest = try SnapshotVerifier.verify(fileSystem: fileSystem, path: snapshotPath, hashingConcurrency: hashingConcurrency).manifest
         let genesis: (chainID: String, laneCount: Int)?
         do {
             genesis = try Genesis.read(fileSystem: fileSystem, dataDirectory: dataDirectory)
         } catch {
-            throw SnapshotError(.io, path: dataDirectory, error.description)
+            // A damaged GENESIS is damage (exit 65), not an I/O failure: the remedy is to restore
+            // into an empty data directory (or resync), not to retry.
+            throw SnapshotError(
+                error.isRefusal ? .damaged : .io, path: dataDirectory,
+                error.isRefusal ? "\(error.description); restore into an empty data directory, or resync" : error.description)
         }
         if let genesis, genesis.chainID != manifest.chainID || genesis.laneCount != manifest.laneCount {
             throw SnapshotError(
                 .wrongChain, path: snapshotPath,
                 "the snapshot is of chain \(manifest.chainID) with \(manifest.laneCount) lanes; \(dataDirectory) holds chain \(genesis.chainID) with \(genesis.laneCount) lanes")
         }
-        let lanes = PathComponents.join(dataDirectory, "lanes")
+        let lanes = DataDirectoryLayout(dataDirectory: dataDirectory).lanes
         let hasLanes = try io(lanes, "checking") { () throws(FileSystemError) in try fileSystem.exists(lanes) }
         var walAction = try walActionFor(fileSystem: fileSystem, manifest: manifest, walDirectory: walDirectory)
         if case .reset(let reason) = walAction, !resetWAL {
@@ -248,7 +252,7 @@ public struct RestoreJournal: Sendable, Equatable {
     /// lock held, before the lanes are opened.
     public static func complete(fileSystem: any FileSystem, dataDirectory: String) throws(SnapshotError) {
         let journalPath = PathComponents.join(dataDirectory, fileName)
-        let lanes = PathComponents.join(dataDirectory, "lanes")
+        let lanes = DataDirectoryLayout(dataDirectory: dataDirectory).lanes
         let staging = lanes + ".restore-staging"
         try io(dataDirectory, "completing a restore") { () throws(FileSystemError) in
             guard try fileSystem.exists(journalPath) else {

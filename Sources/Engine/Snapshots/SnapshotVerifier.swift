@@ -147,7 +147,7 @@ public enum SnapshotVerifier {
         let environment = RocksDBEnvironment(fileSystem: fileSystem)
         var laneRoots: [Hash32] = []
         for lane in manifest.lanes {
-            let directory = PathComponents.join(PathComponents.join(path, "lanes"), WALPartitionID.lane(lane.lane).directoryName)
+            let directory = SnapshotLayout.lane(path, lane.lane)
             let expected = Hash32(hex: lane.laneRoot)!
             let store: LaneStore
             do {

@@ -1,0 +1,40 @@
+import FaultFS
+import Foundation
+
+/// Why a snapshot operation refused or failed, with the path and what to do.
+public struct SnapshotError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        /// A file, the manifest or a root does not match: the snapshot is damaged or tampered.
+        case damaged
+        /// Paths escaping the snapshot, symbolic links, size bombs, unexpected files.
+        case hostile
+        /// Not a complete snapshot (partial, or no completion marker).
+        case incomplete
+        /// Another chain's (or lane count's) snapshot.
+        case wrongChain = "wrong_chain"
+        /// A node holds the data directory.
+        case locked
+        /// The target already exists.
+        case exists
+        /// The WAL cannot continue from the snapshot (a gap or another history).
+        case walGap = "wal_gap"
+        /// The snapshot or the data directory could not be read or written.
+        case io
+        /// The engine could not checkpoint.
+        case engine
+        /// Nothing to do or a bad request (unknown snapshot, bad arguments).
+        case invalid
+    }
+
+    public var kind: Kind
+    public var path: String
+    public var message: String
+
+    public init(_ kind: Kind, path: String, _ message: String) {
+        self.kind = kind
+        self.path = path
+        self.message = message
+    }
+
+    public var description: String { "\(kind.rawValue): \(path): \(message)" }
+}
