@@ -1,6 +1,8 @@
 import FaultFS
 
-/// Every path of a node's data directory, named once. What each holds:
+/// The main paths of a node's data directory, named once (the restore journal and staging
+/// folders are named by `SnapshotRestorer`, the catalog by `SnapshotCatalog`, `node.api` by the
+/// node). What each holds:
 ///
 /// | path                      | what                                                              |
 /// |---------------------------|-------------------------------------------------------------------|

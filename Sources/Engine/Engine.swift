@@ -404,9 +404,11 @@ public final class Engine: @unchecked Sendable {
 
     /// Waits until no lane has a RocksDB flush or compaction running or pending (for
     /// measurements that must not race background compaction); false if some lane was still
-    /// busy after `timeoutSeconds`. Commits are not paused: the caller keeps the engine idle.
+    /// busy after `timeoutSeconds` (one deadline for all lanes) or did not say. Commits are not
+    /// paused: the caller keeps the engine idle.
     public func waitForLaneBackgroundWork(timeoutSeconds: Double) -> Bool {
-        lanes.allSatisfy { $0.database.waitUntilQuiescent(timeoutSeconds: timeoutSeconds) }
+        let deadline = ContinuousClock.now + .milliseconds(Int64(timeoutSeconds * 1_000))
+        return lanes.allSatisfy { $0.database.waitUntilQuiescent(until: deadline) }
     }
 
     /// Syncs the WAL, then flushes every lane (lane state never becomes durable ahead of the

@@ -100,7 +100,7 @@ struct RunConditions {
 
     static func now() -> RunConditions {
         RunConditions(
-            commit: commandOutput(["git", "rev-parse", "--short", "HEAD"]) ?? "unknown",
+            commit: commandOutput(["git", "describe", "--always", "--dirty"]) ?? "unknown",
             date: ISO8601DateFormatter().string(from: Date()),
             currentMHz: currentMHz() ?? "unknown",
             loadAverage: (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))

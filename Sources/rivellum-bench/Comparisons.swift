@@ -120,6 +120,8 @@ extension RivellumBench {
         @Option(help: "WAL bytes written for the replay measurement.") var replayBytes: Int = 1 << 30
         @Option(help: "Lane state bytes for the snapshot measurement.") var snapshotBytes: Int = 1 << 30
         @Option(help: "Seeds per simulator workload.") var simSeeds = 40
+        @Option(help: "Records of the simulator's fixed reference WAL workload (a multiple of 16; keep it fixed to compare runs).")
+        var simReferenceRecords = 20_000
         @Option(help: "Where to write the JSON results.") var jsonOut: String?
         @Option(help: "Where to write the SVG plot of throughput against writers.") var plotOut: String?
         @Option(help: "Scratch directory (on the disk being measured).") var scratch = "/tmp"
@@ -127,7 +129,8 @@ extension RivellumBench {
 
         func validate() throws {
             guard seconds > 0, rounds >= 1, !writers.isEmpty, writers.allSatisfy({ (1...256).contains($0) }),
-                recordBytes.allSatisfy({ (1...(1 << 20)).contains($0) }), replayBytes >= 1 << 20, snapshotBytes >= 1 << 20, simSeeds >= 1
+                recordBytes.allSatisfy({ (1...(1 << 20)).contains($0) }), replayBytes >= 1 << 20, snapshotBytes >= 1 << 20, simSeeds >= 1,
+                simReferenceRecords >= 16, simReferenceRecords % 16 == 0
             else { throw ValidationError("bad sizes or counts") }
         }
 
@@ -160,7 +163,7 @@ extension RivellumBench {
             }
             if wanted("sim") {
                 print("== simulator")
-                try SimulatorBench.run(report: report, seeds: simSeeds, rounds: rounds)
+                try SimulatorBench.run(report: report, seeds: simSeeds, rounds: rounds, records: simReferenceRecords)
             }
             if let jsonOut {
                 try report.write(json: jsonOut, machine: machine)
@@ -447,14 +450,14 @@ enum SnapshotBench {
             let value = [UInt8](repeating: 0x42, count: 4_096)
             var written = 0
             var key = 0
-            // Bounded by `bytes`.
-            while written < bytes {
-                let block = (0..<64).map { offset in BlockOperation(key: Array("key-\(key + offset)".utf8), value: value) }
-                key += 64
-                _ = try engine.commit(block)
-                written += 64 * value.count
-            }
             do {
+                // Bounded by `bytes`.
+                while written < bytes {
+                    let block = (0..<64).map { offset in BlockOperation(key: Array("key-\(key + offset)".utf8), value: value) }
+                    key += 64
+                    _ = try engine.commit(block)
+                    written += 64 * value.count
+                }
                 try engine.checkpoint()
                 try measure(report: report, engine: engine, fileSystem: fileSystem, directory: directory, rounds: rounds)
             } catch {
@@ -474,13 +477,33 @@ enum SnapshotBench {
         }
     }
 
+    /// `paths` under `source` split into at most `count` groups of about equal bytes (largest
+    /// first, each to the lightest group), as verify's threads share the files.
+    static func balancedGroups(source: String, paths: [String], count: Int) -> [[String]] {
+        let sized = paths.map { path -> (String, UInt64) in
+            let size = (try? FileManager.default.attributesOfItem(atPath: source + "/" + path)[.size] as? NSNumber)??.uint64Value ?? 0
+            return (source + "/" + path, size)
+        }.sorted { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
+        var groups = Array(repeating: (paths: [String](), bytes: UInt64(0)), count: max(1, count))
+        for (path, size) in sized {
+            let lightest = groups.indices.min { groups[$0].bytes < groups[$1].bytes }!
+            groups[lightest].paths.append(path)
+            groups[lightest].bytes += size
+        }
+        return groups.map(\.paths).filter { !$0.isEmpty }
+    }
+
     /// `cp -r source copy` then `sync -f copy` (so that both sides end durable); seconds. Fails
     /// unless the copy holds exactly `expectedBytes` in regular files.
     static func copyBaseline(source: String, copy: String, expectedBytes: UInt64) throws(BenchFailure) -> Double {
         let elapsed = try BaselineCommand.run(["cp", "-r", source, copy]) + BaselineCommand.run(["sync", "-f", copy])
-        let copied = regularFiles(under: copy).bytes
-        guard copied == expectedBytes else {
-            throw BenchFailure("cp -r copied \(copied) bytes; the snapshot holds \(expectedBytes)")
+        let copied = regularFiles(under: copy)
+        guard copied.bytes == expectedBytes else {
+            throw BenchFailure("cp -r copied \(copied.bytes) bytes; the snapshot holds \(expectedBytes)")
+        }
+        let sourcePaths = regularFiles(under: source).paths
+        guard copied.paths == sourcePaths else {
+            throw BenchFailure("cp -r copied \(copied.paths.count) files, the source holds \(sourcePaths.count) (or other names)")
         }
         return elapsed
     }
@@ -511,9 +534,9 @@ enum SnapshotBench {
                 let elapsed = nowSeconds() - started
                 // The same state: each checkpoint flushes the lanes' few marker writes into a
                 // small SST and appends edits to RocksDB's MANIFEST, nothing more (a few KiB a
-                // round: at most 0.1 % or 1 MiB).
+                // round: at most 0.1 %, or 64 KiB per lane per snapshot since the first).
                 let drift = manifest.totalBytes > reference.totalBytes ? manifest.totalBytes - reference.totalBytes : reference.totalBytes - manifest.totalBytes
-                guard drift <= max(reference.totalBytes / 1_000, 1 << 20) else {
+                guard drift <= max(reference.totalBytes / 1_000, UInt64(64 << 10) * UInt64(reference.laneCount) * UInt64(index)) else {
                     throw BenchFailure("snapshot \(index) holds \(manifest.totalBytes) bytes, the first \(reference.totalBytes): the state moved")
                 }
                 return elapsed
@@ -537,15 +560,13 @@ enum SnapshotBench {
                 return nowSeconds() - started
             },
             { () throws -> Double in
-                let groups = (0..<cores).map { core in
-                    ["sha256sum"] + sourceFiles.paths.enumerated().filter { $0.offset % cores == core }.map { source + "/" + $0.element }
-                }.filter { $0.count > 1 }
-                return try BaselineCommand.runConcurrently(groups)
+                try BaselineCommand.runConcurrently(balancedGroups(source: source, paths: sourceFiles.paths, count: cores).map { ["sha256sum"] + $0 })
             })
         report.add(
             BenchFigure(
                 benchmark: "snapshot verify", parameters: ["state": "\(reference.totalBytes >> 20)MiB"], value: megabytes / verifySeconds,
-                unit: "MB/s", baseline: "sha256sum of the same files, \(cores) processes", baselineValue: megabytes / hashSeconds,
+                unit: "MB/s", baseline: "sha256sum of the same files, \(cores) processes of equal bytes (hashing only)",
+                baselineValue: megabytes / hashSeconds,
                 ratio: hashSeconds / verifySeconds))
     }
 }
@@ -558,9 +579,10 @@ enum SnapshotBench {
 enum SimulatorBench {
     static let referenceDirectory = "/dev/shm"
 
-    static func run(report: BenchReport, seeds: Int, rounds: Int) throws {
-        // 20,000 records at 40 seeds and more; fewer for a smoke run.
-        let records = min(20_000, 16 * 32 * seeds)
+    static func run(report: BenchReport, seeds: Int, rounds: Int, records: Int) throws {
+        guard FileManager.default.fileExists(atPath: referenceDirectory) else {
+            throw BenchFailure("the simulator's reference runs on tmpfs at \(referenceDirectory), which this machine lacks")
+        }
         let (simulated, posix) = try sideBySide(
             rounds: rounds, { try referenceRate(on: SimulatedFileSystem(seed: 1), directory: "/reference", records: records) },
             {
@@ -583,7 +605,7 @@ enum SimulatorBench {
                 crashes += result.crashes
             }
             let elapsed = nowSeconds() - started
-            let parameters = ["workload": workload, "seeds": String(seeds)]
+            let parameters = ["workload": workload, "seeds": String(seeds), "reference_records": String(records)]
             // Ratio: the figure per million reference records/s (the machine's speed on the same
             // I/O path), so that figures from different machines compare.
             func figure(_ name: String, _ value: Double, _ unit: String, goal: String? = nil) -> BenchFigure {

@@ -39,3 +39,19 @@ struct BenchHarnessTests {
         }
     }
 }
+
+extension BenchHarnessTests {
+    /// The sha256sum baseline's processes get equal shares of bytes, not of file counts.
+    @Test func theHashingBaselineSplitsFilesByBytes() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rivellum-bench-split-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for (name, size) in [("big", 9_000), ("a", 1_000), ("b", 1_000), ("c", 1_000), ("d", 1_000), ("e", 1_000), ("f", 1_000), ("g", 1_000), ("h", 1_000), ("i", 1_000)] {
+            _ = FileManager.default.createFile(atPath: directory + "/" + name, contents: Data(repeating: 0, count: size))
+        }
+        let groups = SnapshotBench.balancedGroups(source: directory, paths: regularFiles(under: directory).paths, count: 2)
+        #expect(groups.count == 2)
+        #expect(groups.map(\.count).sorted() == [1, 9], "\(groups)")
+        #expect(Set(groups.flatMap { $0 }).count == 10)
+    }
+}

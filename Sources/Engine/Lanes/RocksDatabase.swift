@@ -187,21 +187,26 @@ public final class RocksDatabase: @unchecked Sendable {
     }
 
     /// Waits until RocksDB has no flush or compaction running or pending (with automatic
-    /// compaction a flush may start a compaction that rewrites the lane's files). Returns false
-    /// if that did not happen within `timeoutSeconds`. Bounded: polls every millisecond.
-    public func waitUntilQuiescent(timeoutSeconds: Double) -> Bool {
+    /// compaction a flush may start a compaction that rewrites the lane's files) or until the
+    /// `deadline`. Returns false at the deadline, or when RocksDB does not
+    /// answer one of the properties (so that a caller never takes "unknown" for "idle").
+    /// Without automatic compaction "compaction pending" never clears and is not asked.
+    /// Bounded: polls every millisecond until the deadline.
+    public func waitUntilQuiescent(until deadline: ContinuousClock.Instant) -> Bool {
         checkOpen()
-        let names = ["rocksdb.num-running-flushes", "rocksdb.num-running-compactions", "rocksdb.mem-table-flush-pending", "rocksdb.compaction-pending"]
-        let pollsMax = Int(timeoutSeconds * 1_000)
-        for _ in 0..<max(1, pollsMax) {
-            let busy = names.contains { name in
+        var names = ["rocksdb.num-running-flushes", "rocksdb.num-running-compactions", "rocksdb.mem-table-flush-pending"]
+        if compactsAutomatically { names.append("rocksdb.compaction-pending") }
+        while true {
+            var busy = false
+            for name in names {
                 var value: UInt64 = 0
-                return rocksdb_property_int(database, name, &value) == 0 && value > 0
+                guard rocksdb_property_int(database, name, &value) == 0 else { return false }
+                busy = busy || value > 0
             }
             if !busy { return true }
+            if ContinuousClock.now >= deadline { return false }
             usleep(1_000)
         }
-        return false
     }
 
     /// The text of a RocksDB property (`rocksdb.sstables`, `rocksdb.stats`, ...), or nil when
