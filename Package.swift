@@ -20,6 +20,8 @@ let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio
 let nioHTTP1: Target.Dependency = .product(name: "NIOHTTP1", package: "swift-nio")
 /// swift-nio-extras: the HTTP parts (swift-http-types) that Hummingbird's pipeline carries, for the connection guard.
 let nioHTTPTypes: Target.Dependency = .product(name: "NIOHTTPTypes", package: "swift-nio-extras")
+/// async-http-client: the HTTP client behind the network seam (`HTTPPeerTransport`).
+let asyncHTTPClient: Target.Dependency = .product(name: "AsyncHTTPClient", package: "async-http-client")
 let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 
 let package = Package(
@@ -48,6 +50,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // CRC32C (Castagnoli): SSE4.2 with three interleaved streams, chosen at run time by CPU
@@ -73,15 +76,18 @@ let package = Package(
         // The deterministic simulator's library (workloads, fault schedules, oracles).
         .target(name: "SimRunner", dependencies: ["Engine", "FaultFS", tomlKit]),
         .executableTarget(name: "rivellum-sim", dependencies: ["SimRunner", argumentParser]),
+        // The network seam (`PeerTransport`) and, as peer sync lands, the sync decisions the
+        // simulator runs; no I/O of its own.
+        .target(name: "PeerSync", dependencies: ["Engine"]),
         // The node: config, HTTP API, metrics, logs, lifecycle and the offline tools, as a library
         // so that tests can drive it in-process as well as through the binary.
         .target(
             name: "Node",
             dependencies: [
                 "Engine", "FaultFS", tomlKit, logging, metrics, prometheus, hummingbird, hummingbirdCore, serviceLifecycle, nioPosix, nioHTTP1,
-                nioHTTPTypes,
+                nioHTTPTypes, "PeerSync", asyncHTTPClient,
             ]),
-        .executableTarget(name: "rivellum-node", dependencies: ["Node", "NodeHarness", "Engine", "FaultFS", argumentParser, logging]),
+        .executableTarget(name: "rivellum-node", dependencies: ["Node", "PeerSync", "Engine", "FaultFS", argumentParser, logging]),
         // Drives the real node binary: a minimal loopback HTTP client and a process launcher, for the
         // kill -9 test and the end-to-end tests.
         .target(name: "NodeHarness"),
@@ -96,7 +102,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "CCRC32C", "FaultFS", propertyBased]),
         // End-to-end tests of the command-line tools (they run the built executables).
         .testTarget(
-            name: "NodeTests", dependencies: ["Node", "Engine", "FaultFS", "NodeHarness", "rivellum-node", "rivellum-killtest", "rivellum-loadtest"]),
+            name: "NodeTests", dependencies: ["Node", "PeerSync", "Engine", "FaultFS", "NodeHarness", "rivellum-node", "rivellum-killtest", "rivellum-loadtest"]),
         .testTarget(name: "SimRunnerTests", dependencies: ["SimRunner", "Engine", "FaultFS"]),
         // The benchmark harness itself (baselines that fail must fail the run).
         .testTarget(name: "BenchTests", dependencies: ["rivellum-bench"]),

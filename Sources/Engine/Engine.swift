@@ -158,7 +158,7 @@ public final class Engine: @unchecked Sendable {
     ///   The simulator passes a `SeededLaneExecutor` so the order is a function of its seed.
     /// - Parameter walObserver: told of every WAL sync (the node's metrics).
     public init(
-        fileSystem: any FileSystem, configuration: EngineConfiguration, clock: any WALClock = SystemClock(),
+        fileSystem: any FileSystem, configuration: EngineConfiguration, clock: any WALClock,
         executor: (any LaneExecutor)? = nil, walObserver: (any WALObserver)? = nil
     ) throws(EngineError) {
         precondition(EngineConfiguration.laneCountRange.contains(configuration.laneCount), "lane count out of range")
@@ -187,7 +187,7 @@ public final class Engine: @unchecked Sendable {
         do throws(EngineError) {
             do {
                 // A restore a crash interrupted is finished before anything is opened.
-                try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
+                try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory, clock: clock)
             } catch {
                 throw EngineError(.storage, path: configuration.dataDirectory, "finishing an interrupted snapshot restore: \(error)")
             }

@@ -125,6 +125,12 @@ public protocol FileLock: AnyObject, Sendable {
 /// visible at once but survives a power loss only after `syncDirectory` of the parent directory
 /// returns. A new file therefore needs `sync()` on the file *and* `syncDirectory` on its parent.
 public protocol FileSystem: Sendable {
+    /// `true` when this file system belongs to a deterministic simulation: whatever runs over it
+    /// (RocksDB through the bridge) must take its time from the simulation, stand still between
+    /// operations, and do no background work the caller does not start, so a run is a function
+    /// of its seed. `false` for a real device.
+    var runsUnderSimulation: Bool { get }
+
     /// Opens (and maybe creates) a regular file (`open(2)`). A created file's directory entry is
     /// durable only after `syncDirectory` of its parent.
     func openFile(_ path: String, options: OpenOptions) throws(FileSystemError) -> any FileHandle

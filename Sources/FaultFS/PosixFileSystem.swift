@@ -10,6 +10,8 @@ import SystemPackage
 public struct PosixFileSystem: FileSystem {
     public init() {}
 
+    public var runsUnderSimulation: Bool { false }
+
     public func openFile(_ path: String, options: OpenOptions) throws(FileSystemError) -> any FileHandle {
         var flags: FileDescriptor.OpenOptions = [.closeOnExec]
         switch options.creation {

@@ -36,6 +36,8 @@ public final class SimulatedFileSystem: FileSystem {
         state = Mutex(SimulatedState(seed: seed, plan: plan, traceEventsMax: traceEventsMax))
     }
 
+    public var runsUnderSimulation: Bool { true }
+
     // MARK: Control
 
     /// An independent copy of the machine — storage, durable images, pending changes, counters

@@ -138,10 +138,7 @@ public struct NodeAPI: Sendable {
             let status: HTTPResponse.Status = error.kind == .exists || error.kind == .invalid ? .conflict : .internalServerError
             throw APIError(status, error.description, kind: "snapshot_\(error.kind.rawValue)")
         }
-        let manifest = result.manifest
-        return json(
-            "{\"path\":\(jsonString(result.path)),\"height\":\(manifest.height),\"meta_root\":\"\(manifest.metaRoot)\","
-                + "\"files\":\(manifest.files.count),\"bytes\":\(manifest.totalBytes),\"seconds\":\(result.seconds),\"verified\":true}")
+        return json(SnapshotCreated(path: result.path, manifest: result.manifest, seconds: result.seconds).json())
     }
 
     /// The whole body, at most `limit` bytes: 413 past it, 400 when it cannot be read (a broken

@@ -54,7 +54,8 @@ public enum NodeRunner {
     /// `<data_dir>/node.api`: the running node's API address (`HOST:PORT`), for offline tools.
     public static let apiAddressFileName = "node.api"
 
-    public static func run(configuration: NodeConfiguration, logger: Logger) async throws {
+    /// - Parameter clock: the engine's WAL clock and the snapshots' (the system clock in production).
+    public static func run(configuration: NodeConfiguration, clock: any WALClock, logger: Logger) async throws {
         let walLogger = Logger(label: "rivellum_wal")
         let metrics = NodeMetrics()
         logger.info(
@@ -66,7 +67,7 @@ public enum NodeRunner {
             ])
         let engine: Engine
         do {
-            engine = try Engine(fileSystem: PosixFileSystem(), configuration: configuration.engineConfiguration, walObserver: metrics)
+            engine = try Engine(fileSystem: PosixFileSystem(), configuration: configuration.engineConfiguration, clock: clock, walObserver: metrics)
         } catch {
             logger.critical("cannot open the data directory", metadata: ["error": "\(error)", "remedy": "\(error.remedy)"])
             throw NodeExit(NodeExit.exitCode(for: error), "rivellum-node: \(error)")
@@ -86,7 +87,7 @@ public enum NodeRunner {
         commitPool.start()
         let fatal = FatalEngineError()
         let engineService = EngineService(engine: engine, configuration: configuration, logger: walLogger, fatal: fatal)
-        let snapshots = NodeSnapshots(engine: engine, configuration: configuration, metrics: metrics, logger: Logger(label: "rivellum_snapshot"))
+        let snapshots = NodeSnapshots(engine: engine, configuration: configuration, metrics: metrics, logger: Logger(label: "rivellum_snapshot"), clock: clock)
         let api = NodeAPI(
             engine: engine, configuration: configuration, metrics: metrics, logger: Logger(label: "rivellum_api"),
             commitPool: commitPool, snapshots: snapshots

@@ -14,9 +14,12 @@ public final class NodeSnapshots: Sendable {
     let configuration: NodeConfiguration
     let metrics: NodeMetrics
     let logger: Logger
+    let clock: any WALClock
     private let busy = Mutex(false)
 
-    public init(engine: Engine, configuration: NodeConfiguration, metrics: NodeMetrics, logger: Logger) {
+    /// - Parameter clock: names snapshots and dates catalog entries (the system clock in production).
+    public init(engine: Engine, configuration: NodeConfiguration, metrics: NodeMetrics, logger: Logger, clock: any WALClock) {
+        self.clock = clock
         self.engine = engine
         self.configuration = configuration
         self.metrics = metrics
@@ -35,7 +38,7 @@ public final class NodeSnapshots: Sendable {
     /// Creates, verifies and records a snapshot at `outputPath` (default: a new name in the
     /// snapshot directory). Blocking; refuses with `invalid` while another is being taken.
     public func create(outputPath: String?) throws(SnapshotError) -> (path: String, manifest: SnapshotManifest, seconds: Double) {
-        let path = outputPath ?? PathComponents.join(configuration.snapshotDirectory, Self.defaultName(at: Date()))
+        let path = outputPath ?? PathComponents.join(configuration.snapshotDirectory, Self.defaultName(at: clock.nowDate))
         let acquired = busy.withLock { taken -> Bool in
             guard !taken else { return false }
             taken = true
@@ -47,7 +50,7 @@ public final class NodeSnapshots: Sendable {
         let fileSystem = PosixFileSystem()
         do {
             let manifest = try SnapshotCreator.createVerifiedAndRecorded(
-                engine: engine, fileSystem: fileSystem, outputPath: path, nowSeconds: UInt64(Date().timeIntervalSince1970),
+                engine: engine, fileSystem: fileSystem, outputPath: path, nowSeconds: clock.nowSeconds,
                 hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount)
             let elapsed = ContinuousClock.now - started
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
@@ -74,7 +77,7 @@ public final class NodeSnapshots: Sendable {
             let catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: configuration.node.dataDirectory)
             let decision = SnapshotPruner.decide(
                 catalog: catalog, keep: configuration.snapshot.keep, olderThanSeconds: nil,
-                nowSeconds: UInt64(Date().timeIntervalSince1970), force: false)
+                nowSeconds: clock.nowSeconds, force: false)
             try SnapshotPruner.apply(decision, fileSystem: fileSystem, dataDirectory: configuration.node.dataDirectory)
             for removed in decision.remove { logger.info("snapshot pruned", metadata: ["path": "\(removed.path)"]) }
         } catch {
@@ -103,5 +106,56 @@ struct SnapshotScheduleService: Service {
                 snapshots.prune()
             }
         }
+    }
+}
+
+extension WALClock {
+    /// Whole seconds since the Unix epoch.
+    public var nowSeconds: UInt64 { nowNanoseconds() / 1_000_000_000 }
+
+    /// The clock's time as a `Date`.
+    public var nowDate: Date { Date(timeIntervalSince1970: Double(nowNanoseconds()) / 1e9) }
+}
+
+/// What a snapshot `create` reports, the same from the running node (`POST /v1/admin/snapshots`)
+/// and from the offline command: JSON with snake_case keys.
+public struct SnapshotCreated: Codable, Sendable, Equatable {
+    public var path: String
+    public var height: UInt64
+    public var metaRoot: String
+    public var files: Int
+    public var bytes: UInt64
+    public var seconds: Double
+    public var verified: Bool
+
+    public init(path: String, manifest: SnapshotManifest, seconds: Double) {
+        self.path = path
+        height = manifest.height
+        metaRoot = "\(manifest.metaRoot)"
+        files = manifest.files.count
+        bytes = manifest.totalBytes
+        self.seconds = seconds
+        verified = true
+    }
+
+    /// One JSON object on one line.
+    public func json() -> String {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Encoding a struct of strings and numbers cannot fail.
+        return String(decoding: try! encoder.encode(self), as: UTF8.self)
+    }
+
+    public static func decode(json bytes: [UInt8]) -> SnapshotCreated? {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try? decoder.decode(SnapshotCreated.self, from: Data(bytes))
+    }
+
+    /// The line a terminal shows.
+    public func summary(takenBy: String) -> String {
+        "snapshot \(path) at height \(height) meta_root \(metaRoot), \(files) files, \(bytes) bytes, verified, "
+            + "in \(String(format: "%.2f", seconds)) s (\(takenBy))"
     }
 }

@@ -77,7 +77,7 @@ public struct EngineExhaustiveCrashRunner: Sendable {
             let lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
             let plan = try SnapshotRestorer.plan(
                 fileSystem: fileSystem, snapshotPath: "/snapshots/s", dataDirectory: configuration.dataDirectory, resetWAL: false, id: "x")
-            try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: true)
+            try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: true, clock: clock)
             try lock.unlock()
             let second = try Engine(fileSystem: fileSystem, configuration: configuration, clock: clock, executor: SerialLaneExecutor())
             engine = second

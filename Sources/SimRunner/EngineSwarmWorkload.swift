@@ -223,7 +223,7 @@ public struct EngineSwarmWorkload: Sendable {
             func attempt() throws(SnapshotError) {
                 let lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
                 defer { try? lock.unlock() }
-                try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
+                try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory, clock: clock)
                 let plan = try SnapshotRestorer.plan(
                     fileSystem: fileSystem, snapshotPath: target.path, dataDirectory: configuration.dataDirectory, resetWAL: false,
                     id: "r\(restoreCounter)")
@@ -231,7 +231,7 @@ public struct EngineSwarmWorkload: Sendable {
                 guard case .keep = plan.walAction else {
                     throw SnapshotError(.walGap, path: target.path, "the WAL was not kept: \(plan.walAction)")
                 }
-                try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: random.chance(0.5))
+                try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: random.chance(0.5), clock: clock)
             }
             do {
                 try attempt()

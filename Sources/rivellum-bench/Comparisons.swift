@@ -446,7 +446,7 @@ enum SnapshotBench {
             configuration.flushEveryBlocks = 64
             configuration.walRetentionHours = 0
             let fileSystem = PosixFileSystem()
-            let engine = try Engine(fileSystem: fileSystem, configuration: configuration)
+            let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: SystemClock())
             let value = [UInt8](repeating: 0x42, count: 4_096)
             var written = 0
             var key = 0

@@ -96,7 +96,7 @@ extension RivellumNode {
             }
             NodeLogHandler.bootstrap(level: configuration.logging.level, format: configuration.logging.format)
             do {
-                try await NodeRunner.run(configuration: configuration, logger: Logger(label: "rivellum_node"))
+                try await NodeRunner.run(configuration: configuration, clock: CommandClock.system, logger: Logger(label: "rivellum_node"))
             } catch let exit as NodeExit {
                 printError(exit.message)
                 throw ExitCode(exit.exitCode)
@@ -151,4 +151,10 @@ extension RivellumNode {
             }
         }
     }
+}
+
+/// The one place the command-line tool takes the system's time: every command, the daemon and
+/// the engines it opens read this clock (the simulator and the tests inject their own).
+enum CommandClock {
+    static let system: any WALClock = SystemClock()
 }

@@ -3,7 +3,7 @@ import Engine
 import FaultFS
 import Foundation
 import Node
-import NodeHarness
+import PeerSync
 
 #if canImport(Glibc)
 import Glibc
@@ -38,12 +38,12 @@ func fail(_ command: String, _ error: SnapshotError) -> ExitCode {
 /// Progress on standard error when it is a terminal: bytes, rate; quiet otherwise.
 struct ProgressPrinter {
     let label: String
-    let started = Date()
+    let started = CommandClock.system.nowDate
     let enabled = isatty(2) == 1
 
     func report(_ progress: SnapshotCreator.Progress) {
         guard enabled else { return }
-        let seconds = max(Date().timeIntervalSince(started), 0.001)
+        let seconds = max(CommandClock.system.nowDate.timeIntervalSince(started), 0.001)
         let rate = Double(progress.bytesDone) / seconds / 1_048_576
         let line = String(
             format: "\r%@ %d/%d files, %.1f/%.1f MiB, %.1f MiB/s", label, progress.filesDone, progress.filesTotal,
@@ -57,7 +57,7 @@ func absolutePath(_ path: String) -> String {
 }
 
 extension RivellumNode.Snapshot {
-    struct Create: ParsableCommand {
+    struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Take a snapshot at a block boundary (asks the running node, or opens the data directory itself).")
 
@@ -69,11 +69,11 @@ extension RivellumNode.Snapshot {
         @Flag(help: "Print JSON.")
         var json = false
 
-        func run() throws {
+        func run() async throws {
             let configuration = try options.load()
             let fileSystem = PosixFileSystem()
             let dataDirectory = configuration.node.dataDirectory
-            let outputPath = absolutePath(out ?? PathComponents.join(configuration.snapshotDirectory, NodeSnapshots.defaultName(at: Date())))
+            let outputPath = absolutePath(out ?? PathComponents.join(configuration.snapshotDirectory, NodeSnapshots.defaultName(at: CommandClock.system.nowDate)))
             guard (try? fileSystem.exists(DataDirectoryLayout(dataDirectory: dataDirectory).genesis)) == true else {
                 printError("rivellum-node snapshot create: \(dataDirectory) holds no node data (no GENESIS)")
                 throw ExitCode(ExitCodes.noInput)
@@ -82,7 +82,7 @@ extension RivellumNode.Snapshot {
             do {
                 lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: dataDirectory)
             } catch let error where error.kind == .locked {
-                try createOnline(dataDirectory: dataDirectory, outputPath: outputPath)
+                try await createOnline(dataDirectory: dataDirectory, outputPath: outputPath)
                 return
             } catch {
                 throw fail("snapshot create", error)
@@ -96,7 +96,7 @@ extension RivellumNode.Snapshot {
                     printError("rivellum-node snapshot create: \(dataDirectory) holds no genesis (never started)")
                     throw ExitCode(ExitCodes.noInput)
                 }
-                engine = try Engine(fileSystem: fileSystem, configuration: engineConfiguration)
+                engine = try Engine(fileSystem: fileSystem, configuration: engineConfiguration, clock: CommandClock.system)
             } catch let error as EngineError {
                 printError("rivellum-node snapshot create: \(error)")
                 throw ExitCode(NodeExit.exitCode(for: error))
@@ -104,10 +104,10 @@ extension RivellumNode.Snapshot {
             let printer = ProgressPrinter(label: "hashing")
             do {
                 let manifest = try SnapshotCreator.createVerifiedAndRecorded(
-                    engine: engine, fileSystem: fileSystem, outputPath: outputPath, nowSeconds: UInt64(Date().timeIntervalSince1970),
+                    engine: engine, fileSystem: fileSystem, outputPath: outputPath, nowSeconds: CommandClock.system.nowSeconds,
                     hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount, progress: printer.report)
                 try engine.close()
-                report(path: outputPath, manifest: manifest, seconds: Date().timeIntervalSince(printer.started))
+                report(path: outputPath, manifest: manifest, seconds: CommandClock.system.nowDate.timeIntervalSince(printer.started))
             } catch let error as SnapshotError {
                 engine.abandon()
                 throw fail("snapshot create", error)
@@ -118,7 +118,7 @@ extension RivellumNode.Snapshot {
             }
         }
 
-        func createOnline(dataDirectory: String, outputPath: String) throws {
+        func createOnline(dataDirectory: String, outputPath: String) async throws {
             let addressFile = PathComponents.join(dataDirectory, NodeRunner.apiAddressFileName)
             guard let text = try? String(contentsOfFile: addressFile, encoding: .utf8),
                 let (host, port) = NodeConfiguration.parseListen(text.trimmingCharacters(in: .whitespacesAndNewlines))
@@ -127,38 +127,29 @@ extension RivellumNode.Snapshot {
                 throw ExitCode(ExitCodes.unavailable)
             }
             let loopback = host == "0.0.0.0" || host == "localhost" ? "127.0.0.1" : host
-            let response: LoopbackHTTP.Response
+            let body = try JSONEncoder().encode(["out": outputPath])
+            let request = PeerRequest(
+                .post, baseURL: "http://\(loopback):\(port)", path: "/v1/admin/snapshots", body: Array(body),
+                contentType: "application/json", timeoutSeconds: 3_600, responseBytesMax: 1 << 20)
+            let response: PeerResponse
             do {
-                response = try LoopbackHTTP.request(
-                    "POST", "/v1/admin/snapshots", port: port, host: loopback, body: Array("{\"out\":\(jsonString(outputPath))}".utf8),
-                    timeoutSeconds: 3_600)
+                response = try await HTTPPeerTransport.withTransport { transport async throws(PeerTransportError) in
+                    try await transport.exchange(request)
+                }
             } catch {
                 printError("rivellum-node snapshot create: asking the node at \(loopback):\(port): \(error)")
                 throw ExitCode(ExitCodes.unavailable)
             }
-            guard response.status == 200 else {
+            guard response.status == 200, let created = SnapshotCreated.decode(json: response.body) else {
                 printError("rivellum-node snapshot create: the node answered \(response.status): \(response.text)")
                 throw ExitCode(response.status == 409 ? ExitCodes.cantCreate : ExitCodes.ioError)
             }
-            if json {
-                print(response.text)
-            } else if let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] {
-                print(
-                    "snapshot \(object["path"] ?? outputPath) at height \(object["height"] ?? "?") meta_root \(object["meta_root"] ?? "?"), "
-                        + "\(object["files"] ?? "?") files, \(object["bytes"] ?? "?") bytes, verified (taken by the running node)")
-            }
+            print(json ? created.json() : created.summary(takenBy: "taken by the running node"))
         }
 
         func report(path: String, manifest: SnapshotManifest, seconds: Double) {
-            if json {
-                print(
-                    "{\"path\":\(jsonString(path)),\"height\":\(manifest.height),\"meta_root\":\"\(manifest.metaRoot)\","
-                        + "\"files\":\(manifest.files.count),\"bytes\":\(manifest.totalBytes),\"seconds\":\(seconds),\"verified\":true}")
-            } else {
-                print(
-                    "snapshot \(path) at height \(manifest.height) meta_root \(manifest.metaRoot), \(manifest.files.count) files, "
-                        + "\(manifest.totalBytes) bytes, verified, in \(String(format: "%.2f", seconds)) s")
-            }
+            let created = SnapshotCreated(path: path, manifest: manifest, seconds: seconds)
+            print(json ? created.json() : created.summary(takenBy: "offline"))
         }
     }
 
@@ -212,7 +203,7 @@ extension RivellumNode.Snapshot {
                 if let dataDir {
                     try SnapshotCatalog.record(
                         fileSystem: fileSystem, dataDirectory: dataDir, path: path, manifest: report.manifest,
-                        verifiedAt: UInt64(Date().timeIntervalSince1970))
+                        verifiedAt: CommandClock.system.nowSeconds)
                 }
                 if json {
                     print(
@@ -263,11 +254,11 @@ extension RivellumNode.Snapshot {
             defer { try? lock.unlock() }
             do {
                 // Finish (or roll back) an earlier restore that a crash interrupted.
-                try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: dataDirectory)
+                try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: dataDirectory, clock: CommandClock.system)
                 let plan = try SnapshotRestorer.plan(
                     fileSystem: fileSystem, snapshotPath: absolutePath(from), dataDirectory: dataDirectory,
                     walDirectory: configuration.walDirectory, resetWAL: resetWAL,
-                    id: NodeSnapshots.defaultName(at: Date()).replacingOccurrences(of: "snapshot-", with: ""),
+                    id: NodeSnapshots.defaultName(at: CommandClock.system.nowDate).replacingOccurrences(of: "snapshot-", with: ""),
                     hashingConcurrency: ProcessInfo.processInfo.activeProcessorCount)
                 print(plan.description)
                 if dryRun {
@@ -275,7 +266,7 @@ extension RivellumNode.Snapshot {
                     return
                 }
                 let printer = ProgressPrinter(label: "copying")
-                try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: deleteOld, progress: printer.report)
+                try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: deleteOld, clock: CommandClock.system, progress: printer.report)
                 print("restored height \(plan.manifest.height); start the node to replay the WAL after it")
             } catch {
                 throw fail("snapshot restore", error)
@@ -320,7 +311,7 @@ extension RivellumNode.Snapshot {
                 let catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: configuration.node.dataDirectory)
                 let decision = SnapshotPruner.decide(
                     catalog: catalog, keep: keep, olderThanSeconds: olderThan.flatMap(Self.seconds),
-                    nowSeconds: UInt64(Date().timeIntervalSince1970), force: force)
+                    nowSeconds: CommandClock.system.nowSeconds, force: force)
                 for entry in decision.remove { print("\(dryRun ? "would remove" : "remove") \(entry.path) (height \(entry.height))") }
                 for (name, reason) in decision.protected { print("keep \(name): \(reason)") }
                 if decision.remove.isEmpty { print("nothing to remove") }

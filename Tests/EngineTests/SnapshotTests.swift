@@ -54,7 +54,7 @@ struct SnapshotTests {
         let plan = try SnapshotRestorer.plan(fileSystem: fileSystem, snapshotPath: Self.snapshot, dataDirectory: Self.data, resetWAL: false, id: "t1")
         #expect(plan.walAction == .keep(replayThrough: 50))
         #expect(!plan.createsGenesis)
-        try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: false)
+        try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: false, clock: SystemClock())
         try lock.unlock()
         #expect(try fileSystem.exists(Self.data + "/lanes.pre-restore-t1"))
         #expect(!(try fileSystem.exists(Self.data + "/" + RestoreJournal.fileName)))
@@ -73,7 +73,7 @@ struct SnapshotTests {
         let plan = try SnapshotRestorer.plan(fileSystem: fileSystem, snapshotPath: Self.snapshot, dataDirectory: fresh, resetWAL: false, id: "t2")
         #expect(plan.walAction == .initialise)
         #expect(plan.createsGenesis)
-        try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: false)
+        try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: false, clock: SystemClock())
         try lock.unlock()
         var continued = model
         continued.states = Array(model.states[0...30])
@@ -110,7 +110,7 @@ struct SnapshotTests {
             #expect(error.description.contains("--reset-wal"))
         }
         let plan = try SnapshotRestorer.plan(fileSystem: fileSystem, snapshotPath: Self.snapshot, dataDirectory: other, resetWAL: true, id: "t3")
-        try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: true)
+        try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: true, clock: SystemClock())
         try lock.unlock()
         #expect(try fileSystem.exists(other + "/wal.pre-restore-t3"))
         #expect(!(try fileSystem.exists(other + "/lanes.pre-restore-t3")), "--delete-old")
@@ -180,7 +180,7 @@ struct SnapshotTests {
                 let lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: Self.data)
                 defer { try? lock.unlock() }
                 let plan = try SnapshotRestorer.plan(fileSystem: fileSystem, snapshotPath: Self.snapshot, dataDirectory: Self.data, resetWAL: false, id: "x")
-                try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: false)
+                try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: false, clock: SystemClock())
                 Issue.record("\(name): restore accepted it")
             } catch {
                 #expect(error.kind == kind || (kind == .wrongChain && error.kind == .damaged), "\(name): \(error)")
@@ -267,7 +267,7 @@ struct SnapshotTests {
             defer { try? lock.unlock() }
             guard let plan = try? SnapshotRestorer.plan(fileSystem: fileSystem, snapshotPath: Self.snapshot, dataDirectory: Self.data, resetWAL: false, id: "c")
             else { return }
-            try? SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: true)
+            try? SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: true, clock: SystemClock())
         }
         let whole = pristine.clone()
         let start = whole.operationCount

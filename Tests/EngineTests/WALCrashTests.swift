@@ -119,6 +119,8 @@ final class SlowSyncFileSystem: FileSystem {
         self.syncDelayMicroseconds = syncDelayMicroseconds
     }
 
+    var runsUnderSimulation: Bool { base.runsUnderSimulation }
+
     final class Handle: FaultFS.FileHandle {
         let inner: any FaultFS.FileHandle
         let owner: SlowSyncFileSystem

@@ -29,7 +29,7 @@ public final class RocksDBEnvironment: Sendable {
         bridge = RocksDBFileSystemBridge(fileSystem: fileSystem)
         var callbacks = RocksDBFileSystemBridge.makeCallbacks()
         callbacks.context = Unmanaged.passUnretained(bridge).toOpaque()
-        let simulated = simulation ?? (fileSystem is SimulatedFileSystem)
+        let simulated = simulation ?? fileSystem.runsUnderSimulation
         isSimulation = simulated
         pointer = OpaquePointer(rvb_env_create(&callbacks, simulated ? 1 : 0))
     }

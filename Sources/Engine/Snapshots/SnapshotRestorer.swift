@@ -141,9 +141,10 @@ public enum SnapshotRestorer {
     }
 
     /// Carries out `plan`: stage (every copy read back and hashed against the manifest), journal,
-    /// swap (see the type's comment). The caller holds the data directory's lock.
+    /// swap (see the type's comment). The caller holds the data directory's lock. `clock` is the
+    /// one the WAL started for the snapshot is given (the simulator's, or the system's).
     public static func restore(
-        fileSystem: any FileSystem, plan: RestorePlan, deleteOld: Bool, progress: (SnapshotCreator.Progress) -> Void = { _ in }
+        fileSystem: any FileSystem, plan: RestorePlan, deleteOld: Bool, clock: any WALClock, progress: (SnapshotCreator.Progress) -> Void = { _ in }
     ) throws(SnapshotError) {
         let staging = plan.stagingPath
         try io(plan.dataDirectory, "staging") { () throws(FileSystemError) in
@@ -193,7 +194,7 @@ public enum SnapshotRestorer {
             }
             try fileSystem.writeFileAtomically(PathComponents.join(plan.dataDirectory, RestoreJournal.fileName), bytes: journal.encoded())
         }
-        try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: plan.dataDirectory)
+        try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: plan.dataDirectory, clock: clock)
         if deleteOld, let aside = plan.lanesAsidePath {
             try io(aside, "removing the old lane state") { () throws(FileSystemError) in try fileSystem.removeTree(aside) }
         }
@@ -250,7 +251,7 @@ public struct RestoreJournal: Sendable, Equatable {
     /// Finishes a restore a crash interrupted, or removes a staging directory no journal vouches
     /// for. Idempotent; every step is durable before the next. Called with the data directory's
     /// lock held, before the lanes are opened.
-    public static func complete(fileSystem: any FileSystem, dataDirectory: String) throws(SnapshotError) {
+    public static func complete(fileSystem: any FileSystem, dataDirectory: String, clock: any WALClock) throws(SnapshotError) {
         let journalPath = PathComponents.join(dataDirectory, fileName)
         let lanes = DataDirectoryLayout(dataDirectory: dataDirectory).lanes
         let staging = lanes + ".restore-staging"
@@ -285,7 +286,7 @@ public struct RestoreJournal: Sendable, Equatable {
                     try fileSystem.syncDirectory(PathComponents.parent(of: journal.walDirectory))
                 }
             }
-            try startWAL(fileSystem: fileSystem, journal: journal)
+            try startWAL(fileSystem: fileSystem, journal: journal, clock: clock)
             try fileSystem.removeFile(journalPath)
             try fileSystem.syncDirectory(dataDirectory)
         }
@@ -295,7 +296,7 @@ public struct RestoreJournal: Sendable, Equatable {
     /// LSN and the meta partition holds the snapshot height's commit record, so recovery finds
     /// the height committed and the next block continues the chain. Partitions already started
     /// correctly are left alone.
-    static func startWAL(fileSystem: any FileSystem, journal: RestoreJournal) throws(FileSystemError) {
+    static func startWAL(fileSystem: any FileSystem, journal: RestoreJournal, clock: any WALClock) throws(FileSystemError) {
         var starts: [(WALPartitionID, LSN)] = journal.lanePositions.enumerated().map { (.lane($0.offset), $0.element) }
         starts.append((.meta, journal.height == 0 ? 0 : journal.height - 1))
         try fileSystem.createDirectories(journal.walDirectory)
@@ -323,7 +324,7 @@ public struct RestoreJournal: Sendable, Equatable {
             do {
                 let writer = try WALPartition(
                     fileSystem: fileSystem, directory: directory, partition: partition, configuration: configuration,
-                    clock: SystemClock(), recovered: scan)
+                    clock: clock, recovered: scan)
                 if partition.isMeta && journal.height > 0 {
                     // `decode` accepted only a journal whose commit record is hex.
                     let record = Hex.decode(journal.commitRecord)!
