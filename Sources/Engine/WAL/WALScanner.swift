@@ -52,7 +52,7 @@ public struct WALPartitionScan: Sendable {
 /// each trusted record to a visitor, and classifies the first damage as a torn tail or mid-log
 /// damage. Changes nothing on disk.
 ///
-/// The torn-tail rule (recovery rules R1–R5 of the reference notes): damage at expected LSN d is
+/// The torn-tail rule (`docs/RULES.md`, R1–R5; the rows are `WALTornTailRule`): damage at expected LSN d is
 /// a torn tail only if (1) it is in the last segment (or the segment was written under
 /// `dev_fast`, which never syncs, so later segments may be torn too), (2) no checksum-valid frame
 /// after it claims that d was durable (its synced-through LSN ≥ d), and (3) no checksum-valid
@@ -347,14 +347,36 @@ public struct WALScanner {
         return nil
     }
 
-    /// Decides whether `damage` is a torn tail, and says why.
+    /// Decides whether `damage` is a torn tail, and says why: gathers the evidence, then the
+    /// first row of `WALTornTailRule` that applies decides.
     private func classify(
         _ damage: WALDamage, bytes: [UInt8], laterSegments: [String], scan: WALPartitionScan
     ) throws -> (WALDamageVerdict, String) {
         if mutations.active(.midLogDamageAsTornTail) { return (.tornTail, "mutation: every damage is a torn tail") }
+        let evidence = evidence(damage, bytes: bytes, laterSegments: laterSegments, scan: scan)
+        let rule = WALTornTailRule.decide(evidence)
+        return (rule.verdict, rule.explanation(evidence))
+    }
+
+    private func evidence(_ damage: WALDamage, bytes: [UInt8], laterSegments: [String], scan: WALPartitionScan) -> WALTornTailEvidence {
         let damagedSegment = scan.segments.last!
-        // The policy the damaged bytes were written under: the damaged segment's own header, or
-        // (when that header is what is damaged) its neighbours'.
+        let chainBroken =
+            switch damage.damageClass {
+            case .missingSegment, .chainBreak, .duplicateSegment: true
+            default: false
+            }
+        return WALTornTailEvidence(
+            writtenUnder: policyWrittenUnder(damagedSegment: damagedSegment, scan: scan, laterSegments: laterSegments),
+            damageOffset: damage.offset, chainBroken: chainBroken, laterSegments: laterSegments.count,
+            ownRecordAfterDamagedHeader: damage.offset == 0 ? firstOwnFrame(in: bytes, segmentIndex: damagedSegment.index) : nil,
+            witness: witness(
+                in: bytes, from: Int(damage.offset) + WALFormat.frameAlignmentBytes, segmentIndex: damagedSegment.index,
+                damagedLSN: damage.expectedLSN))
+    }
+
+    /// The policy the damaged bytes were written under: the damaged segment's own header, or
+    /// (when that header is what is damaged) its neighbours'; the configured one when none says.
+    private func policyWrittenUnder(damagedSegment: WALScannedSegment, scan: WALPartitionScan, laterSegments: [String]) -> FsyncPolicy {
         var policy = damagedSegment.header?.fsyncPolicy ?? scan.segments.dropLast().last?.header?.fsyncPolicy
         for path in laterSegments where policy == nil {
             // Read again while the header does not decode: a bad read is not a missing header.
@@ -365,40 +387,7 @@ public struct WALScanner {
                 policy = header.fsyncPolicy
             }
         }
-        let policyUsed = policy ?? policyWhenUnknown
-        if policyUsed == .devFast {
-            // dev_fast never syncs: after a power loss anything from the damage on, in this
-            // segment or later ones, may be missing, torn or reordered. Only a witness written
-            // under another policy could prove otherwise.
-            if let witness = witness(in: bytes, from: Int(damage.offset) + WALFormat.frameAlignmentBytes,
-                segmentIndex: damagedSegment.index, damagedLSN: damage.expectedLSN), damage.offset > 0
-            {
-                return (.midLog, witness)
-            }
-            return (.tornTail, "the segment was written under dev_fast, which never syncs")
-        }
-        switch damage.damageClass {
-        case .missingSegment, .chainBreak, .duplicateSegment:
-            return (.midLog, "the segment chain is broken; segments are synced before the next one is created")
-        default:
-            break
-        }
-        if !laterSegments.isEmpty {
-            return (.midLog, "\(laterSegments.count) later segment(s) exist, and a segment is synced before the next is created")
-        }
-        // A damaged segment header with a record of this segment after it: a segment's header
-        // is synced (file and directory) before its first record is written, so the header was
-        // durable and then damaged (a misdirected write, rot), not torn.
-        if damage.offset == 0, let offset = firstOwnFrame(in: bytes, segmentIndex: damagedSegment.index) {
-            return (.midLog, "a valid record of this segment sits at offset \(offset), and a segment's header is synced before its first record is written")
-        }
-        // Look for a witness after the damage in this segment (there is no later segment here:
-        // that case returned above).
-        let start = Int(damage.offset) + WALFormat.frameAlignmentBytes
-        if let witness = witness(in: bytes, from: start, segmentIndex: damagedSegment.index, damagedLSN: damage.expectedLSN) {
-            return (.midLog, witness)
-        }
-        return (.tornTail, "no valid record after the damage shows it was ever durable (\(policyUsed.rawValue) segment)")
+        return policy ?? policyWhenUnknown
     }
 
     /// The offset of the first checksum-valid frame of this partition and segment after the
