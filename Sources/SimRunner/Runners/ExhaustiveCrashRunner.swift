@@ -84,50 +84,34 @@ public struct ExhaustiveCrashRunner: Sendable {
         return replayed
     }
 
-    public func run() -> Report {
-        let reference = SimulatedFileSystem(seed: 0, plan: .none, traceEventsMax: 0)
-        _ = workload(reference)
-        let operations = reference.operationCount
-        // The operations one recovery of the full log takes bounds the rotating recovery crash.
-        let recoveryStart = reference.operationCount
-        _ = try? recover(reference)
-        let recoveryOperations = max(1, reference.operationCount - recoveryStart)
-        var report = Report(operations: operations, imagesChecked: 0, failures: [])
-        // dev_fast promises to survive a process crash only.
-        let variants = policy == .devFast ? [(name: "process crash", plan: FaultPlan.none)] : Self.variants
-        var rotation: UInt64 = 0
-        for crashPoint in 1...operations {
-            for (variantIndex, variant) in variants.enumerated() where report.failures.count < 20 {
-                let fileSystem = SimulatedFileSystem(seed: crashPoint &* 31 &+ UInt64(variantIndex), plan: .none, traceEventsMax: 0)
-                fileSystem.scheduleCrash(atOperation: crashPoint)
-                let (durable, written) = workload(fileSystem)
-                let kind: CrashKind = policy == .devFast ? .processCrash : .powerLoss
-                fileSystem.setPlan(variant.plan)
-                fileSystem.crash(kind)
-                // Crash recovery at a rotating operation, so every operation of recovery is hit.
-                rotation += 1
-                fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + 1 + rotation % recoveryOperations)
-                _ = try? recover(fileSystem)
-                fileSystem.scheduleCrash(atOperation: nil)
-                fileSystem.crash(kind)
-                fileSystem.setPlan(.none)
-                report.imagesChecked += 1
-                let context = "\(policy.rawValue) crash at operation \(crashPoint), \(variant.name)"
-                do {
-                    let replayed = try recover(fileSystem)
-                    let required = policy == .devFast ? written : durable
-                    if replayed.count < required {
-                        report.failures.append("\(context): \(replayed.count) records recovered, \(required) acknowledged")
-                    } else if replayed.count > written + 1 {
-                        report.failures.append("\(context): \(replayed.count) records recovered, only \(written) appended")
-                    } else if let bad = replayed.indices.first(where: { replayed[$0] != Self.payload($0) }) {
-                        report.failures.append("\(context): record \(bad + 1) is not what was appended")
-                    }
-                } catch {
-                    report.failures.append("\(context): recovery refused: \(error)")
-                }
-            }
+    public func run() -> Report { CrashPointExplorer.explore(self) }
+}
+
+extension ExhaustiveCrashRunner: ExhaustiveCrashWorkload {
+    var crashKind: CrashKind { policy == .devFast ? .processCrash : .powerLoss }
+    // dev_fast promises to survive a process crash only.
+    var variants: [(name: String, plan: FaultPlan)] { policy == .devFast ? [(name: "process crash", plan: FaultPlan.none)] : Self.variants }
+    var label: String { policy.rawValue }
+
+    func run(_ fileSystem: SimulatedFileSystem) -> (durable: Int, written: Int) { workload(fileSystem) }
+
+    func recover(_ fileSystem: SimulatedFileSystem) { _ = try? recover(fileSystem) as [[UInt8]] }
+
+    func checkReference(_ progress: (durable: Int, written: Int)) -> String? { nil }
+
+    /// A prefix of what was appended that holds every acknowledged record (every written one
+    /// under dev_fast, which promises only to survive a process crash).
+    func check(_ fileSystem: SimulatedFileSystem, after progress: (durable: Int, written: Int)) -> String? {
+        let replayed: [[UInt8]]
+        do {
+            replayed = try recover(fileSystem)
+        } catch {
+            return "recovery refused: \(error)"
         }
-        return report
+        let required = policy == .devFast ? progress.written : progress.durable
+        if replayed.count < required { return "\(replayed.count) records recovered, \(required) acknowledged" }
+        if replayed.count > progress.written + 1 { return "\(replayed.count) records recovered, only \(progress.written) appended" }
+        if let bad = replayed.indices.first(where: { replayed[$0] != Self.payload($0) }) { return "record \(bad + 1) is not what was appended" }
+        return nil
     }
 }

@@ -12,6 +12,7 @@ public struct EngineExhaustiveCrashRunner: Sendable {
     public let blocks: Int
     public let laneCount: Int
     public let policy: FsyncPolicy
+    let chainModel: EngineSwarmWorkload.Model
 
     public init(blocks: Int, laneCount: Int, policy: FsyncPolicy) {
         precondition(blocks >= 2 && blocks <= 1_000 && (1...8).contains(laneCount))
@@ -19,6 +20,7 @@ public struct EngineExhaustiveCrashRunner: Sendable {
         self.blocks = blocks
         self.laneCount = laneCount
         self.policy = policy
+        chainModel = Self.model(blocks: blocks)
     }
 
     func configuration() -> EngineConfiguration {
@@ -91,55 +93,52 @@ public struct EngineExhaustiveCrashRunner: Sendable {
         return progress
     }
 
-    public func run() -> ExhaustiveCrashRunner.Report {
+    public func run() -> ExhaustiveCrashRunner.Report { CrashPointExplorer.explore(self) }
+}
+
+extension EngineExhaustiveCrashRunner: ExhaustiveCrashWorkload {
+    var crashKind: CrashKind { .powerLoss }
+    var variants: [(name: String, plan: FaultPlan)] { ExhaustiveCrashRunner.variants }
+    var label: String { policy.rawValue }
+
+    func run(_ fileSystem: SimulatedFileSystem) -> Progress { workload(fileSystem) }
+
+    /// Opens (recovering) and closes the engine, as far as the machine lets it go.
+    func recover(_ fileSystem: SimulatedFileSystem) {
+        guard let engine = try? Engine(fileSystem: fileSystem, configuration: configuration(), clock: ManualClock()) else { return }
+        try? engine.close()
+        engine.abandon()
+    }
+
+    func checkReference(_ progress: Progress) -> String? {
+        progress.written == blocks + 2 ? nil : "the workload does not run to the end without crashes (height \(progress.written))"
+    }
+
+    /// The engine opens on a committed height between the acknowledged and the written one,
+    /// with the MetaRoot the model computes.
+    func check(_ fileSystem: SimulatedFileSystem, after progress: Progress) -> String? {
+        let configuration = configuration()
+        do {
+            let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
+            defer {
+                try? engine.close()
+                engine.abandon()
+            }
+            return try EngineSwarmWorkload.check(
+                engine, model: chainModel, durable: progress.durable, written: progress.written, configuration: configuration)
+        } catch {
+            return "recovery refused: \(error)"
+        }
+    }
+
+    /// The chain model of every block the workload commits.
+    static func model(blocks: Int) -> EngineSwarmWorkload.Model {
         var model = EngineSwarmWorkload.Model()
         for height in 1...(blocks + 2) {
             var next = model.states.last!
             for operation in Self.block(height) { next[operation.key] = operation.value }
             model.states.append(next)
         }
-        let configuration = configuration()
-        let reference = SimulatedFileSystem(seed: 0, plan: .none, traceEventsMax: 0)
-        let full = workload(reference)
-        let operations = reference.operationCount
-        var report = ExhaustiveCrashRunner.Report(operations: operations, imagesChecked: 0, failures: [])
-        if full.written != blocks + 2 {
-            report.failures.append("the workload does not run to the end without crashes (height \(full.written))")
-            return report
-        }
-        let recoveryStart = reference.operationCount
-        if let engine = try? Engine(fileSystem: reference, configuration: configuration, clock: ManualClock()) { try? engine.close() }
-        let recoveryOperations = max(1, reference.operationCount - recoveryStart)
-        var rotation: UInt64 = 0
-        for crashPoint in 1...operations {
-            for (variantIndex, variant) in ExhaustiveCrashRunner.variants.enumerated() where report.failures.count < 20 {
-                let fileSystem = SimulatedFileSystem(seed: crashPoint &* 31 &+ UInt64(variantIndex), plan: .none, traceEventsMax: 0)
-                fileSystem.scheduleCrash(atOperation: crashPoint)
-                let progress = workload(fileSystem)
-                fileSystem.setPlan(variant.plan)
-                fileSystem.crash(.powerLoss)
-                rotation += 1
-                fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + 1 + rotation % recoveryOperations)
-                if let engine = try? Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock()) { engine.abandon() }
-                fileSystem.scheduleCrash(atOperation: nil)
-                fileSystem.crash(.powerLoss)
-                fileSystem.setPlan(.none)
-                report.imagesChecked += 1
-                let context = "\(policy.rawValue) crash at operation \(crashPoint), \(variant.name)"
-                do {
-                    let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
-                    if let problem = try EngineSwarmWorkload.check(
-                        engine, model: model, durable: progress.durable, written: progress.written, configuration: configuration)
-                    {
-                        report.failures.append("\(context): \(problem)")
-                    }
-                    try? engine.close()
-                    engine.abandon()
-                } catch {
-                    report.failures.append("\(context): recovery refused: \(error)")
-                }
-            }
-        }
-        return report
+        return model
     }
 }
