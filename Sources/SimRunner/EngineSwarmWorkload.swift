@@ -95,7 +95,7 @@ public struct EngineSwarmWorkload: Sendable {
         var acknowledgedDurable = 0
         var written = 0
         var crashes = 0
-        var failure: String?
+        var failure: OracleViolation?
         var engine: Engine?
         /// Completed snapshots: path and height.
         var snapshots: [(path: String, height: Int)] = []
@@ -144,7 +144,7 @@ public struct EngineSwarmWorkload: Sendable {
                     }
                     for leftover in [RestoreJournal.fileName, "lanes.restore-staging"] where failure == nil {
                         if (try? fileSystem.exists(PathComponents.join(configuration.dataDirectory, leftover))) != false {
-                            failure = "I6: \(leftover) is left in the data directory after recovery"
+                            failure = OracleViolation(.snapshot, expected: "no restore leftovers after recovery", found: "\(leftover) in the data directory")
                         }
                     }
                     if failure == nil { Self.recordLaneFiles(of: opened, in: fileSystem) }
@@ -161,9 +161,9 @@ public struct EngineSwarmWorkload: Sendable {
                 } catch where !error.isRefusal && attempt <= Self.recoveryAttemptsMax + 4 {
                     crash(random.chance(0.5) ? .powerLoss : .processCrash)
                 } catch where !error.isRefusal {
-                    failure = "recovery fails with faults off: \(error)"
+                    failure = OracleViolation(.recovery, expected: "recovery with faults off succeeds", found: "\(error)")
                 } catch {
-                    failure = "I4: recovery refused, but no corruption at rest was injected: \(error)"
+                    failure = OracleViolation(.neverSilentlyDiverge, expected: "no refusal without corruption at rest", found: "recovery refused: \(error)")
                 }
             }
         }
@@ -186,13 +186,15 @@ public struct EngineSwarmWorkload: Sendable {
                 fileSystem.setFaultsEnabled(false)
                 defer { fileSystem.setFaultsEnabled(true) }
                 guard height == model.states.count - 1, manifest.metaRoot == expected.hex else {
-                    failure = "I6: snapshot \(path) holds height \(height) MetaRoot \(manifest.metaRoot), the model is at \(model.states.count - 1) with \(expected.hex)"
+                    failure = OracleViolation(
+                        .snapshot, expected: "height \(model.states.count - 1) MetaRoot \(expected.hex)",
+                        found: "snapshot \(path) holds height \(height) MetaRoot \(manifest.metaRoot)")
                     return
                 }
                 do {
                     _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: path)
                 } catch {
-                    failure = "I6: snapshot \(path) does not verify right after it was created: \(error)"
+                    failure = OracleViolation(.snapshot, expected: "snapshot \(path) verifies right after it was created", found: "\(error)")
                     return
                 }
                 snapshots.append((path, height))
@@ -251,7 +253,8 @@ public struct EngineSwarmWorkload: Sendable {
                         // snapshot or resync; the seed ends.
                         refused = true
                     } catch {
-                        failure = "I6: restoring snapshot \(target.path) (height \(target.height)) refused: \(error)"
+                        failure = OracleViolation(
+                            .snapshot, expected: "snapshot \(target.path) (height \(target.height)) restores", found: "refused: \(error)")
                     }
                     fileSystem.setFaultsEnabled(true)
                 } else {
@@ -285,19 +288,21 @@ public struct EngineSwarmWorkload: Sendable {
                 model.states.append(next)
                 let result = try engine!.commit(block)
                 guard result.height == UInt64(model.states.count - 1) else {
-                    failure = "commit returned height \(result.height), the model is at \(model.states.count - 1)"
+                    failure = OracleViolation(.prefix, expected: "commit at height \(model.states.count - 1)", found: "height \(result.height)")
                     break
                 }
                 if result.durable { acknowledgedDurable = Int(result.height) }
                 acknowledgedDurable = max(acknowledgedDurable, Int(engine!.durableHeight))
                 if configuration.wal.fsyncPolicy == .strict && !result.durable {
-                    failure = "I1: strict commit of height \(result.height) returned without durability"
+                    failure = OracleViolation(.durability, expected: "a strict commit returns durable", found: "height \(result.height) returned without durability")
                 }
                 if random.chance(0.1) {
                     let key = Array("k\(random.int(in: 0..<keySpace))".utf8)
                     let read = try engine!.get(key)
                     if read.value != model.states.last![key] || !read.proof.verify(key: key, value: read.value, root: read.laneRoot) {
-                        failure = "read of \(String(decoding: key, as: UTF8.self)) returned the wrong value or proof"
+                        failure = OracleViolation(
+                            .metaRoot, expected: "the model's value of \(String(decoding: key, as: UTF8.self)) with a valid proof",
+                            found: "another value or proof")
                     }
                 }
             } catch {
@@ -311,7 +316,7 @@ public struct EngineSwarmWorkload: Sendable {
             do {
                 try running.close()
             } catch {
-                failure = "clean close failed with faults off: \(error)"
+                failure = OracleViolation(.faultFreeOperation, expected: "a clean close with faults off", found: "\(error)")
             }
         }
         engine?.abandon()
@@ -335,23 +340,26 @@ public struct EngineSwarmWorkload: Sendable {
     /// the model's roots.
     static func check(
         _ engine: Engine, model: Model, durable: Int, written: Int, configuration: EngineConfiguration, tolerateTailLoss: Bool = false
-    ) throws(EngineError) -> String? {
+    ) throws(EngineError) -> OracleViolation? {
         let roots = engine.stateRoots()
         let height = Int(roots.height)
         if height < durable && tolerateTailLoss {
             Probe.walAcknowledgedTailLostToCorruption.hit()
         } else if height < durable {
-            return "I1: recovered height \(height), but height \(durable) was acknowledged durable"
+            return OracleViolation(.durability, expected: "height \(durable) or above (acknowledged durable)", found: "recovered height \(height)")
         }
-        if height > written || height >= model.states.count { return "I2: recovered height \(height) was never written (last \(written))" }
+        if height > written || height >= model.states.count {
+            return OracleViolation(.prefix, expected: "a written height (last \(written))", found: "recovered height \(height)")
+        }
         let expected = model.metaRoot(at: height, chainID: configuration.chainID, laneCount: configuration.laneCount)
         if roots.metaRoot != expected {
-            return "I3: MetaRoot at height \(height) is \(roots.metaRoot.hex), the model computes \(expected.hex)"
+            return OracleViolation(.metaRoot, expected: "MetaRoot \(expected.hex) at height \(height)", found: "\(roots.metaRoot.hex)")
         }
         for (lane, store) in engine.laneStores.enumerated() {
             let scratch = try store.recomputeRootFromScratch()
             if scratch != roots.laneRoots[lane] {
-                return "I3: lane \(lane) root recomputed from its key-values differs from the stored root at height \(height)"
+                return OracleViolation(
+                    .metaRoot, expected: "lane \(lane)'s stored root at height \(height)", found: "a different root recomputed from its key-values")
             }
         }
         return nil

@@ -32,7 +32,7 @@ public struct FileSystemDurabilityWorkload: Sendable {
         var acknowledged: [UInt8] = []
         var crashes = 0
         var handle: (any FileHandle)?
-        var failure: String?
+        var failure: OracleViolation?
         for round in 0..<rounds where failure == nil {
             if random.chance(0.05) {
                 fileSystem.crash(.powerLoss)
@@ -62,31 +62,32 @@ public struct FileSystemDurabilityWorkload: Sendable {
                 handle = nil
                 failure = checkAcknowledgedPrefix(fileSystem, path: path, acknowledged: acknowledged)
             } catch {
-                failure = "unexpected error: \(error)"
+                failure = OracleViolation(.faultFreeOperation, expected: "no error but the injected ones", found: "\(error)")
             }
         }
         return SeedResult(
             fileSystem: fileSystem, seed: seed, failure: failure, crashes: crashes, knobs: "workload=fs-durability rounds=\(rounds) plan: \(plan)")
     }
 
-    private func checkAcknowledgedPrefix(_ fileSystem: SimulatedFileSystem, path: String, acknowledged: [UInt8]) -> String? {
+    private func checkAcknowledgedPrefix(_ fileSystem: SimulatedFileSystem, path: String, acknowledged: [UInt8]) -> OracleViolation? {
         fileSystem.setFaultsEnabled(false)
         defer { fileSystem.setFaultsEnabled(true) }
         let bytes: [UInt8]
         do {
             guard try fileSystem.exists(path) else {
-                return acknowledged.isEmpty ? nil : "I1: log file missing after power loss with \(acknowledged.count) acknowledged bytes"
+                return acknowledged.isEmpty
+                    ? nil : OracleViolation(.durability, expected: "\(acknowledged.count) acknowledged bytes", found: "no log file after power loss")
             }
             bytes = try fileSystem.readFile(path)
         } catch {
-            return "read after crash failed: \(error)"
+            return OracleViolation(.faultFreeOperation, expected: "a read after the crash with faults off", found: "\(error)")
         }
         guard bytes.count >= acknowledged.count else {
-            return "I1: expected at least \(acknowledged.count) acknowledged bytes, found \(bytes.count)"
+            return OracleViolation(.durability, expected: "at least \(acknowledged.count) acknowledged bytes", found: "\(bytes.count)")
         }
         guard bytes[..<acknowledged.count].elementsEqual(acknowledged) else {
             let firstDifference = acknowledged.indices.first { bytes[$0] != acknowledged[$0] } ?? 0
-            return "I1: acknowledged bytes differ at offset \(firstDifference)"
+            return OracleViolation(.durability, expected: "the acknowledged bytes", found: "a difference at offset \(firstDifference)")
         }
         return nil
     }

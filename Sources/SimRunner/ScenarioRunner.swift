@@ -146,13 +146,12 @@ public struct ScenarioRunner {
             let roots = engine.stateRoots()
             let height = Int(roots.height)
             summary = "converged at height \(height) (durable \(run.durable), written \(run.written))"
-            let expected = run.model.metaRoot(at: min(height, run.model.states.count - 1), chainID: run.configuration.chainID, laneCount: run.configuration.laneCount)
-            if height < run.durable {
-                failure = "I1: recovered height \(height) < acknowledged durable height \(run.durable)"
-            } else if height > run.written {
-                failure = "I2: recovered height \(height) was never written (last \(run.written))"
-            } else if roots.metaRoot != expected {
-                failure = "I3: MetaRoot \(roots.metaRoot.hex) at height \(height), the model computes \(expected.hex)"
+            // The swarm's oracle: I1–I3, lane roots recomputed from their key-values included.
+            do {
+                failure = try EngineSwarmWorkload.check(
+                    engine, model: run.model, durable: run.durable, written: run.written, configuration: run.configuration)?.description
+            } catch {
+                failure = OracleViolation(.metaRoot, expected: "lane roots recomputable from scratch", found: "\(error)").description
             }
             try? engine.close()
         case (.success(let engine), .refuses):

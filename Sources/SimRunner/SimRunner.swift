@@ -5,8 +5,8 @@ import Foundation
 /// The outcome of one simulated seed.
 public struct SeedResult: Sendable {
     public var seed: UInt64
-    /// `nil` when every invariant held; otherwise what broke, with expected and actual values.
-    public var failure: String?
+    /// `nil` when every invariant held; otherwise which broke, with expected and found values.
+    public var violation: OracleViolation?
     public var traceHash: UInt64
     public var fileSystemOperations: UInt64
     public var crashes: Int
@@ -19,13 +19,18 @@ public struct SeedResult: Sendable {
     /// The seed ended early on a correct refusal: corruption at rest was detected and recovery
     /// refused naming it (I4), as an operator would then restore or resync.
     public var endedOnRefusal = false
+
+    /// The violation as the reports print it.
+    public var failure: String? { violation?.description }
 }
 
 extension SeedResult {
     /// The result of a run on `fileSystem`: its trace hash, operation count and fault counts.
-    init(fileSystem: SimulatedFileSystem, seed: UInt64, failure: String?, crashes: Int, knobs: String, endedOnRefusal: Bool = false) {
+    init(
+        fileSystem: SimulatedFileSystem, seed: UInt64, failure: OracleViolation?, crashes: Int, knobs: String, endedOnRefusal: Bool = false
+    ) {
         self.init(
-            seed: seed, failure: failure, traceHash: fileSystem.traceHash, fileSystemOperations: fileSystem.operationCount,
+            seed: seed, violation: failure, traceHash: fileSystem.traceHash, fileSystemOperations: fileSystem.operationCount,
             crashes: crashes, knobs: knobs, faults: fileSystem.injectedFaultCounts, faultsDrawn: fileSystem.faultsDrawn,
             crashPointsArmed: fileSystem.crashPointsArmed, endedOnRefusal: endedOnRefusal)
     }

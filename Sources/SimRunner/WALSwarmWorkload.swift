@@ -97,7 +97,7 @@ public struct WALSwarmWorkload: Sendable {
             records: Array(repeating: [], count: partitionCount), uncertain: Array(repeating: [], count: partitionCount),
             durableLSN: Array(repeating: 0, count: partitionCount))
         var crashes = 0
-        var failure: String?
+        var failure: OracleViolation?
         var log: WriteAheadLog?
         var lastCrash = CrashKind.processCrash
         /// Recovery refused on corruption at rest: correct, and the seed ends.
@@ -153,7 +153,7 @@ public struct WALSwarmWorkload: Sendable {
                         refused = true
                         return
                     }
-                    failure = "I4: recovery refused, but no corruption at rest was injected: \(error)"
+                    failure = OracleViolation(.neverSilentlyDiverge, expected: "no refusal without corruption at rest", found: "recovery refused: \(error)")
                 } catch {
                     // An injected I/O error or a crash inside recovery: crash and try again.
                     fileSystem.scheduleCrash(atOperation: nil)
@@ -186,7 +186,7 @@ public struct WALSwarmWorkload: Sendable {
                 }
                 model.records[lane] += batch
                 let durable = try writer.commit(through: range.upperBound)
-                if policy == .strict && !durable { failure = "I1: strict commit returned without durability" }
+                if policy == .strict && !durable { failure = OracleViolation(.durability, expected: "a strict commit returns durable", found: "it returned without durability") }
                 for (index, id) in partitions.enumerated() {
                     model.durableLSN[index] = max(model.durableLSN[index], log!.partition(id).durableLSN)
                 }
@@ -226,7 +226,7 @@ public struct WALSwarmWorkload: Sendable {
     /// synced records looks torn). The records recovered must still be exactly a prefix.
     private func check(
         _ replayed: [[[UInt8]]], against model: inout Model, lastCrash: CrashKind, tolerateTailLoss: Bool
-    ) -> String? {
+    ) -> OracleViolation? {
         for index in replayed.indices {
             let certain = model.records[index]
             let possible = certain + model.uncertain[index]
@@ -234,14 +234,15 @@ public struct WALSwarmWorkload: Sendable {
             if got.count < certain.count && tolerateTailLoss {
                 Probe.walAcknowledgedTailLostToCorruption.hit()
             } else if got.count < certain.count {
-                return "I1: lane \(index) recovered \(got.count) records, \(certain.count) were certain "
-                    + "(durable LSN \(model.durableLSN[index]), last crash \(lastCrash.rawValue))"
+                return OracleViolation(
+                    .durability, expected: "lane \(index): \(certain.count) certain records (durable LSN \(model.durableLSN[index]))",
+                    found: "\(got.count) recovered, last crash \(lastCrash.rawValue)")
             }
             if got.count > possible.count {
-                return "I2: lane \(index) recovered \(got.count) records, only \(possible.count) were ever appended"
+                return OracleViolation(.prefix, expected: "lane \(index): at most \(possible.count) records appended", found: "\(got.count) recovered")
             }
             if let mismatch = got.indices.first(where: { got[$0] != possible[$0] }) {
-                return "I2: lane \(index) record at LSN \(mismatch + 1) differs from what was appended"
+                return OracleViolation(.prefix, expected: "lane \(index): the record appended at LSN \(mismatch + 1)", found: "different bytes")
             }
             model.records[index] = got
             model.uncertain[index] = []

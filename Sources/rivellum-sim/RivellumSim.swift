@@ -67,7 +67,7 @@ extension RivellumSim {
                     // The same seed, the same code and the same configuration: mutations included.
                     let again = workload.run(seed: seed, mutations: mutations)
                     if again.traceHash != result.traceHash {
-                        result.failure = "I7: trace hash \(result.traceHash) then \(again.traceHash)"
+                        result.violation = OracleViolation(.determinism, expected: "trace hash \(result.traceHash) again", found: "\(again.traceHash)")
                     }
                 }
                 summary.add(result)
@@ -303,7 +303,7 @@ enum Workload: String, CaseIterable, ExpressibleByArgument {
             var combined = Workload.fs.run(seed: seed, traceSink: traceSink)
             for next in [Workload.wal, .engine] where combined.failure == nil {
                 let result = next.run(seed: seed, traceSink: traceSink, mutations: mutations)
-                combined.failure = result.failure
+                combined.violation = result.violation
                 combined.traceHash = combined.traceHash &* 31 &+ result.traceHash
                 combined.fileSystemOperations += result.fileSystemOperations
                 combined.crashes += result.crashes

@@ -20,7 +20,7 @@ protocol ExhaustiveCrashWorkload {
     /// One recovery, whose result is not checked (it may be crashed part way).
     func recover(_ fileSystem: SimulatedFileSystem)
     /// Recovers and checks the image; `nil` when it holds what `progress` requires.
-    func check(_ fileSystem: SimulatedFileSystem, after progress: Progress) -> String?
+    func check(_ fileSystem: SimulatedFileSystem, after progress: Progress) -> OracleViolation?
     /// Checks the crash-free reference run; `nil` when it ran to the end.
     func checkReference(_ progress: Progress) -> String?
 }

@@ -116,7 +116,7 @@ extension EngineExhaustiveCrashRunner: ExhaustiveCrashWorkload {
 
     /// The engine opens on a committed height between the acknowledged and the written one,
     /// with the MetaRoot the model computes.
-    func check(_ fileSystem: SimulatedFileSystem, after progress: Progress) -> String? {
+    func check(_ fileSystem: SimulatedFileSystem, after progress: Progress) -> OracleViolation? {
         let configuration = configuration()
         do {
             let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
@@ -127,7 +127,7 @@ extension EngineExhaustiveCrashRunner: ExhaustiveCrashWorkload {
             return try EngineSwarmWorkload.check(
                 engine, model: chainModel, durable: progress.durable, written: progress.written, configuration: configuration)
         } catch {
-            return "recovery refused: \(error)"
+            return OracleViolation(.recovery, expected: "recovery after a crash succeeds", found: "refused: \(error)")
         }
     }
 

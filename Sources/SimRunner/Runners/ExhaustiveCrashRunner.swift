@@ -101,17 +101,21 @@ extension ExhaustiveCrashRunner: ExhaustiveCrashWorkload {
 
     /// A prefix of what was appended that holds every acknowledged record (every written one
     /// under dev_fast, which promises only to survive a process crash).
-    func check(_ fileSystem: SimulatedFileSystem, after progress: (durable: Int, written: Int)) -> String? {
+    func check(_ fileSystem: SimulatedFileSystem, after progress: (durable: Int, written: Int)) -> OracleViolation? {
         let replayed: [[UInt8]]
         do {
             replayed = try recover(fileSystem)
         } catch {
-            return "recovery refused: \(error)"
+            return OracleViolation(.recovery, expected: "recovery after a crash succeeds", found: "refused: \(error)")
         }
         let required = policy == .devFast ? progress.written : progress.durable
-        if replayed.count < required { return "\(replayed.count) records recovered, \(required) acknowledged" }
-        if replayed.count > progress.written + 1 { return "\(replayed.count) records recovered, only \(progress.written) appended" }
-        if let bad = replayed.indices.first(where: { replayed[$0] != Self.payload($0) }) { return "record \(bad + 1) is not what was appended" }
+        if replayed.count < required { return OracleViolation(.durability, expected: "\(required) records acknowledged", found: "\(replayed.count) recovered") }
+        if replayed.count > progress.written + 1 {
+            return OracleViolation(.prefix, expected: "at most \(progress.written + 1) records (\(progress.written) appended)", found: "\(replayed.count) recovered")
+        }
+        if let bad = replayed.indices.first(where: { replayed[$0] != Self.payload($0) }) {
+            return OracleViolation(.prefix, expected: "record \(bad + 1) as appended", found: "different bytes")
+        }
         return nil
     }
 }
