@@ -4,7 +4,7 @@ import Glibc
 import Darwin
 #endif
 
-/// The fault families of BRIEF §5. Each is switched fully on or off per plan (swarm testing)
+/// The fault families of `docs/RULES.md`. Each is switched fully on or off per plan (swarm testing)
 /// and, when on, has its own rate.
 public enum FaultFamily: String, Sendable, CaseIterable, Codable, Comparable {
     /// At power loss each unsynced write or truncate is lost with the rate's probability; the

@@ -118,7 +118,7 @@ public protocol FileLock: AnyObject, Sendable {
 /// The only way the engine touches storage: a synchronous, thread-safe file-system interface.
 ///
 /// Two implementations: `PosixFileSystem` for production and `SimulatedFileSystem`, an in-memory
-/// deterministic model that injects the faults of BRIEF §5. Paths are plain strings; relative
+/// deterministic model that injects the fault families of `docs/RULES.md`. Paths are plain strings; relative
 /// paths resolve against the process's working directory (POSIX) or the simulated root.
 ///
 /// Durability, for every namespace change (create, mkdir, rename, link, unlink, rmdir): it is

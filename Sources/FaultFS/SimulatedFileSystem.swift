@@ -11,7 +11,7 @@ public enum CrashKind: String, Sendable, CaseIterable, Codable {
 }
 
 /// A deterministic, in-memory `FileSystem` that models the page cache apart from the durable
-/// media and injects the faults of a `FaultPlan` (BRIEF §5).
+/// media and injects the faults of a `FaultPlan` (the fault families of `docs/RULES.md`).
 ///
 /// Determinism: every random choice comes from the seeded `DeterministicRandom`; there is no
 /// clock. Given the same seed, plan and sequence of calls, the trace hash is the same. Calls

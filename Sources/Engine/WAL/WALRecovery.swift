@@ -30,7 +30,7 @@ public struct WALRecoveryReport: Sendable, CustomStringConvertible {
 /// - `salvage`: damaged regions are skipped and reported; nothing on disk changes.
 ///
 /// Afterwards every segment and the partition directory are synced, so state recovered from the
-/// page cache after a process crash is durable before anything new is written (rule R12).
+/// page cache after a process crash is durable before anything new is written (R12 of `docs/RULES.md`).
 /// Idempotent, and safe to crash anywhere: a second run finds either the same damage or the
 /// already truncated segment.
 public enum WALRecovery {

@@ -1,0 +1,342 @@
+import Engine
+import FaultFS
+
+/// One seed of `EngineSwarmWorkload`, as named steps over the run's state: `recover` (open the
+/// engine, maybe crashing inside recovery, and check it against the model), `createSnapshot`,
+/// `restoreSnapshot`, `commitBlock`, `closeCleanly`. Every random draw happens in the order the
+/// seed fixes, so a seed replays exactly.
+final class EngineSwarmRun {
+    let workload: EngineSwarmWorkload
+    var random: DeterministicRandom
+    let configuration: EngineConfiguration
+    let keySpace: Int
+    let snapshotsOn: Bool
+    let fileSystem: SimulatedFileSystem
+    let clock = ManualClock()
+    let executor: SeededLaneExecutor
+    let knobs: String
+
+    var model = EngineSwarmWorkload.Model()
+    var acknowledgedDurable = 0
+    var written = 0
+    var crashes = 0
+    var failure: OracleViolation?
+    var engine: Engine?
+    /// Completed snapshots: path and height.
+    var snapshots: [(path: String, height: Int)] = []
+    var snapshotCounter = 0
+    var restoreCounter = 0
+    /// Recovery (or a later read) refused on corruption at rest: correct, and the seed ends.
+    var refused = false
+    var atRestAtLastRecovery: UInt64 = 0
+
+    /// The setup: the seed draws the configuration, the key space, snapshots on or off, and the
+    /// fault plan, in this order.
+    init(_ workload: EngineSwarmWorkload) {
+        self.workload = workload
+        var random = DeterministicRandom(seed: workload.seed)
+        var configuration = EngineConfiguration(dataDirectory: "/data")
+        configuration.chainID = "sim-\(workload.seed % 7)"
+        configuration.laneCount = random.int(in: 1...8)
+        configuration.wal.fsyncPolicy = random.chance(0.6) ? .strict : .balanced
+        configuration.wal.segmentSizeBytes = UInt64(random.int(in: 1_024...16_384))
+        configuration.wal.syncBytes = UInt64(random.int(in: 512...8_192))
+        configuration.wal.syncIntervalMilliseconds = UInt64(random.int(in: 5...50))
+        configuration.flushEveryBlocks = UInt64(random.int(in: 4...40))
+        configuration.walRetentionHours = 0
+        configuration.wal.mutations = workload.mutations
+        keySpace = random.int(in: 5...200)
+        snapshotsOn = random.chance(0.5)
+        let plan = swarmPlan(
+            random: &random, families: EngineSwarmWorkload.families, excluding: workload.excludedFamilies, rateMin: 0.001, rateMax: 0.02)
+        fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
+        fileSystem.setTraceSink(workload.traceSink)
+        fileSystem.suppress(faults: workload.suppressedFaults, crashPoints: workload.suppressedCrashPoints)
+        // RocksDB writes a random session id into its files, which can shift a length by a byte
+        // between runs; snapshots copy those files and record their sizes (the manifest, the
+        // catalog), so their lengths are left out of the trace hash too.
+        fileSystem.setOpaqueLengthPrefixes([
+            configuration.lanesDirectoryPath, "/snapshots", PathComponents.join(configuration.dataDirectory, SnapshotCatalog.fileName),
+        ])
+        executor = SeededLaneExecutor(seed: random.next())
+        knobs =
+            "workload=engine lanes=\(configuration.laneCount) policy=\(configuration.wal.fsyncPolicy.rawValue) "
+            + "segment_size_bytes=\(configuration.wal.segmentSizeBytes) flush_every_blocks=\(configuration.flushEveryBlocks) "
+            + "key_space=\(keySpace) blocks=\(workload.blocks) snapshots=\(snapshotsOn ? "on" : "off") plan: \(plan)"
+        self.configuration = configuration
+        self.random = random
+    }
+
+    /// Neither a violation nor a correct refusal has ended the seed.
+    var continues: Bool { failure == nil && !refused }
+
+    var result: SeedResult {
+        SeedResult(fileSystem: fileSystem, seed: workload.seed, failure: failure, crashes: crashes, knobs: knobs, endedOnRefusal: refused)
+    }
+
+    /// Whether `error` is an acceptable end of the seed: damage refused with the lane or file
+    /// named, after corruption at rest was injected (I4).
+    func refusalAccepted(_ error: EngineError) -> Bool {
+        error.isRefusal && corruptionAtRestCount(fileSystem) > 0 && (error.lane != nil || error.path != nil)
+    }
+
+    func crash(_ kind: CrashKind) {
+        crashMachine(fileSystem, engine: &engine, kind)
+        crashes += 1
+    }
+
+    /// After a failed operation: the machine crashes (power loss more often when it halted) and
+    /// recovers.
+    func crashAndRecover() {
+        crash(fileSystem.isHalted && random.chance(0.7) ? .powerLoss : .processCrash)
+        recover()
+    }
+
+    // MARK: Recovery
+
+    /// Opens the engine until it opens, refuses correctly, or a violation shows. Bounded:
+    /// `recoveryAttemptsMax` attempts with faults, then 4 more with faults off.
+    func recover() {
+        var attempt = 0
+        while failure == nil && engine == nil && !refused {
+            attempt += 1
+            if attempt > EngineSwarmWorkload.recoveryAttemptsMax { fileSystem.setFaultsEnabled(false) }
+            if attempt <= EngineSwarmWorkload.recoveryAttemptsMax && random.chance(0.2) {
+                fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...200)))
+            }
+            let atRestBeforeRecovery = corruptionAtRestCount(fileSystem)
+            do {
+                let opened = try Engine(fileSystem: fileSystem, configuration: configuration, clock: clock, executor: executor)
+                try checkRecovered(opened, atRestBeforeRecovery: atRestBeforeRecovery)
+            } catch where refusalAccepted(error) {
+                refused = true
+            } catch where !error.isRefusal && attempt <= EngineSwarmWorkload.recoveryAttemptsMax + 4 {
+                crash(random.chance(0.5) ? .powerLoss : .processCrash)
+            } catch where !error.isRefusal {
+                failure = OracleViolation(.recovery, expected: "recovery with faults off succeeds", found: "\(error)")
+            } catch {
+                failure = OracleViolation(
+                    .neverSilentlyDiverge, expected: "no refusal without corruption at rest", found: "recovery refused: \(error)")
+            }
+        }
+    }
+
+    /// Checks a freshly opened engine against the model (faults off), then adopts its height.
+    /// A lane's damage found by the full scan ends the seed as a correct refusal.
+    private func checkRecovered(_ opened: Engine, atRestBeforeRecovery: UInt64) throws(EngineError) {
+        fileSystem.scheduleCrash(atOperation: nil)
+        fileSystem.setFaultsEnabled(false)
+        defer { fileSystem.setFaultsEnabled(true) }
+        do {
+            // Blocks at the end of the log may be gone only after corruption at rest since the
+            // last recovery (the documented limit), counted.
+            failure = try EngineSwarmWorkload.check(
+                opened, model: model, durable: acknowledgedDurable, written: written, configuration: configuration,
+                tolerateTailLoss: corruptionAtRestCount(fileSystem) > atRestAtLastRecovery)
+        } catch where refusalAccepted(error) {
+            // Detected, never silent.
+            opened.abandon()
+            refused = true
+            return
+        }
+        for leftover in [RestoreJournal.fileName, "lanes.restore-staging"] where failure == nil {
+            if (try? fileSystem.exists(PathComponents.join(configuration.dataDirectory, leftover))) != false {
+                failure = OracleViolation(.snapshot, expected: "no restore leftovers after recovery", found: "\(leftover) in the data directory")
+            }
+        }
+        if failure == nil { EngineSwarmWorkload.recordLaneFiles(of: opened, in: fileSystem) }
+        // Counted from before this recovery read the log: damage its own writes take shows
+        // only to the next recovery.
+        atRestAtLastRecovery = atRestBeforeRecovery
+        let height = Int(opened.stateRoots().height)
+        model.states.removeLast(model.states.count - 1 - height)
+        written = height
+        acknowledgedDurable = height
+        engine = opened
+    }
+
+    // MARK: Snapshots
+
+    /// Takes a snapshot (maybe crashing inside it) and checks it against the model.
+    func createSnapshot() {
+        // The name advances only once a snapshot completes: a create that crashed is retried
+        // under the same name, over its `.partial` leftover.
+        let path = "/snapshots/s\(snapshotCounter)"
+        if random.chance(0.3) {
+            fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...400)))
+        }
+        let manifest: SnapshotManifest
+        do {
+            manifest = try SnapshotCreator.createVerifiedAndRecorded(
+                engine: engine!, fileSystem: fileSystem, outputPath: path, nowSeconds: clock.nowNanoseconds() / 1_000_000_000)
+        } catch {
+            crashAndRecover()
+            return
+        }
+        fileSystem.scheduleCrash(atOperation: nil)
+        acknowledgedDurable = max(acknowledgedDurable, Int(manifest.height))
+        fileSystem.setFaultsEnabled(false)
+        defer { fileSystem.setFaultsEnabled(true) }
+        failure = checkCreated(manifest, path: path)
+        if failure == nil {
+            snapshots.append((path, Int(manifest.height)))
+            snapshotCounter += 1
+        }
+    }
+
+    /// A snapshot just made holds the model's newest height and MetaRoot, and verifies.
+    private func checkCreated(_ manifest: SnapshotManifest, path: String) -> OracleViolation? {
+        let height = Int(manifest.height)
+        let expected = model.metaRoot(at: height, chainID: configuration.chainID, laneCount: configuration.laneCount)
+        guard height == model.states.count - 1, manifest.metaRoot == expected.hex else {
+            return OracleViolation(
+                .snapshot, expected: "height \(model.states.count - 1) MetaRoot \(expected.hex)",
+                found: "snapshot \(path) holds height \(height) MetaRoot \(manifest.metaRoot)")
+        }
+        do {
+            _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: path)
+        } catch {
+            return OracleViolation(.snapshot, expected: "snapshot \(path) verifies right after it was created", found: "\(error)")
+        }
+        return nil
+    }
+
+    /// Stops the engine, restores a completed snapshot (maybe crashing inside), and reopens:
+    /// WAL replay must bring back the latest durable height.
+    func restoreSnapshot() {
+        let target = snapshots[random.int(in: 0..<snapshots.count)]
+        do {
+            try engine!.close()
+        } catch {
+            crashAndRecover()
+            return
+        }
+        engine = nil
+        // A clean close made everything written durable.
+        acknowledgedDurable = written
+        if random.chance(0.4) {
+            fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...600)))
+        }
+        do {
+            try attemptRestore(target)
+            fileSystem.scheduleCrash(atOperation: nil)
+        } catch {
+            let refusal = error.kind != .io && error.kind != .locked && error.kind != .engine
+            if refusal && !fileSystem.isHalted {
+                retryRestoreWithFaultsOff(target)
+            } else {
+                crash(fileSystem.isHalted && random.chance(0.7) ? .powerLoss : .processCrash)
+            }
+        }
+        if continues { recover() }
+    }
+
+    /// An injected read or write error can look like damage; a refusal that stands with faults
+    /// off is a real one.
+    private func retryRestoreWithFaultsOff(_ target: (path: String, height: Int)) {
+        fileSystem.scheduleCrash(atOperation: nil)
+        fileSystem.setFaultsEnabled(false)
+        defer { fileSystem.setFaultsEnabled(true) }
+        do {
+            try attemptRestore(target)
+        } catch where (error.kind == .damaged || error.kind == .walGap) && corruptionAtRestCount(fileSystem) > 0 {
+            // The snapshot or the log it needs was damaged on the media, and the restore
+            // refused, naming it (I4). An operator would take another snapshot or resync; the
+            // seed ends.
+            refused = true
+        } catch {
+            failure = OracleViolation(
+                .snapshot, expected: "snapshot \(target.path) (height \(target.height)) restores", found: "refused: \(error)")
+        }
+    }
+
+    /// One restore as the operator runs it: lock, finish an interrupted one, plan, restore.
+    private func attemptRestore(_ target: (path: String, height: Int)) throws(SnapshotError) {
+        let lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
+        defer { try? lock.unlock() }
+        try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: configuration.dataDirectory, clock: clock)
+        let plan = try SnapshotRestorer.plan(
+            fileSystem: fileSystem, snapshotPath: target.path, dataDirectory: configuration.dataDirectory, resetWAL: false,
+            id: "r\(restoreCounter)")
+        restoreCounter += 1
+        guard case .keep = plan.walAction else {
+            throw SnapshotError(.walGap, path: target.path, "the WAL was not kept: \(plan.walAction)")
+        }
+        try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: random.chance(0.5), clock: clock)
+    }
+
+    // MARK: Blocks
+
+    /// One step of the main loop: maybe a snapshot, maybe a restore, maybe a crash point, then
+    /// one block committed and maybe one read checked.
+    func step() {
+        if snapshotsOn && random.chance(0.04) { createSnapshot() }
+        if snapshotsOn && !snapshots.isEmpty && continues && random.chance(0.02) { restoreSnapshot() }
+        guard continues else { return }
+        if random.chance(0.04) {
+            fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...300)))
+        }
+        let block = nextBlock()
+        clock.advance(byNanoseconds: UInt64(random.int(in: 0...20)) * 1_000_000)
+        do {
+            try commit(block)
+        } catch {
+            crashAndRecover()
+        }
+    }
+
+    /// 1–8 operations; skewed keys (half hit the first tenth of the key space), some deletes,
+    /// a few large values.
+    private func nextBlock() -> [BlockOperation] {
+        (0..<random.int(in: 1...8)).map { _ -> BlockOperation in
+            let index = random.chance(0.5) ? random.int(in: 0..<max(1, keySpace / 10)) : random.int(in: 0..<keySpace)
+            let key = Array("k\(index)".utf8)
+            if random.chance(0.15) { return BlockOperation(key: key, value: nil) }
+            let length = random.chance(0.05) ? random.int(in: 1_000...8_000) : random.int(in: 0...64)
+            return BlockOperation(key: key, value: (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) })
+        }
+    }
+
+    /// Commits `block` (the model advances first: it was written once the commit began) and
+    /// checks the answer, then maybe reads one key with its proof.
+    private func commit(_ block: [BlockOperation]) throws(EngineError) {
+        var next = model.states.last!
+        for operation in block { next[operation.key] = operation.value }
+        written = model.states.count
+        model.states.append(next)
+        let result = try engine!.commit(block)
+        guard result.height == UInt64(model.states.count - 1) else {
+            failure = OracleViolation(.prefix, expected: "commit at height \(model.states.count - 1)", found: "height \(result.height)")
+            return
+        }
+        if result.durable { acknowledgedDurable = Int(result.height) }
+        acknowledgedDurable = max(acknowledgedDurable, Int(engine!.durableHeight))
+        if configuration.wal.fsyncPolicy == .strict && !result.durable {
+            failure = OracleViolation(
+                .durability, expected: "a strict commit returns durable", found: "height \(result.height) returned without durability")
+        }
+        if random.chance(0.1) {
+            let key = Array("k\(random.int(in: 0..<keySpace))".utf8)
+            let read = try engine!.get(key)
+            if read.value != model.states.last![key] || !read.proof.verify(key: key, value: read.value, root: read.laneRoot) {
+                failure = OracleViolation(
+                    .metaRoot, expected: "the model's value of \(String(decoding: key, as: UTF8.self)) with a valid proof",
+                    found: "another value or proof")
+            }
+        }
+    }
+
+    /// The end of the seed: a clean close with faults off, then the engine is let go.
+    func closeCleanly() {
+        if failure == nil, let running = engine {
+            fileSystem.scheduleCrash(atOperation: nil)
+            fileSystem.setFaultsEnabled(false)
+            do {
+                try running.close()
+            } catch {
+                failure = OracleViolation(.faultFreeOperation, expected: "a clean close with faults off", found: "\(error)")
+            }
+        }
+        engine?.abandon()
+    }
+}
