@@ -595,17 +595,17 @@ enum SimulatorBench {
             BenchFigure(
                 benchmark: "simulator reference WAL workload", parameters: ["records": String(records)], value: simulated,
                 unit: "records/s", baseline: referenceName, baselineValue: posix, ratio: simulated / posix))
-        for workload in ["wal", "engine"] {
+        for workload in [WorkloadKind.wal, .engine] {
             var operations: UInt64 = 0
             var crashes = 0
             let started = nowSeconds()
             for seed in 0..<UInt64(seeds) {
-                let result = workload == "wal" ? WALSwarmWorkload(seed: seed).run() : EngineSwarmWorkload(seed: seed).run()
+                let result = workload.run(seed: seed)
                 operations += result.fileSystemOperations
                 crashes += result.crashes
             }
             let elapsed = nowSeconds() - started
-            let parameters = ["workload": workload, "seeds": String(seeds), "reference_records": String(records)]
+            let parameters = ["workload": workload.rawValue, "seeds": String(seeds), "reference_records": String(records)]
             // Ratio: the figure per million reference records/s (the machine's speed on the same
             // I/O path), so that figures from different machines compare.
             func figure(_ name: String, _ value: Double, _ unit: String, goal: String? = nil) -> BenchFigure {

@@ -160,7 +160,8 @@ extension RivellumSim {
         }
 
         func run() throws {
-            let start = Capsule(workload: workload.rawValue, seed: seed, length: workload == .engine ? 120 : 300, mutations: mutation)
+            let kind = workload.kinds[0]
+            let start = Capsule(workload: kind, seed: seed, length: kind.defaultLength, mutations: mutation)
             guard let shrunk = Shrinker.shrink(start, log: { print("  \($0)") }) else {
                 print("seed \(seed) does not fail on \(workload.rawValue); nothing to shrink")
                 throw ExitCode(1)
@@ -183,21 +184,21 @@ extension RivellumSim {
             abstract: "Crash at every file-system operation of a short workload, under every persistence variant.",
             discussion: "wal: append and commit records. engine: blocks, a snapshot, more blocks, stop, restore, more blocks.")
 
-        @Option(help: "wal or engine.") var workload = "wal"
+        @Option(help: "wal or engine.") var workload = WorkloadKind.wal
         @Option(help: "Records in the WAL workload.") var records = 40
         @Option(help: "Blocks in the engine workload (plus two after the restore).") var blocks = 8
         @Option(help: "Lanes in the engine workload.") var lanes = 2
         @Option(help: "strict, balanced or dev_fast (default: every policy the workload supports).") var policy: String?
 
         func validate() throws {
-            guard workload == "wal" || workload == "engine" else { throw ValidationError("--workload is wal or engine") }
+            guard workload != .fs else { throw ValidationError("--workload is wal or engine") }
             guard (1...10_000).contains(records), (2...1_000).contains(blocks), (1...8).contains(lanes) else {
                 throw ValidationError("--records 1...10000, --blocks 2...1000, --lanes 1...8")
             }
         }
 
         func run() throws {
-            let supported = workload == "wal" ? FsyncPolicy.allCases : [.strict, .balanced]
+            let supported = workload == .wal ? FsyncPolicy.allCases : [.strict, .balanced]
             let policies = try policy.map { name -> [FsyncPolicy] in
                 guard let chosen = FsyncPolicy(rawValue: name), supported.contains(chosen) else {
                     throw ValidationError("policy \(name) is not one of \(supported.map(\.rawValue).joined(separator: ", "))")
@@ -207,7 +208,7 @@ extension RivellumSim {
             var failures = 0
             for chosen in policies {
                 let report =
-                    workload == "wal"
+                    workload == .wal
                     ? ExhaustiveCrashRunner(records: records, policy: chosen).run()
                     : EngineExhaustiveCrashRunner(blocks: blocks, laneCount: lanes, policy: chosen).run()
                 failures += report.failures.count
@@ -283,38 +284,35 @@ enum Workload: String, CaseIterable, ExpressibleByArgument {
     /// All three, one after the other, with one combined result.
     case all
 
-    func run(seed: UInt64, traceSink: (@Sendable (TraceEvent) -> Void)? = nil, mutations: Set<EngineMutation> = []) -> SeedResult {
+    /// The simulator's workloads this choice runs, in order.
+    var kinds: [WorkloadKind] {
         switch self {
-        case .fs:
-            var workload = FileSystemDurabilityWorkload(seed: seed)
-            workload.traceSink = traceSink
-            return workload.run()
-        case .wal:
-            var workload = WALSwarmWorkload(seed: seed)
-            workload.traceSink = traceSink
-            workload.mutations = mutations
-            return workload.run()
-        case .engine:
-            var workload = EngineSwarmWorkload(seed: seed)
-            workload.traceSink = traceSink
-            workload.mutations = mutations
-            return workload.run()
-        case .all:
-            var combined = Workload.fs.run(seed: seed, traceSink: traceSink)
-            for next in [Workload.wal, .engine] where combined.failure == nil {
-                let result = next.run(seed: seed, traceSink: traceSink, mutations: mutations)
-                combined.violation = result.violation
-                combined.traceHash = combined.traceHash &* 31 &+ result.traceHash
-                combined.fileSystemOperations += result.fileSystemOperations
-                combined.crashes += result.crashes
-                combined.endedOnRefusal = combined.endedOnRefusal || result.endedOnRefusal
-                combined.knobs += " | " + result.knobs
-                for (family, count) in result.faults { combined.faults[family, default: 0] += count }
-            }
-            return combined
+        case .fs: [.fs]
+        case .wal: [.wal]
+        case .engine: [.engine]
+        case .all: WorkloadKind.allCases
         }
     }
+
+    /// Runs the seed on each of `kinds` until one fails; one combined result.
+    func run(seed: UInt64, traceSink: (@Sendable (TraceEvent) -> Void)? = nil, mutations: Set<EngineMutation> = []) -> SeedResult {
+        let controls = SeedControls(mutations: mutations, traceSink: traceSink)
+        var combined = kinds[0].run(seed: seed, controls: controls)
+        for next in kinds.dropFirst() where combined.failure == nil {
+            let result = next.run(seed: seed, controls: controls)
+            combined.violation = result.violation
+            combined.traceHash = combined.traceHash &* 31 &+ result.traceHash
+            combined.fileSystemOperations += result.fileSystemOperations
+            combined.crashes += result.crashes
+            combined.endedOnRefusal = combined.endedOnRefusal || result.endedOnRefusal
+            combined.knobs += " | " + result.knobs
+            for (family, count) in result.faults { combined.faults[family, default: 0] += count }
+        }
+        return combined
+    }
 }
+
+extension WorkloadKind: ExpressibleByArgument {}
 
 /// Appends trace events to a JSONL file.
 final class TraceFileSink: Sendable {

@@ -16,29 +16,22 @@ struct MutationTests {
 
     struct Case: Sendable, CustomTestStringConvertible {
         var mutation: EngineMutation
-        var workload: String
+        var workload: WorkloadKind
         var budget: UInt64
         var testDescription: String { "\(mutation.rawValue) within \(budget) \(workload) seeds" }
     }
 
     static let swarmCases: [Case] = [
-        Case(mutation: .skipSegmentRollDirectorySync, workload: "wal", budget: 30),
-        Case(mutation: .acknowledgeBeforeSync, workload: "wal", budget: 60),
-        Case(mutation: .skipRecoverySync, workload: "wal", budget: 60),
-        Case(mutation: .flushLanesBeforeLogSync, workload: "engine", budget: 40),
+        Case(mutation: .skipSegmentRollDirectorySync, workload: .wal, budget: 30),
+        Case(mutation: .acknowledgeBeforeSync, workload: .wal, budget: 60),
+        Case(mutation: .skipRecoverySync, workload: .wal, budget: 60),
+        Case(mutation: .flushLanesBeforeLogSync, workload: .engine, budget: 40),
     ]
 
     @Test(arguments: swarmCases)
     func swarmWorkloadCatchesTheMutation(_ testCase: Case) {
         let found = Self.firstFailingSeed(budget: testCase.budget) { seed in
-            if testCase.workload == "wal" {
-                var workload = WALSwarmWorkload(seed: seed)
-                workload.mutations = [testCase.mutation]
-                return workload.run()
-            }
-            var workload = EngineSwarmWorkload(seed: seed)
-            workload.mutations = [testCase.mutation]
-            return workload.run()
+            testCase.workload.run(seed: seed, controls: SeedControls(mutations: [testCase.mutation]))
         }
         #expect(found != nil, "\(testCase.mutation.rawValue) survived \(testCase.budget) seeds")
     }
@@ -61,7 +54,7 @@ struct ShrinkTests {
     }
 
     @Test func aFailingSeedShrinksToAShorterCapsuleWithFewerFaultsThatStillFails() throws {
-        let start = Capsule(workload: "wal", seed: 16, length: 300, mutations: [EngineMutation.acknowledgeBeforeSync.rawValue])
+        let start = Capsule(workload: .wal, seed: 16, length: 300, mutations: [EngineMutation.acknowledgeBeforeSync.rawValue])
         let original = start.run()
         let shrunk = try #require(Shrinker.shrink(start))
         #expect(shrunk.length < start.length)
@@ -80,8 +73,8 @@ struct ShrinkTests {
     /// points than the original run, and still fails.
     @Test func anEngineFailureShrinksItsCrashPoints() throws {
         let mutation = EngineMutation.flushLanesBeforeLogSync.rawValue
-        let seed = try #require(MutationTests.firstFailingSeed(budget: 40) { Capsule(workload: "engine", seed: $0, length: 120, mutations: [mutation]).run() })
-        let start = Capsule(workload: "engine", seed: seed, length: 120, mutations: [mutation])
+        let seed = try #require(MutationTests.firstFailingSeed(budget: 40) { Capsule(workload: .engine, seed: $0, length: 120, mutations: [mutation]).run() })
+        let start = Capsule(workload: .engine, seed: seed, length: 120, mutations: [mutation])
         let original = start.run()
         // Engine runs take about a second in a debug build: a smaller budget than the CLI's.
         let shrunk = try #require(Shrinker.shrink(start, runsMax: 40))
@@ -96,11 +89,11 @@ struct ShrinkTests {
         let text = #"{"workload":"wal","seed":16,"length":40,"excluded_families":[],"mutations":[],"failure":"x"}"#
         let capsule = try Capsule.decode(text)
         #expect(capsule.suppressedFaults.isEmpty && capsule.suppressedCrashPoints.isEmpty)
-        #expect(capsule.run().traceHash == Capsule(workload: "wal", seed: 16, length: 40).run().traceHash)
+        #expect(capsule.run().traceHash == Capsule(workload: .wal, seed: 16, length: 40).run().traceHash)
     }
 
     @Test func aPassingSeedDoesNotShrink() {
-        let start = Capsule(workload: "wal", seed: 22, length: 50)
+        let start = Capsule(workload: .wal, seed: 22, length: 50)
         #expect(Shrinker.shrink(start) == nil)
     }
 }
@@ -132,11 +125,11 @@ struct DeterminismTests {
     @Test(arguments: [UInt64(3), 98, 112])
     func sameSeedSameTraceHash(seed: UInt64) {
         #expect(WALSwarmWorkload(seed: seed).run().traceHash == WALSwarmWorkload(seed: seed).run().traceHash)
-        let first = EngineSwarmWorkload(seed: seed, blocks: 60).run()
-        let second = EngineSwarmWorkload(seed: seed, blocks: 60).run()
+        let first = EngineSwarmWorkload(seed: seed, length: 60).run()
+        let second = EngineSwarmWorkload(seed: seed, length: 60).run()
         #expect(first.failure == nil)
         #expect(first.traceHash == second.traceHash, "engine seed \(seed)")
         #expect(first.fileSystemOperations == second.fileSystemOperations)
-        #expect(EngineSwarmWorkload(seed: seed + 1, blocks: 60).run().traceHash != first.traceHash)
+        #expect(EngineSwarmWorkload(seed: seed + 1, length: 60).run().traceHash != first.traceHash)
     }
 }

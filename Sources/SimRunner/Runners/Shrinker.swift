@@ -7,7 +7,7 @@ import Foundation
 /// number, see `SeedResult.faultsDrawn`), and any deliberate bugs switched on. Written as JSON
 /// by `shrink`, replayed by `replay --capsule`.
 public struct Capsule: Codable, Sendable, Equatable {
-    public var workload: String
+    public var workload: WorkloadKind
     public var seed: UInt64
     /// Rounds (wal) or blocks (engine).
     public var length: Int
@@ -33,7 +33,7 @@ public struct Capsule: Codable, Sendable, Equatable {
     }
 
     public init(
-        workload: String, seed: UInt64, length: Int, excludedFamilies: [String] = [], suppressedFaults: [UInt64] = [],
+        workload: WorkloadKind, seed: UInt64, length: Int, excludedFamilies: [String] = [], suppressedFaults: [UInt64] = [],
         suppressedCrashPoints: [UInt64] = [], mutations: [String] = [], failure: String = ""
     ) {
         self.workload = workload
@@ -50,7 +50,7 @@ public struct Capsule: Codable, Sendable, Equatable {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        workload = try container.decode(String.self, forKey: .workload)
+        workload = try container.decode(WorkloadKind.self, forKey: .workload)
         seed = try container.decode(UInt64.self, forKey: .seed)
         length = try container.decode(Int.self, forKey: .length)
         excludedFamilies = try container.decodeIfPresent([String].self, forKey: .excludedFamilies) ?? []
@@ -66,24 +66,11 @@ public struct Capsule: Codable, Sendable, Equatable {
     public func run(traceSink: (@Sendable (TraceEvent) -> Void)? = nil) -> SeedResult {
         let excluded = Set(excludedFamilies.compactMap(FaultFamily.init(rawValue:)))
         let switchedOn = Set(mutations.compactMap(EngineMutation.init(rawValue:)))
-        switch workload {
-        case "engine":
-            var run = EngineSwarmWorkload(seed: seed, blocks: length)
-            run.excludedFamilies = excluded
-            run.suppressedFaults = Set(suppressedFaults)
-            run.suppressedCrashPoints = Set(suppressedCrashPoints)
-            run.mutations = switchedOn
-            run.traceSink = traceSink
-            return run.run()
-        default:
-            var run = WALSwarmWorkload(seed: seed, rounds: length)
-            run.excludedFamilies = excluded
-            run.suppressedFaults = Set(suppressedFaults)
-            run.suppressedCrashPoints = Set(suppressedCrashPoints)
-            run.mutations = switchedOn
-            run.traceSink = traceSink
-            return run.run()
-        }
+        var controls = SeedControls(mutations: switchedOn, traceSink: traceSink)
+        controls.excludedFamilies = excluded
+        controls.suppressedFaults = Set(suppressedFaults)
+        controls.suppressedCrashPoints = Set(suppressedCrashPoints)
+        return workload.run(seed: seed, length: length, controls: controls)
     }
 
     public func encoded() throws -> String {

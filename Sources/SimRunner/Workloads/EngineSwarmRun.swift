@@ -44,14 +44,14 @@ final class EngineSwarmRun {
         configuration.wal.syncIntervalMilliseconds = UInt64(random.int(in: 5...50))
         configuration.flushEveryBlocks = UInt64(random.int(in: 4...40))
         configuration.walRetentionHours = 0
-        configuration.wal.mutations = workload.mutations
+        configuration.wal.mutations = workload.controls.mutations
         keySpace = random.int(in: 5...200)
         snapshotsOn = random.chance(0.5)
         let plan = swarmPlan(
-            random: &random, families: EngineSwarmWorkload.families, excluding: workload.excludedFamilies, rateMin: 0.001, rateMax: 0.02)
+            random: &random, families: EngineSwarmWorkload.families, excluding: workload.controls.excludedFamilies, rateMin: 0.001, rateMax: 0.02)
         fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
-        fileSystem.setTraceSink(workload.traceSink)
-        fileSystem.suppress(faults: workload.suppressedFaults, crashPoints: workload.suppressedCrashPoints)
+        fileSystem.setTraceSink(workload.controls.traceSink)
+        fileSystem.suppress(faults: workload.controls.suppressedFaults, crashPoints: workload.controls.suppressedCrashPoints)
         // RocksDB writes a random session id into its files, which can shift a length by a byte
         // between runs; snapshots copy those files and record their sizes (the manifest, the
         // catalog), so their lengths are left out of the trace hash too.

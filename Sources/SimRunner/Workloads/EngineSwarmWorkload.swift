@@ -18,23 +18,16 @@ import FaultFS
 ///   restore of it (any number of crashes inside it and in the recovery after it) followed by
 ///   WAL replay recovers the latest durable height with the model's MetaRoot, and leaves no
 ///   journal or staging directory behind.
-public struct EngineSwarmWorkload: Sendable {
+public struct EngineSwarmWorkload: SeedWorkload {
     public let seed: UInt64
-    /// Fault families left out of the seed's plan (shrinking removes them one by one).
-    public var excludedFamilies: Set<FaultFamily> = []
-    /// Faults and crash points, by number, drawn but not applied (shrinking leaves them out).
-    public var suppressedFaults: Set<UInt64> = []
-    public var suppressedCrashPoints: Set<UInt64> = []
-    /// Deliberate bugs to switch on (debug builds only), to show the workload catches them.
-    public var mutations: Set<EngineMutation> = []
-    /// Receives every trace event (file-system operations, injected faults, crashes) when set.
-    public var traceSink: (@Sendable (TraceEvent) -> Void)?
+    public var controls: SeedControls
     public let blocks: Int
 
-    public init(seed: UInt64, blocks: Int = 120) {
+    public init(seed: UInt64, length blocks: Int = WorkloadKind.engine.defaultLength, controls: SeedControls = SeedControls()) {
         precondition(blocks > 0)
         self.seed = seed
         self.blocks = blocks
+        self.controls = controls
     }
 
     static let families: [FaultFamily] = [

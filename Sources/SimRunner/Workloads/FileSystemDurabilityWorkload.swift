@@ -6,16 +6,17 @@ import FaultFS
 ///
 /// Faults that corrupt data already synced (bit rot, misdirected I/O) are left out of this
 /// workload's plans: detecting those is the WAL's job, not the file system's.
-public struct FileSystemDurabilityWorkload: Sendable {
+public struct FileSystemDurabilityWorkload: SeedWorkload {
     public let seed: UInt64
-    /// Receives every trace event (file-system operations, injected faults, crashes) when set.
-    public var traceSink: (@Sendable (TraceEvent) -> Void)?
+    /// Its trace sink (the file system takes no shrinking knobs or mutations).
+    public var controls: SeedControls
     public let rounds: Int
 
-    public init(seed: UInt64, rounds: Int = 200) {
+    public init(seed: UInt64, length rounds: Int = WorkloadKind.fs.defaultLength, controls: SeedControls = SeedControls()) {
         precondition(rounds > 0)
         self.seed = seed
         self.rounds = rounds
+        self.controls = controls
     }
 
     static let corruptingFamilies: Set<FaultFamily> = [
@@ -27,7 +28,7 @@ public struct FileSystemDurabilityWorkload: Sendable {
         var plan = FaultPlan.swarm(random: &random)
         for family in Self.corruptingFamilies { plan.rates[family] = nil }
         let fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
-        fileSystem.setTraceSink(traceSink)
+        fileSystem.setTraceSink(controls.traceSink)
         let path = "/log"
         var acknowledged: [UInt8] = []
         var crashes = 0

@@ -36,20 +36,20 @@ final class WALSwarmRun {
         policy = FsyncPolicy.allCases[random.int(in: 0..<FsyncPolicy.allCases.count)]
         var configuration = WALConfiguration()
         configuration.fsyncPolicy = policy
-        configuration.mutations = workload.mutations
+        configuration.mutations = workload.controls.mutations
         configuration.segmentSizeBytes = UInt64(random.int(in: 512...8_192))
         configuration.syncBytes = UInt64(random.int(in: 256...4_096))
         configuration.syncIntervalMilliseconds = UInt64(random.int(in: 5...100))
         var plan = swarmPlan(
-            random: &random, families: WALSwarmWorkload.families, excluding: workload.excludedFamilies, rateMin: 0.002, rateMax: 0.05)
+            random: &random, families: WALSwarmWorkload.families, excluding: workload.controls.excludedFamilies, rateMin: 0.002, rateMax: 0.05)
         if policy == .devFast {
             // dev_fast never syncs: its whole log is a tail, so damage on the media is by design
             // indistinguishable from a torn write, and it promises nothing against it.
             plan.rates = plan.rates.filter { !corruptionAtRestFamilies.contains($0.key) && $0.key != .syncErrors }
         }
         fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
-        fileSystem.setTraceSink(workload.traceSink)
-        fileSystem.suppress(faults: workload.suppressedFaults, crashPoints: workload.suppressedCrashPoints)
+        fileSystem.setTraceSink(workload.controls.traceSink)
+        fileSystem.suppress(faults: workload.controls.suppressedFaults, crashPoints: workload.controls.suppressedCrashPoints)
         partitions = (0..<partitionCount).map { WALPartitionID.lane($0) }
         knobs =
             "workload=wal partitions=\(partitionCount) policy=\(policy.rawValue) "

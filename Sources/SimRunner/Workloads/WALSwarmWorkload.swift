@@ -28,23 +28,16 @@ import FaultFS
 ///   attempt that then crashed). Each such case is counted (probe
 ///   `wal.acknowledged_tail_lost_to_corruption`), never silent; the records that remain must
 ///   still be exactly what was appended.
-public struct WALSwarmWorkload: Sendable {
+public struct WALSwarmWorkload: SeedWorkload {
     public let seed: UInt64
-    /// Fault families left out of the seed's plan (shrinking removes them one by one).
-    public var excludedFamilies: Set<FaultFamily> = []
-    /// Faults and crash points, by number, drawn but not applied (shrinking leaves them out).
-    public var suppressedFaults: Set<UInt64> = []
-    public var suppressedCrashPoints: Set<UInt64> = []
-    /// Deliberate bugs to switch on (debug builds only), to show the workload catches them.
-    public var mutations: Set<EngineMutation> = []
-    /// Receives every trace event (file-system operations, injected faults, crashes) when set.
-    public var traceSink: (@Sendable (TraceEvent) -> Void)?
+    public var controls: SeedControls
     public let rounds: Int
 
-    public init(seed: UInt64, rounds: Int = 300) {
+    public init(seed: UInt64, length rounds: Int = WorkloadKind.wal.defaultLength, controls: SeedControls = SeedControls()) {
         precondition(rounds > 0)
         self.seed = seed
         self.rounds = rounds
+        self.controls = controls
     }
 
     static let families: [FaultFamily] = [
