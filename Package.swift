@@ -99,7 +99,7 @@ let package = Package(
         // Side-by-side measurements (ratios, never assertions).
         .executableTarget(name: "rivellum-bench", dependencies: ["Engine", "FaultFS", "SimRunner", argumentParser]),
         .testTarget(name: "FaultFSTests", dependencies: ["FaultFS", propertyBased]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "CCRC32C", "FaultFS", propertyBased]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "CCRC32C", "FaultFS", "SimRunner", propertyBased]),
         // End-to-end tests of the command-line tools (they run the built executables).
         .testTarget(
             name: "NodeTests", dependencies: ["Node", "PeerSync", "Engine", "FaultFS", "NodeHarness", "rivellum-node", "rivellum-killtest", "rivellum-loadtest"]),

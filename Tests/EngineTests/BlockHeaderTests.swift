@@ -1,5 +1,6 @@
 @testable import Engine
 import FaultFS
+import SimRunner
 import Testing
 
 @Suite("Block headers, commit records and the balanced tick")

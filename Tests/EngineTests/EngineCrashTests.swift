@@ -1,5 +1,6 @@
 import Engine
 import FaultFS
+import SimRunner
 import Testing
 
 /// The engine crashed at every file-system operation of a 4-lane, 50-block workload, recovered

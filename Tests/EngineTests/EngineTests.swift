@@ -1,50 +1,18 @@
 @testable import Engine
 import FaultFS
+import SimRunner
 import Testing
 
-/// An independent model of the chain: the state after every committed height and its MetaRoot
-/// computed from scratch with the reference tree code.
-struct ChainModel {
-    let chainID: String
-    let laneCount: Int
-    /// states[h] is the state after height h (states[0] is empty).
-    var states: [[[UInt8]: [UInt8]]] = [[:]]
-
-    init(chainID: String, laneCount: Int) {
-        self.chainID = chainID
-        self.laneCount = laneCount
-    }
-
-    mutating func apply(_ operations: [BlockOperation]) {
-        var state = states.last!
-        for operation in operations { state[operation.key] = operation.value }
-        states.append(state)
-    }
-
-    func laneRoots(at height: Int) -> [Hash32] {
-        var leaves: [[(path: Hash32, valueHash: Hash32)]] = Array(repeating: [], count: laneCount)
-        for (key, value) in states[height] {
-            leaves[LaneRouting.lane(of: key, laneCount: laneCount)].append(
-                (StateHashing.keyPath(key), StateHashing.valueHash(value)))
-        }
-        return leaves.map { SparseMerkleReference.root(of: $0) }
-    }
-
-    func metaRoot(at height: Int) -> Hash32 {
-        MetaRoot.compute(chainID: chainID, height: UInt64(height), laneRoots: laneRoots(at: height))
-    }
-}
-
-/// Deterministic blocks: 1–6 operations over 40 keys, some deletes, some larger values.
+/// Deterministic blocks: 1–6 operations over 40 keys, some deletes, some larger values (the
+/// simulator's `BlockGenerator`; `ChainModel` is the simulator's model too).
 func makeBlock(_ height: Int, seed: UInt64 = 0) -> [BlockOperation] {
     var random = DeterministicRandom(seed: seed &* 1_000_003 &+ UInt64(height))
-    return (0..<random.int(in: 1...6)).map { _ in
-        let key = Array("account-\(random.int(in: 0..<40))".utf8)
-        if random.chance(0.15) { return BlockOperation(key: key, value: nil) }
-        let length = random.chance(0.1) ? random.int(in: 200...2_000) : random.int(in: 1...40)
-        return BlockOperation(key: key, value: (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) })
-    }
+    return testBlocks.block(using: &random)
 }
+
+let testBlocks = BlockGenerator(
+    keyPrefix: "account-", keySpace: 40, operationsPerBlock: 1...6, deleteChance: 0.15, valueBytes: 1...40,
+    largeValues: .init(chance: 0.1, bytes: 200...2_000))
 
 /// How many of a lane's live SST files sit below level 0 (where only compaction puts them).
 func filesBelowLevelZero(_ store: LaneStore) -> Int {

@@ -1,6 +1,7 @@
 @testable import Engine
 import FaultFS
 import Foundation
+import SimRunner
 import Testing
 
 /// Snapshots: create → verify → restore round trips (WAL kept, and on "new hardware" with no

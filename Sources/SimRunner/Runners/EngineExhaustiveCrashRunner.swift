@@ -12,7 +12,7 @@ public struct EngineExhaustiveCrashRunner: Sendable {
     public let blocks: Int
     public let laneCount: Int
     public let policy: FsyncPolicy
-    let chainModel: EngineSwarmWorkload.Model
+    let chainModel: ChainModel
 
     public init(blocks: Int, laneCount: Int, policy: FsyncPolicy) {
         precondition(blocks >= 2 && blocks <= 1_000 && (1...8).contains(laneCount))
@@ -20,7 +20,7 @@ public struct EngineExhaustiveCrashRunner: Sendable {
         self.blocks = blocks
         self.laneCount = laneCount
         self.policy = policy
-        chainModel = Self.model(blocks: blocks)
+        chainModel = Self.model(blocks: blocks, laneCount: laneCount)
     }
 
     func configuration() -> EngineConfiguration {
@@ -36,13 +36,12 @@ public struct EngineExhaustiveCrashRunner: Sendable {
         return configuration
     }
 
+    /// Up to 4 operations over 12 keys, a fifth of them deletes; the same blocks in every run.
+    static let generator = BlockGenerator(keySpace: 12, operationsPerBlock: 1...4, deleteChance: 0.2, valueBytes: 0...40)
+
     static func block(_ height: Int) -> [BlockOperation] {
         var random = DeterministicRandom(seed: UInt64(height) &* 0x9E37)
-        return (0..<random.int(in: 1...4)).map { _ in
-            let key = Array("k\(random.int(in: 0..<12))".utf8)
-            if random.chance(0.2) { return BlockOperation(key: key, value: nil) }
-            return BlockOperation(key: key, value: (0..<random.int(in: 0...40)).map { _ in UInt8.random(in: 0...255, using: &random) })
-        }
+        return generator.block(using: &random)
     }
 
     struct Progress {
@@ -132,13 +131,9 @@ extension EngineExhaustiveCrashRunner: ExhaustiveCrashWorkload {
     }
 
     /// The chain model of every block the workload commits.
-    static func model(blocks: Int) -> EngineSwarmWorkload.Model {
-        var model = EngineSwarmWorkload.Model()
-        for height in 1...(blocks + 2) {
-            var next = model.states.last!
-            for operation in Self.block(height) { next[operation.key] = operation.value }
-            model.states.append(next)
-        }
+    static func model(blocks: Int, laneCount: Int) -> ChainModel {
+        var model = ChainModel(chainID: "exhaustive", laneCount: laneCount)
+        for height in 1...(blocks + 2) { model.apply(block(height)) }
         return model
     }
 }

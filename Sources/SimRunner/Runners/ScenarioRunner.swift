@@ -19,7 +19,7 @@ public struct ScenarioRunner {
         let fileSystem: SimulatedFileSystem
         var configuration: EngineConfiguration
         let executorSeed: UInt64
-        var model = EngineSwarmWorkload.Model()
+        var model: ChainModel
         var engine: Engine?
         var written = 0
         var durable = 0
@@ -37,6 +37,7 @@ public struct ScenarioRunner {
             configuration.wal.syncIntervalMilliseconds = 1_000_000
             configuration.flushEveryBlocks = 1_000
             configuration.wal.mutations = mutations
+            model = ChainModel(chainID: configuration.chainID, laneCount: configuration.laneCount)
             executorSeed = seed
             random = DeterministicRandom(seed: seed)
         }
@@ -47,22 +48,17 @@ public struct ScenarioRunner {
                 executor: SeededLaneExecutor(seed: executorSeed))
         }
 
-        func block() -> [BlockOperation] {
-            (0..<random.int(in: 1...6)).map { _ in
-                let key = Array("k\(random.int(in: 0..<60))".utf8)
-                if random.chance(0.15) { return BlockOperation(key: key, value: nil) }
-                return BlockOperation(key: key, value: (0..<random.int(in: 1...300)).map { _ in UInt8.random(in: 0...255, using: &random) })
-            }
-        }
+        /// Up to 6 operations over 60 keys, some deletes, values up to 300 bytes.
+        static let generator = BlockGenerator(keySpace: 60, operationsPerBlock: 1...6, deleteChance: 0.15, valueBytes: 1...300)
+
+        func block() -> [BlockOperation] { Self.generator.block(using: &random) }
 
         /// Commits one block; returns false when the commit failed (the engine is then failed).
         @discardableResult
         func commit() -> Bool {
             let operations = block()
-            var next = model.states.last!
-            for operation in operations { next[operation.key] = operation.value }
-            model.states.append(next)
-            written = model.states.count - 1
+            model.apply(operations)
+            written = model.height
             do {
                 let result = try engine!.commit(operations)
                 if result.durable { durable = Int(result.height) }
@@ -82,10 +78,8 @@ public struct ScenarioRunner {
             let key = (0..<10_000).lazy.map { Array("lane-\(lane)-key-\($0)".utf8) }
                 .first { LaneRouting.lane(of: $0, laneCount: self.configuration.laneCount) == lane }!
             let operations = [BlockOperation(key: key, value: Array("value-\(written + 1)".utf8))]
-            var next = model.states.last!
-            next[key] = operations[0].value
-            model.states.append(next)
-            written = model.states.count - 1
+            model.apply(operations)
+            written = model.height
             if let result = try? engine!.commit(operations), result.durable { durable = Int(result.height) }
         }
 

@@ -16,7 +16,8 @@ final class EngineSwarmRun {
     let executor: SeededLaneExecutor
     let knobs: String
 
-    var model = EngineSwarmWorkload.Model()
+    var model: ChainModel
+    let blocks: BlockGenerator
     var acknowledgedDurable = 0
     var written = 0
     var crashes = 0
@@ -63,6 +64,10 @@ final class EngineSwarmRun {
             "workload=engine lanes=\(configuration.laneCount) policy=\(configuration.wal.fsyncPolicy.rawValue) "
             + "segment_size_bytes=\(configuration.wal.segmentSizeBytes) flush_every_blocks=\(configuration.flushEveryBlocks) "
             + "key_space=\(keySpace) blocks=\(workload.blocks) snapshots=\(snapshotsOn ? "on" : "off") plan: \(plan)"
+        model = ChainModel(chainID: configuration.chainID, laneCount: configuration.laneCount)
+        blocks = BlockGenerator(
+            keySpace: keySpace, operationsPerBlock: 1...8, skewed: true, deleteChance: 0.15, valueBytes: 0...64,
+            largeValues: .init(chance: 0.05, bytes: 1_000...8_000))
         self.configuration = configuration
         self.random = random
     }
@@ -149,7 +154,7 @@ final class EngineSwarmRun {
         // only to the next recovery.
         atRestAtLastRecovery = atRestBeforeRecovery
         let height = Int(opened.stateRoots().height)
-        model.states.removeLast(model.states.count - 1 - height)
+        model.truncate(toHeight: height)
         written = height
         acknowledgedDurable = height
         engine = opened
@@ -187,7 +192,7 @@ final class EngineSwarmRun {
     /// A snapshot just made holds the model's newest height and MetaRoot, and verifies.
     private func checkCreated(_ manifest: SnapshotManifest, path: String) -> OracleViolation? {
         let height = Int(manifest.height)
-        let expected = model.metaRoot(at: height, chainID: configuration.chainID, laneCount: configuration.laneCount)
+        let expected = model.metaRoot(at: height)
         guard height == model.states.count - 1, manifest.metaRoot == expected.hex else {
             return OracleViolation(
                 .snapshot, expected: "height \(model.states.count - 1) MetaRoot \(expected.hex)",
@@ -276,7 +281,7 @@ final class EngineSwarmRun {
         if random.chance(0.04) {
             fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...300)))
         }
-        let block = nextBlock()
+        let block = blocks.block(using: &random)
         clock.advance(byNanoseconds: UInt64(random.int(in: 0...20)) * 1_000_000)
         do {
             try commit(block)
@@ -285,25 +290,11 @@ final class EngineSwarmRun {
         }
     }
 
-    /// 1–8 operations; skewed keys (half hit the first tenth of the key space), some deletes,
-    /// a few large values.
-    private func nextBlock() -> [BlockOperation] {
-        (0..<random.int(in: 1...8)).map { _ -> BlockOperation in
-            let index = random.chance(0.5) ? random.int(in: 0..<max(1, keySpace / 10)) : random.int(in: 0..<keySpace)
-            let key = Array("k\(index)".utf8)
-            if random.chance(0.15) { return BlockOperation(key: key, value: nil) }
-            let length = random.chance(0.05) ? random.int(in: 1_000...8_000) : random.int(in: 0...64)
-            return BlockOperation(key: key, value: (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) })
-        }
-    }
-
     /// Commits `block` (the model advances first: it was written once the commit began) and
     /// checks the answer, then maybe reads one key with its proof.
     private func commit(_ block: [BlockOperation]) throws(EngineError) {
-        var next = model.states.last!
-        for operation in block { next[operation.key] = operation.value }
-        written = model.states.count
-        model.states.append(next)
+        written = model.height + 1
+        model.apply(block)
         let result = try engine!.commit(block)
         guard result.height == UInt64(model.states.count - 1) else {
             failure = OracleViolation(.prefix, expected: "commit at height \(model.states.count - 1)", found: "height \(result.height)")

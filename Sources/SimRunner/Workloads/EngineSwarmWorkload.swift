@@ -38,21 +38,6 @@ public struct EngineSwarmWorkload: SeedWorkload {
 
     static let recoveryAttemptsMax = 8
 
-    /// The state after each height, and the reference MetaRoot.
-    public struct Model: Sendable {
-        public var states: [[[UInt8]: [UInt8]]] = [[:]]
-
-        public init() {}
-
-        public func metaRoot(at height: Int, chainID: String, laneCount: Int) -> Hash32 {
-            var leaves: [[(path: Hash32, valueHash: Hash32)]] = Array(repeating: [], count: laneCount)
-            for (key, value) in states[height] {
-                leaves[LaneRouting.lane(of: key, laneCount: laneCount)].append((StateHashing.keyPath(key), StateHashing.valueHash(value)))
-            }
-            return MetaRoot.compute(chainID: chainID, height: UInt64(height), laneRoots: leaves.map { SparseMerkleReference.root(of: $0) })
-        }
-    }
-
     /// Runs the seed: setup, recovery, `blocks` steps, a clean close (see `EngineSwarmRun`).
     public func run() -> SeedResult {
         let run = EngineSwarmRun(self)
@@ -79,7 +64,7 @@ public struct EngineSwarmWorkload: SeedWorkload {
     /// documented limit; counted) — the height recovered must still be a committed one with
     /// the model's roots.
     static func check(
-        _ engine: Engine, model: Model, durable: Int, written: Int, configuration: EngineConfiguration, tolerateTailLoss: Bool = false
+        _ engine: Engine, model: ChainModel, durable: Int, written: Int, configuration: EngineConfiguration, tolerateTailLoss: Bool = false
     ) throws(EngineError) -> OracleViolation? {
         let roots = engine.stateRoots()
         let height = Int(roots.height)
@@ -91,7 +76,7 @@ public struct EngineSwarmWorkload: SeedWorkload {
         if height > written || height >= model.states.count {
             return OracleViolation(.prefix, expected: "a written height (last \(written))", found: "recovered height \(height)")
         }
-        let expected = model.metaRoot(at: height, chainID: configuration.chainID, laneCount: configuration.laneCount)
+        let expected = model.metaRoot(at: height)
         if roots.metaRoot != expected {
             return OracleViolation(.metaRoot, expected: "MetaRoot \(expected.hex) at height \(height)", found: "\(roots.metaRoot.hex)")
         }
