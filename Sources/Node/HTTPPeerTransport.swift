@@ -49,13 +49,16 @@ public final class HTTPPeerTransport: PeerTransport {
             return try await Self.exchange(outgoing, client: client, deadline: deadline, responseBytesMax: request.responseBytesMax)
         } catch let error as NIOTooManyBytesError {
             throw PeerTransportError(.responseTooLarge, request: request, "more than \(request.responseBytesMax) bytes (\(error))")
-        } catch let error as HTTPClientError where Self.isTimeout(error) {
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
             throw PeerTransportError(.timedOut, request: request, "no whole answer within \(request.timeoutSeconds) s (\(error))")
+        } catch let error as HTTPClientError where error == .cancelled {
+            throw PeerTransportError(.timedOut, request: request, "cancelled before a whole answer came (\(error))")
         } catch is CancellationError {
             throw PeerTransportError(.timedOut, request: request, "cancelled before a whole answer came")
-        } catch let error as HTTPClientError where error == .invalidURL || error == .emptyHost || error == .unsupportedScheme("") {
+        } catch let error as HTTPClientError where error == .invalidURL || error == .emptyHost {
             throw PeerTransportError(.invalidURL, request: request, "\(error)")
         } catch {
+            // Refused, reset, unreachable, or no connection within the 5 s connect limit.
             throw PeerTransportError(.unreachable, request: request, "\(error)")
         }
     }
@@ -74,17 +77,13 @@ public final class HTTPPeerTransport: PeerTransport {
                 return PeerResponse(status: Int(response.status.code), headers: headers, body: Array(buffer: body))
             }
             group.addTask {
-                let nanoseconds = max(deadline.uptimeNanoseconds, NIODeadline.now().uptimeNanoseconds) - NIODeadline.now().uptimeNanoseconds
-                try await Task.sleep(nanoseconds: nanoseconds)
+                let left = deadline - NIODeadline.now()
+                try await Task.sleep(nanoseconds: UInt64(max(0, left.nanoseconds)))
                 return nil
             }
             defer { group.cancelAll() }
             guard let first = try await group.next(), let response = first else { throw HTTPClientError.deadlineExceeded }
             return response
         }
-    }
-
-    private static func isTimeout(_ error: HTTPClientError) -> Bool {
-        error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout
     }
 }

@@ -29,7 +29,9 @@ public struct PeerRequest: Sendable, Equatable {
         timeoutSeconds: Double = 30, responseBytesMax: Int = 16 << 20
     ) {
         precondition(path.hasPrefix("/"), "a peer request's path begins with /")
-        precondition(timeoutSeconds > 0 && responseBytesMax >= 0, "a peer request has a positive time limit and a size bound")
+        precondition(
+            timeoutSeconds > 0 && timeoutSeconds <= Self.timeoutSecondsMax && responseBytesMax >= 0,
+            "a peer request has a time limit of at most a day and a size bound")
         self.method = method
         self.baseURL = baseURL
         self.path = path
@@ -38,6 +40,9 @@ public struct PeerRequest: Sendable, Equatable {
         self.timeoutSeconds = timeoutSeconds
         self.responseBytesMax = responseBytesMax
     }
+
+    /// The longest time limit a request may have (a day: a snapshot file over a slow link).
+    public static let timeoutSecondsMax: Double = 86_400
 
     /// `METHOD URL` for messages.
     public var description: String { "\(method.rawValue) \(baseURL)\(path)" }

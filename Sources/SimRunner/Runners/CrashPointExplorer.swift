@@ -17,8 +17,9 @@ protocol ExhaustiveCrashWorkload {
 
     /// Runs the workload until the file system halts (or to its end); never throws.
     func run(_ fileSystem: SimulatedFileSystem) -> Progress
-    /// One recovery, whose result is not checked (it may be crashed part way).
-    func recover(_ fileSystem: SimulatedFileSystem)
+    /// One recovery, whose result is not checked (it may be crashed part way). `thenClose`:
+    /// close cleanly afterwards (the crash-free reference run) rather than let go.
+    func recover(_ fileSystem: SimulatedFileSystem, thenClose: Bool)
     /// Recovers and checks the image; `nil` when it holds what `progress` requires.
     func check(_ fileSystem: SimulatedFileSystem, after progress: Progress) -> OracleViolation?
     /// Checks the crash-free reference run; `nil` when it ran to the end.
@@ -44,7 +45,7 @@ struct CrashPointExplorer {
         }
         // The operations one recovery of the full run takes bound the rotating recovery crash.
         let recoveryStart = reference.operationCount
-        workload.recover(reference)
+        workload.recover(reference, thenClose: true)
         let recoveryOperations = max(1, reference.operationCount - recoveryStart)
         var rotation: UInt64 = 0
         // Bounded: operations × variants images.
@@ -57,7 +58,7 @@ struct CrashPointExplorer {
                 image.setPlan(variant.plan)
                 image.crash(workload.crashKind)
                 image.scheduleCrash(atOperation: image.operationCount + 1 + rotation % recoveryOperations)
-                workload.recover(image)
+                workload.recover(image, thenClose: false)
                 image.scheduleCrash(atOperation: nil)
                 image.crash(workload.crashKind)
                 image.setPlan(.none)

@@ -102,11 +102,11 @@ extension EngineExhaustiveCrashRunner: ExhaustiveCrashWorkload {
 
     func run(_ fileSystem: SimulatedFileSystem) -> Progress { workload(fileSystem) }
 
-    /// Opens (recovering) and closes the engine, as far as the machine lets it go.
-    func recover(_ fileSystem: SimulatedFileSystem) {
+    /// Opens (recovering) the engine, as far as the machine lets it go; then closes it, or
+    /// lets it go as a crash would.
+    func recover(_ fileSystem: SimulatedFileSystem, thenClose: Bool) {
         guard let engine = try? Engine(fileSystem: fileSystem, configuration: configuration(), clock: ManualClock()) else { return }
-        try? engine.close()
-        engine.abandon()
+        if thenClose { try? engine.close() } else { engine.abandon() }
     }
 
     func checkReference(_ progress: Progress) -> String? {

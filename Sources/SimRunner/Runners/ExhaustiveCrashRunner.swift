@@ -95,7 +95,8 @@ extension ExhaustiveCrashRunner: ExhaustiveCrashWorkload {
 
     func run(_ fileSystem: SimulatedFileSystem) -> (durable: Int, written: Int) { workload(fileSystem) }
 
-    func recover(_ fileSystem: SimulatedFileSystem) { _ = try? recover(fileSystem) as [[UInt8]] }
+    /// The log is closed either way (as the runner always did).
+    func recover(_ fileSystem: SimulatedFileSystem, thenClose: Bool) { _ = try? recover(fileSystem) as [[UInt8]] }
 
     func checkReference(_ progress: (durable: Int, written: Int)) -> String? { nil }
 

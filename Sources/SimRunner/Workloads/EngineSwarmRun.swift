@@ -3,7 +3,7 @@ import FaultFS
 
 /// One seed of `EngineSwarmWorkload`, as named steps over the run's state: `recover` (open the
 /// engine, maybe crashing inside recovery, and check it against the model), `createSnapshot`,
-/// `restoreSnapshot`, `commitBlock`, `closeCleanly`. Every random draw happens in the order the
+/// `restoreSnapshot`, `step` (one block committed), `closeCleanly`. Every random draw happens in the order the
 /// seed fixes, so a seed replays exactly.
 final class EngineSwarmRun {
     let workload: EngineSwarmWorkload
@@ -149,7 +149,12 @@ final class EngineSwarmRun {
                 failure = OracleViolation(.snapshot, expected: "no restore leftovers after recovery", found: "\(leftover) in the data directory")
             }
         }
-        if failure == nil { EngineSwarmWorkload.recordLaneFiles(of: opened, in: fileSystem) }
+        guard failure == nil else {
+            // The seed ends on the violation; the model cannot adopt a height it never held.
+            opened.abandon()
+            return
+        }
+        EngineSwarmWorkload.recordLaneFiles(of: opened, in: fileSystem)
         // Counted from before this recovery read the log: damage its own writes take shows
         // only to the next recovery.
         atRestAtLastRecovery = atRestBeforeRecovery
@@ -193,9 +198,9 @@ final class EngineSwarmRun {
     private func checkCreated(_ manifest: SnapshotManifest, path: String) -> OracleViolation? {
         let height = Int(manifest.height)
         let expected = model.metaRoot(at: height)
-        guard height == model.states.count - 1, manifest.metaRoot == expected.hex else {
+        guard height == model.height, manifest.metaRoot == expected.hex else {
             return OracleViolation(
-                .snapshot, expected: "height \(model.states.count - 1) MetaRoot \(expected.hex)",
+                .snapshot, expected: "height \(model.height) MetaRoot \(expected.hex)",
                 found: "snapshot \(path) holds height \(height) MetaRoot \(manifest.metaRoot)")
         }
         do {
@@ -296,8 +301,8 @@ final class EngineSwarmRun {
         written = model.height + 1
         model.apply(block)
         let result = try engine!.commit(block)
-        guard result.height == UInt64(model.states.count - 1) else {
-            failure = OracleViolation(.prefix, expected: "commit at height \(model.states.count - 1)", found: "height \(result.height)")
+        guard result.height == UInt64(model.height) else {
+            failure = OracleViolation(.prefix, expected: "commit at height \(model.height)", found: "height \(result.height)")
             return
         }
         if result.durable { acknowledgedDurable = Int(result.height) }
@@ -307,7 +312,7 @@ final class EngineSwarmRun {
                 .durability, expected: "a strict commit returns durable", found: "height \(result.height) returned without durability")
         }
         if random.chance(0.1) {
-            let key = Array("k\(random.int(in: 0..<keySpace))".utf8)
+            let key = Array("\(blocks.keyPrefix)\(random.int(in: 0..<keySpace))".utf8)
             let read = try engine!.get(key)
             if read.value != model.states.last![key] || !read.proof.verify(key: key, value: read.value, root: read.laneRoot) {
                 failure = OracleViolation(

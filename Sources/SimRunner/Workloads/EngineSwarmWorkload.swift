@@ -30,13 +30,9 @@ public struct EngineSwarmWorkload: SeedWorkload {
         self.controls = controls
     }
 
-    static let families: [FaultFamily] = [
-        .lostUnsyncedWrites, .reorderedWrites, .tornWrites, .lostDirectoryEntries, .nonAtomicRename, .writeErrors,
-        .noSpace, .shortWrites, .interrupts, .readErrors, .bitRotOnRead, .misdirectedReads, .syncErrors, .bitRotAtRest,
-        .misdirectedWrites,
-    ]
+    static let families = SwarmDefaults.families
 
-    static let recoveryAttemptsMax = 8
+    static let recoveryAttemptsMax = SwarmDefaults.recoveryAttemptsMax
 
     /// Runs the seed: setup, recovery, `blocks` steps, a clean close (see `EngineSwarmRun`).
     public func run() -> SeedResult {

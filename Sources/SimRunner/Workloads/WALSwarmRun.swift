@@ -3,7 +3,7 @@ import FaultFS
 
 /// One seed of `WALSwarmWorkload`, as named steps over the run's state: `restart` (recover the
 /// log, maybe crashing inside recovery, and check what it replays against the model), `step`
-/// (append and commit one batch), `crashAndRestart`. Every random draw happens in the order the
+/// (append and commit one batch; a failure crashes the machine and restarts). Every random draw happens in the order the
 /// seed fixes, so a seed replays exactly.
 final class WALSwarmRun {
     let workload: WALSwarmWorkload

@@ -40,15 +40,11 @@ public struct WALSwarmWorkload: SeedWorkload {
         self.controls = controls
     }
 
-    static let families: [FaultFamily] = [
-        .lostUnsyncedWrites, .reorderedWrites, .tornWrites, .lostDirectoryEntries, .nonAtomicRename, .writeErrors,
-        .noSpace, .shortWrites, .interrupts, .readErrors, .bitRotOnRead, .misdirectedReads, .syncErrors, .bitRotAtRest,
-        .misdirectedWrites,
-    ]
+    static let families = SwarmDefaults.families
 
     /// Recovery attempts before the simulator switches faults off to let the node come up (a
     /// real operator would fix the disk); counted, never silent.
-    static let recoveryAttemptsMax = 8
+    static let recoveryAttemptsMax = SwarmDefaults.recoveryAttemptsMax
 
     struct Model {
         /// Every record each partition holds, in LSN order (the truth after the last recovery

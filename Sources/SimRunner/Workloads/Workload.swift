@@ -58,3 +58,15 @@ public enum WorkloadKind: String, CaseIterable, Sendable, Codable {
         }
     }
 }
+
+/// What the WAL and engine swarms share.
+enum SwarmDefaults {
+    /// Every fault family a swarm plan draws from (each switched on in about half the seeds).
+    static let families: [FaultFamily] = [
+        .lostUnsyncedWrites, .reorderedWrites, .tornWrites, .lostDirectoryEntries, .nonAtomicRename, .writeErrors,
+        .noSpace, .shortWrites, .interrupts, .readErrors, .bitRotOnRead, .misdirectedReads, .syncErrors, .bitRotAtRest,
+        .misdirectedWrites,
+    ]
+    /// Recovery attempts with faults on before they are switched off.
+    static let recoveryAttemptsMax = 8
+}
