@@ -77,8 +77,14 @@ public final class HTTPPeerTransport: PeerTransport {
                 return PeerResponse(status: Int(response.status.code), headers: headers, body: Array(buffer: body))
             }
             group.addTask {
-                let left = deadline - NIODeadline.now()
-                try await Task.sleep(nanoseconds: UInt64(max(0, left.nanoseconds)))
+                // The timer runs on an event loop, not on the concurrency pool's clock, so a
+                // busy pool cannot stretch the limit; cancelled when the exchange wins.
+                let timer = client.eventLoopGroup.next().scheduleTask(deadline: deadline) {}
+                try await withTaskCancellationHandler {
+                    try await timer.futureResult.get()
+                } onCancel: {
+                    timer.cancel()
+                }
                 return nil
             }
             defer { group.cancelAll() }
