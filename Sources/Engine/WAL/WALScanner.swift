@@ -201,7 +201,7 @@ public struct WALScanner {
                 scan.damage = found
                 let rest = files[(position + 1)...].map(\.path)
                 scan.segmentsAfterDamage = rest
-                (scan.verdict, scan.evidence) = try classify(found, bytes: bytes, laterSegments: rest, scan: scan)
+                (scan.verdict, scan.evidence) = classify(found, bytes: bytes, laterSegments: rest, scan: scan)
                 break
             }
         }
@@ -351,7 +351,7 @@ public struct WALScanner {
     /// first row of `WALTornTailRule` that applies decides.
     private func classify(
         _ damage: WALDamage, bytes: [UInt8], laterSegments: [String], scan: WALPartitionScan
-    ) throws -> (WALDamageVerdict, String) {
+    ) -> (WALDamageVerdict, String) {
         if mutations.active(.midLogDamageAsTornTail) { return (.tornTail, "mutation: every damage is a torn tail") }
         let evidence = evidence(damage, bytes: bytes, laterSegments: laterSegments, scan: scan)
         let rule = WALTornTailRule.decide(evidence)

@@ -124,7 +124,7 @@ extension EngineExhaustiveCrashRunner: ExhaustiveCrashWorkload {
                 engine.abandon()
             }
             return try EngineSwarmWorkload.check(
-                engine, model: chainModel, durable: progress.durable, written: progress.written, configuration: configuration)
+                engine, model: chainModel, durable: progress.durable, written: progress.written)
         } catch {
             return OracleViolation(.recovery, expected: "recovery after a crash succeeds", found: "refused: \(error)")
         }

@@ -143,7 +143,7 @@ public struct ScenarioRunner {
             // The swarm's oracle: I1–I3, lane roots recomputed from their key-values included.
             do {
                 failure = try EngineSwarmWorkload.check(
-                    engine, model: run.model, durable: run.durable, written: run.written, configuration: run.configuration)?.description
+                    engine, model: run.model, durable: run.durable, written: run.written)?.description
             } catch {
                 failure = OracleViolation(.metaRoot, expected: "lane roots recomputable from scratch", found: "\(error)").description
             }

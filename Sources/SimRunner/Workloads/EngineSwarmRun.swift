@@ -136,7 +136,7 @@ final class EngineSwarmRun {
             // Blocks at the end of the log may be gone only after corruption at rest since the
             // last recovery (the documented limit), counted.
             failure = try EngineSwarmWorkload.check(
-                opened, model: model, durable: acknowledgedDurable, written: written, configuration: configuration,
+                opened, model: model, durable: acknowledgedDurable, written: written,
                 tolerateTailLoss: corruptionAtRestCount(fileSystem) > atRestAtLastRecovery)
         } catch where refusalAccepted(error) {
             // Detected, never silent.

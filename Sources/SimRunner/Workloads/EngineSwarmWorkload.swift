@@ -60,7 +60,7 @@ public struct EngineSwarmWorkload: SeedWorkload {
     /// documented limit; counted) — the height recovered must still be a committed one with
     /// the model's roots.
     static func check(
-        _ engine: Engine, model: ChainModel, durable: Int, written: Int, configuration: EngineConfiguration, tolerateTailLoss: Bool = false
+        _ engine: Engine, model: ChainModel, durable: Int, written: Int, tolerateTailLoss: Bool = false
     ) throws(EngineError) -> OracleViolation? {
         let roots = engine.stateRoots()
         let height = Int(roots.height)
