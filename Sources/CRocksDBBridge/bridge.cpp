@@ -27,13 +27,6 @@ using rocksdb::IOOptions;
 using rocksdb::IOStatus;
 using rocksdb::Slice;
 
-// The layout of the C API's private `struct rocksdb_env_t` (db/c.cc in 7.8.3):
-// `rocksdb_options_set_env` reads `rep`, `rocksdb_env_destroy` deletes `rep` unless default.
-struct CAPIEnvLayout {
-    rocksdb::Env *rep;
-    bool is_default;
-};
-
 IOStatus statusFrom(int code, const char *message) {
     switch (code) {
     case RVB_OK:
@@ -455,27 +448,9 @@ extern "C" void *rvb_env_create(const rvb_callbacks *callbacks, int simulation) 
     if (simulation) {
         env = std::unique_ptr<rocksdb::Env>(new SimulationEnv(std::move(env)));
     }
-    return new CAPIEnvLayout{env.release(), false};
+    return env.release();
 }
 
 extern "C" void rvb_env_destroy(void *env) {
-    auto *layout = static_cast<CAPIEnvLayout *>(env);
-    delete layout->rep;
-    delete layout;
-}
-
-// The layout of the C API's private `struct rocksdb_t` (db/c.cc in 7.8.3): the DB pointer.
-struct CAPIDatabaseLayout {
-    rocksdb::DB *rep;
-};
-
-extern "C" int rvb_compact_all(void *database, char *message) {
-    rocksdb::DB *db = static_cast<CAPIDatabaseLayout *>(database)->rep;
-    // Default options: the levels above are merged down; the bottommost level's own files are
-    // not rewritten again (that needs a compaction filter, and the lanes have none).
-    rocksdb::CompactRangeOptions options;
-    rocksdb::Status status = db->CompactRange(options, nullptr, nullptr);
-    if (status.ok()) return RVB_OK;
-    std::snprintf(message, RVB_MESSAGE_BYTES, "%s", status.ToString().c_str());
-    return status.IsNoSpace() ? RVB_NO_SPACE : RVB_IO_ERROR;
+    delete static_cast<rocksdb::Env *>(env);
 }

@@ -15,7 +15,7 @@ import Darwin
 /// database opened with it keeps it alive, and it is destroyed after the last one closes.
 public final class RocksDBEnvironment: Sendable {
     let bridge: RocksDBFileSystemBridge
-    /// The `rocksdb_env_t *` for `rocksdb_options_set_env`.
+    /// The `rocksdb::Env` from `rvb_env_create`, for `rvb_db_open`.
     nonisolated(unsafe) let pointer: OpaquePointer
     /// A simulated machine: RocksDB's clock stands still, and databases opened here do no
     /// background work the caller does not wait for (no automatic compaction), so that every

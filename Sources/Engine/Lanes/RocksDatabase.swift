@@ -1,14 +1,31 @@
-import CRocksDB
 import CRocksDBBridge
 #if canImport(Glibc)
 import Glibc
 #endif
 import Synchronization
 
-/// An error from RocksDB, with the operation that failed and the path of the database.
+/// The kind of a RocksDB failure: its `Status::Code` (and, for an I/O error, the subcode the
+/// engine acts on), as the bridge reports it.
+public enum RocksDBStatusCode: Int32, Sendable {
+    case notFound = 1
+    case corruption = 2
+    case notSupported = 3
+    case invalidArgument = 4
+    case ioError = 5
+    case noSpace = 6
+    case pathNotFound = 7
+    case busy = 8
+    case incomplete = 9
+    case shutdownInProgress = 10
+    case other = 11
+}
+
+/// An error from RocksDB, with the operation that failed, the path of the database, RocksDB's
+/// status code and its text.
 public struct RocksDBError: Error, Sendable, CustomStringConvertible {
     public var operation: String
     public var path: String
+    public var code: RocksDBStatusCode
     public var message: String
 
     public var description: String { "RocksDB \(operation) on \(path): \(message)" }
@@ -18,17 +35,18 @@ public struct RocksDBError: Error, Sendable, CustomStringConvertible {
     /// Also an open that fails because the MANIFEST that CURRENT names does not exist: CURRENT
     /// carries no checksum, so a flipped bit in it names a file that was never written.
     public var isCorruption: Bool {
-        message.hasPrefix("Corruption")
-            || (operation == "open" && message.contains("No such file or directory") && message.contains("/MANIFEST-"))
+        code == .corruption || (operation == "open" && code == .pathNotFound && message.contains("/MANIFEST-"))
     }
 
-    /// Takes ownership of a RocksDB error string (freed with `rocksdb_free`).
-    static func check(_ error: UnsafeMutablePointer<CChar>?, _ operation: String, _ path: String) throws(RocksDBError) {
-        guard let error else { return }
-        let message = String(cString: error)
-        rocksdb_free(error)
-        throw RocksDBError(operation: operation, path: path, message: message)
+    /// Throws unless the bridge's `status` is OK; `message` holds RocksDB's text otherwise.
+    static func check(_ status: Int32, _ message: [CChar], _ operation: String, _ path: String) throws(RocksDBError) {
+        guard status != RVB_DB_OK else { return }
+        let text = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        throw RocksDBError(operation: operation, path: path, code: RocksDBStatusCode(rawValue: status) ?? .other, message: text)
     }
+
+    /// A buffer for the bridge's message, zeroed.
+    static func messageBuffer() -> [CChar] { [CChar](repeating: 0, count: Int(RVB_MESSAGE_BYTES)) }
 }
 
 /// One RocksDB database (one lane's state), opened through a `RocksDBEnvironment`.
@@ -43,24 +61,22 @@ public struct RocksDBError: Error, Sendable, CustomStringConvertible {
 /// Thread-safe for reads and writes (RocksDB's guarantee). `close()` must be called once, after
 /// every other call has returned; afterwards any call traps.
 public final class RocksDatabase: @unchecked Sendable {
-    // @unchecked: the C handles are used only through RocksDB's thread-safe API; `closed`
-    // guards the lifetime.
+    // @unchecked: the handle is used only through RocksDB's thread-safe API; `closed` guards the
+    // lifetime.
     public let path: String
     /// nil: RocksDB's own default environment (its POSIX file I/O, not the FileSystem layer).
     private let environment: RocksDBEnvironment?
     private let database: OpaquePointer
-    private let options: OpaquePointer
-    private let writeOptions: OpaquePointer
-    private let readOptions: OpaquePointer
-    private let flushOptions: OpaquePointer
     private let closed = Atomic<Bool>(false)
     /// RocksDB compacts on its own in the background; when false, only `compact()` does.
     public let compactsAutomatically: Bool
 
     /// Opens (creating if missing) the database at `path`, with its file I/O through
     /// `environment` (the FileSystem bridge), or through RocksDB's default POSIX environment when
-    /// it is nil (used to measure what the bridge costs).
-    /// - Parameter readOnly: opens without writing anything (offline inspection); writes trap.
+    /// it is nil (used to measure what the bridge costs). The other options are the bridge's
+    /// fixed choices (`database.cpp`): closing never flushes, no background retry after an I/O
+    /// error, paranoid checks, no compression.
+    /// - Parameter readOnly: opens without writing anything (offline inspection); writes fail.
     /// - Parameter syncedWAL: RocksDB's own WAL on, every write synced (`sync=true`). The engine
     ///   never uses it (its own WAL comes first); the benchmark compares against it.
     public init(
@@ -69,65 +85,22 @@ public final class RocksDatabase: @unchecked Sendable {
     ) throws(RocksDBError) {
         self.path = path
         self.environment = environment
-        // Two options without a setter in the 7.8 C API, set through the options string:
-        // - avoid_flush_during_shutdown: closing must never flush, because lane state becomes
-        //   durable only through flush(), after the log that covers it;
-        // - max_bgerror_resume_count=0: after an I/O error RocksDB must not retry in the
-        //   background (a failed sync is fatal; the engine restarts and recovers instead).
-        let base = rocksdb_options_create()!
-        let options = rocksdb_options_create()!
-        var optionsError: UnsafeMutablePointer<CChar>?
-        rocksdb_get_options_from_string(base, "avoid_flush_during_shutdown=true;max_bgerror_resume_count=0", options, &optionsError)
-        rocksdb_options_destroy(base)
-        if let optionsError {
-            let message = String(cString: optionsError)
-            rocksdb_free(optionsError)
-            rocksdb_options_destroy(options)
-            throw RocksDBError(operation: "configure", path: path, message: message)
-        }
-        if let environment { rocksdb_options_set_env(options, environment.pointer) }
-        rocksdb_options_set_create_if_missing(options, createIfMissing ? 1 : 0)
-        rocksdb_options_set_paranoid_checks(options, 1)
         let compactsAutomatically = !(environment?.isSimulation ?? false)
-        rocksdb_options_set_disable_auto_compactions(options, compactsAutomatically ? 0 : 1)
-        rocksdb_options_set_stats_dump_period_sec(options, 0)
-        rocksdb_options_set_stats_persist_period_sec(options, 0)
-        rocksdb_options_set_max_file_opening_threads(options, 1)
-        rocksdb_options_set_max_background_jobs(options, 2)
-        rocksdb_options_set_write_buffer_size(options, 64 << 20)
-        rocksdb_options_set_info_log_level(options, 5)  // HEADER_LEVEL: nothing routine
-        rocksdb_options_set_compression(options, Int32(rocksdb_no_compression))
-        var error: UnsafeMutablePointer<CChar>?
-        let opened = readOnly ? rocksdb_open_for_read_only(options, path, 0, &error) : rocksdb_open(options, path, &error)
-        do {
-            try RocksDBError.check(error, "open", path)
-        } catch {
-            if let opened { rocksdb_close(opened) }
-            rocksdb_options_destroy(options)
-            throw error
-        }
-        guard let opened else {
-            rocksdb_options_destroy(options)
-            throw RocksDBError(operation: "open", path: path, message: "no handle and no error")
-        }
+        var options = rvb_open_options(
+            create_if_missing: createIfMissing ? 1 : 0, read_only: readOnly ? 1 : 0,
+            auto_compactions: compactsAutomatically ? 1 : 0, synced_wal: syncedWAL ? 1 : 0, write_buffer_bytes: 64 << 20)
+        var message = RocksDBError.messageBuffer()
+        var opened: OpaquePointer?
+        let status = rvb_db_open(path, environment.map { UnsafeMutableRawPointer($0.pointer) }, &options, &opened, &message)
+        try RocksDBError.check(status, message, "open", path)
+        guard let opened else { preconditionFailure("rvb_db_open returned OK without a handle") }
         database = opened
         self.compactsAutomatically = compactsAutomatically
-        self.options = options
-        writeOptions = rocksdb_writeoptions_create()!
-        if syncedWAL {
-            rocksdb_writeoptions_set_sync(writeOptions, 1)
-        } else {
-            rocksdb_writeoptions_disable_WAL(writeOptions, 1)
-        }
-        readOptions = rocksdb_readoptions_create()!
-        rocksdb_readoptions_set_verify_checksums(readOptions, 1)
-        flushOptions = rocksdb_flushoptions_create()!
-        rocksdb_flushoptions_set_wait(flushOptions, 1)
     }
 
     deinit {
         assert(closed.load(ordering: .acquiring), "RocksDatabase \(path) was not closed")
-        if !closed.load(ordering: .acquiring) { release() }
+        if !closed.load(ordering: .acquiring) { rvb_db_close(database) }
     }
 
     private func checkOpen() {
@@ -139,22 +112,23 @@ public final class RocksDatabase: @unchecked Sendable {
     public func get(_ key: [UInt8]) throws(RocksDBError) -> [UInt8]? {
         checkOpen()
         var length = 0
-        var error: UnsafeMutablePointer<CChar>?
-        let value = key.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { rocksdb_get(database, readOptions, $0.baseAddress, $0.count, &length, &error) }
+        var value: UnsafeMutablePointer<CChar>?
+        var message = RocksDBError.messageBuffer()
+        let status = key.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { rvb_db_get(database, $0.baseAddress, $0.count, &value, &length, &message) }
         }
-        try RocksDBError.check(error, "get", path)
-        guard let value else { return nil }
-        defer { rocksdb_free(value) }
+        if status == RVB_DB_NOT_FOUND { return nil }
+        try RocksDBError.check(status, message, "get", path)
+        guard let value else { return [] }
+        defer { free(value) }
         return Array(UnsafeRawBufferPointer(start: value, count: length))
     }
 
     /// Applies `batch` atomically (to the memtable; durable only after `flush()`).
     public func write(_ batch: RocksWriteBatch) throws(RocksDBError) {
         checkOpen()
-        var error: UnsafeMutablePointer<CChar>?
-        rocksdb_write(database, writeOptions, batch.pointer, &error)
-        try RocksDBError.check(error, "write", path)
+        var message = RocksDBError.messageBuffer()
+        try RocksDBError.check(rvb_db_write(database, batch.pointer, &message), message, "write", path)
     }
 
     /// Writes the memtable to SST files and waits: afterwards everything written is durable.
@@ -164,10 +138,16 @@ public final class RocksDatabase: @unchecked Sendable {
     /// seed.
     public func flush() throws(RocksDBError) {
         checkOpen()
-        var error: UnsafeMutablePointer<CChar>?
-        rocksdb_flush(database, flushOptions, &error)
+        var message = RocksDBError.messageBuffer()
+        let status = rvb_db_flush(database, &message)
         if !compactsAutomatically { waitForBackgroundWork() }
-        try RocksDBError.check(error, "flush", path)
+        try RocksDBError.check(status, message, "flush", path)
+    }
+
+    /// An integer property, or nil when RocksDB does not answer it.
+    private func integerProperty(_ name: String) -> UInt64? {
+        var value: UInt64 = 0
+        return rvb_db_property_int(database, name, &value) == 1 ? value : nil
     }
 
     /// Polls until no flush or compaction runs. Bounded: gives up after about ten seconds,
@@ -177,11 +157,10 @@ public final class RocksDatabase: @unchecked Sendable {
         precondition(!compactsAutomatically, "waiting for background work that never ends")
         let pollsMax = 200_000
         for _ in 0..<pollsMax {
-            var flushes: UInt64 = 0
-            var compactions: UInt64 = 0
-            let flushQuery = rocksdb_property_int(database, "rocksdb.num-running-flushes", &flushes)
-            let compactionQuery = rocksdb_property_int(database, "rocksdb.num-running-compactions", &compactions)
-            if flushQuery != 0 || compactionQuery != 0 || (flushes == 0 && compactions == 0) { return }
+            guard let flushes = integerProperty("rocksdb.num-running-flushes"),
+                let compactions = integerProperty("rocksdb.num-running-compactions"),
+                flushes > 0 || compactions > 0
+            else { return }
             usleep(50)
         }
     }
@@ -199,8 +178,7 @@ public final class RocksDatabase: @unchecked Sendable {
         while true {
             var busy = false
             for name in names {
-                var value: UInt64 = 0
-                guard rocksdb_property_int(database, name, &value) == 0 else { return false }
+                guard let value = integerProperty(name) else { return false }
                 busy = busy || value > 0
             }
             if !busy { return true }
@@ -213,8 +191,8 @@ public final class RocksDatabase: @unchecked Sendable {
     /// RocksDB does not know it.
     public func property(_ name: String) -> String? {
         checkOpen()
-        guard let text = rocksdb_property_value(database, name) else { return nil }
-        defer { rocksdb_free(text) }
+        guard let text = rvb_db_property_text(database, name) else { return nil }
+        defer { free(text) }
         return String(cString: text)
     }
 
@@ -232,64 +210,49 @@ public final class RocksDatabase: @unchecked Sendable {
     /// state: writes fail until it is reopened.
     public func compact() throws(RocksDBError) {
         checkOpen()
-        var message = [CChar](repeating: 0, count: Int(RVB_MESSAGE_BYTES))
-        let code = rvb_compact_all(UnsafeMutableRawPointer(database), &message)
+        var message = RocksDBError.messageBuffer()
+        let status = rvb_db_compact_all(database, &message)
         if !compactsAutomatically { waitForBackgroundWork() }
-        guard code == RVB_OK else {
-            throw RocksDBError(operation: "compact", path: path, message: message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
-        }
+        try RocksDBError.check(status, message, "compact", path)
     }
 
     /// Every key-value pair whose key starts with `prefix`, in key order.
     public func scan(prefix: [UInt8], _ visit: ([UInt8], [UInt8]) throws -> Void) throws {
         checkOpen()
-        let iterator = rocksdb_create_iterator(database, readOptions)!
-        defer { rocksdb_iter_destroy(iterator) }
+        let iterator = rvb_iterator_create(database)!
+        defer { rvb_iterator_destroy(iterator) }
         prefix.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { rocksdb_iter_seek(iterator, $0.baseAddress, $0.count) }
+            buffer.withMemoryRebound(to: CChar.self) { rvb_iterator_seek(iterator, $0.baseAddress, $0.count) }
         }
         // Bounded by the number of keys in the database.
-        while rocksdb_iter_valid(iterator) != 0 {
+        while rvb_iterator_valid(iterator) != 0 {
             var keyLength = 0
             var valueLength = 0
-            let keyPointer = rocksdb_iter_key(iterator, &keyLength)!
+            let keyPointer = rvb_iterator_key(iterator, &keyLength)!
             let key = Array(UnsafeRawBufferPointer(start: keyPointer, count: keyLength))
             guard key.starts(with: prefix) else { break }
-            let valuePointer = rocksdb_iter_value(iterator, &valueLength)
+            let valuePointer = rvb_iterator_value(iterator, &valueLength)
             let value = valueLength == 0 ? [] : Array(UnsafeRawBufferPointer(start: valuePointer, count: valueLength))
             try visit(key, value)
-            rocksdb_iter_next(iterator)
+            rvb_iterator_next(iterator)
         }
-        var error: UnsafeMutablePointer<CChar>?
-        rocksdb_iter_get_error(iterator, &error)
-        try RocksDBError.check(error, "iterate", path)
+        var message = RocksDBError.messageBuffer()
+        try RocksDBError.check(rvb_iterator_status(iterator, &message), message, "iterate", path)
     }
 
     /// A hard-link checkpoint of the database in `directory` (which must not exist), flushed
     /// first so it holds everything written.
     public func checkpoint(to directory: String) throws(RocksDBError) {
         checkOpen()
-        var error: UnsafeMutablePointer<CChar>?
-        let checkpoint = rocksdb_checkpoint_object_create(database, &error)
-        try RocksDBError.check(error, "checkpoint", path)
-        defer { rocksdb_checkpoint_object_destroy(checkpoint) }
-        rocksdb_checkpoint_create(checkpoint, directory, 0, &error)
-        try RocksDBError.check(error, "checkpoint", directory)
+        var message = RocksDBError.messageBuffer()
+        try RocksDBError.check(rvb_db_checkpoint(database, directory, &message), message, "checkpoint", directory)
     }
 
     /// Closes the database without flushing: what was not flushed is gone, exactly as after a
     /// crash (the engine's WAL replays it).
     public func close() {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        release()
-    }
-
-    private func release() {
-        rocksdb_close(database)
-        rocksdb_options_destroy(options)
-        rocksdb_writeoptions_destroy(writeOptions)
-        rocksdb_readoptions_destroy(readOptions)
-        rocksdb_flushoptions_destroy(flushOptions)
+        rvb_db_close(database)
     }
 }
 
@@ -298,11 +261,11 @@ public final class RocksWriteBatch {
     let pointer: OpaquePointer
 
     public init() {
-        pointer = rocksdb_writebatch_create()!
+        pointer = rvb_batch_create()!
     }
 
     deinit {
-        rocksdb_writebatch_destroy(pointer)
+        rvb_batch_destroy(pointer)
     }
 
     public func put(_ key: [UInt8], _ value: [UInt8]) {
@@ -310,7 +273,7 @@ public final class RocksWriteBatch {
             value.withUnsafeBufferPointer { valueBuffer in
                 keyBuffer.withMemoryRebound(to: CChar.self) { keyChars in
                     valueBuffer.withMemoryRebound(to: CChar.self) { valueChars in
-                        rocksdb_writebatch_put(pointer, keyChars.baseAddress, keyChars.count, valueChars.baseAddress, valueChars.count)
+                        rvb_batch_put(pointer, keyChars.baseAddress, keyChars.count, valueChars.baseAddress, valueChars.count)
                     }
                 }
             }
@@ -319,9 +282,9 @@ public final class RocksWriteBatch {
 
     public func delete(_ key: [UInt8]) {
         key.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { rocksdb_writebatch_delete(pointer, $0.baseAddress, $0.count) }
+            buffer.withMemoryRebound(to: CChar.self) { rvb_batch_delete(pointer, $0.baseAddress, $0.count) }
         }
     }
 
-    public var count: Int { Int(rocksdb_writebatch_count(pointer)) }
+    public var count: Int { rvb_batch_count(pointer) }
 }

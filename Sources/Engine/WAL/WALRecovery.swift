@@ -36,7 +36,19 @@ public struct WALRecoveryReport: Sendable, CustomStringConvertible {
 public enum WALRecovery {
     public static func recover(
         fileSystem: any FileSystem, directory: String, partition: WALPartitionID, mode: WALRecoveryMode,
-        mutations: Set<EngineMutation> = [], policyWhenUnknown: FsyncPolicy = .strict,
+        policyWhenUnknown: FsyncPolicy = .strict,
+        replay: (WALFrameHeader, UnsafeRawBufferPointer) throws -> Void
+    ) throws(WALError) -> (WALRecoveryReport, WALPartitionScan) {
+        try recover(
+            fileSystem: fileSystem, directory: directory, partition: partition, mode: mode, mutations: [],
+            policyWhenUnknown: policyWhenUnknown, replay: replay)
+    }
+
+    /// `recover` with the simulator's deliberate bugs (`EngineMutation`), which only the engine's
+    /// own configuration passes on.
+    static func recover(
+        fileSystem: any FileSystem, directory: String, partition: WALPartitionID, mode: WALRecoveryMode,
+        mutations: Set<EngineMutation>, policyWhenUnknown: FsyncPolicy,
         replay: (WALFrameHeader, UnsafeRawBufferPointer) throws -> Void
     ) throws(WALError) -> (WALRecoveryReport, WALPartitionScan) {
         let scanner = WALScanner(

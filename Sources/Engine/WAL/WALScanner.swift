@@ -68,10 +68,13 @@ public struct WALScanner {
     /// configured with now (`strict`, the conservative choice, when unknown).
     let policyWhenUnknown: FsyncPolicy
 
-    public init(
-        fileSystem: any FileSystem, directory: String, partition: WALPartitionID, mutations: Set<EngineMutation> = [],
-        policyWhenUnknown: FsyncPolicy = .strict
-    ) {
+    public init(fileSystem: any FileSystem, directory: String, partition: WALPartitionID, policyWhenUnknown: FsyncPolicy = .strict) {
+        self.init(fileSystem: fileSystem, directory: directory, partition: partition, mutations: [], policyWhenUnknown: policyWhenUnknown)
+    }
+
+    /// A scanner with the simulator's deliberate bugs (`EngineMutation`), which only the engine's
+    /// own configuration passes on.
+    init(fileSystem: any FileSystem, directory: String, partition: WALPartitionID, mutations: Set<EngineMutation>, policyWhenUnknown: FsyncPolicy) {
         self.fileSystem = fileSystem
         self.directory = directory
         self.partition = partition

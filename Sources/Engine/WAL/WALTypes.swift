@@ -212,7 +212,9 @@ public struct WALConfiguration: Sendable, Equatable {
     /// The default is `tolerateTornTail`.
     public var recoveryMode: WALRecoveryMode = .tolerateTornTail
     /// Deliberate bugs for the simulator's tests; ignored by release builds. The default is none.
-    public var mutations: Set<EngineMutation> = []
+    /// Not part of the operator's configuration: only a module that imports the engine with
+    /// `@_spi(Mutations)` (the simulator and its tests) can set it.
+    @_spi(Mutations) public var mutations: Set<EngineMutation> = []
 
     public init() {}
 }

@@ -36,8 +36,20 @@ public final class WriteAheadLog: Sendable {
     /// decide what to keep (`discardRecords`) before anything new is written.
     public static func recover(
         fileSystem: any FileSystem, directory: String, partitionIDs: [WALPartitionID], mode: WALRecoveryMode,
-        mutations: Set<EngineMutation> = [], policyWhenUnknown: FsyncPolicy = .strict,
+        policyWhenUnknown: FsyncPolicy = .strict,
         replay: (WALPartitionID, WALFrameHeader, UnsafeRawBufferPointer) -> Void = { _, _, _ in }
+    ) throws(WALError) -> Recovered {
+        try recover(
+            fileSystem: fileSystem, directory: directory, partitionIDs: partitionIDs, mode: mode, mutations: [],
+            policyWhenUnknown: policyWhenUnknown, replay: replay)
+    }
+
+    /// `recover` with the simulator's deliberate bugs (`EngineMutation`), which only the engine's
+    /// own configuration passes on.
+    static func recover(
+        fileSystem: any FileSystem, directory: String, partitionIDs: [WALPartitionID], mode: WALRecoveryMode,
+        mutations: Set<EngineMutation>, policyWhenUnknown: FsyncPolicy,
+        replay: (WALPartitionID, WALFrameHeader, UnsafeRawBufferPointer) -> Void
     ) throws(WALError) -> Recovered {
         precondition(Set(partitionIDs).count == partitionIDs.count, "duplicate partition ids")
         precondition(mode != .salvage, "salvage is read-only: use WriteAheadLog.salvage")

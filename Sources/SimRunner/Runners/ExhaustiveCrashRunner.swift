@@ -1,4 +1,4 @@
-import Engine
+@_spi(Mutations) import Engine
 import FaultFS
 
 /// Exhaustive mode for short WAL workloads (ALICE/ACE style): crash at every file-system

@@ -1,4 +1,4 @@
-import Engine
+@_spi(Mutations) import Engine
 import FaultFS
 
 /// Runs one `Scenario` against the engine on a `SimulatedFileSystem` and compares the outcome

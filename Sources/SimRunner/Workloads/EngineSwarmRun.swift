@@ -1,4 +1,4 @@
-import Engine
+@_spi(Mutations) import Engine
 import FaultFS
 
 /// One seed of `EngineSwarmWorkload`, as named steps over the run's state: `recover` (open the

@@ -1,4 +1,4 @@
-import Engine
+@_spi(Mutations) import Engine
 import FaultFS
 
 /// One seed of `WALSwarmWorkload`, as named steps over the run's state: `restart` (recover the
