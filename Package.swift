@@ -69,7 +69,7 @@ let package = Package(
         .target(name: "FaultFS", dependencies: [systemPackage]),
         // The storage engine: WAL, lanes, MetaRoot, recovery, snapshots.
         .target(
-            name: "Engine", dependencies: ["FaultFS", "CCRC32C", "CRocksDB", "CRocksDBBridge", crypto],
+            name: "Engine", dependencies: ["FaultFS", "CCRC32C", "CRocksDBBridge", crypto],
             // RIVELLUM_MUTATIONS compiles in the deliberate bugs (EngineMutation) that tests switch on
             // to prove the simulator catches them. Debug (test) builds only; never in release.
             swiftSettings: [.define("RIVELLUM_MUTATIONS", .when(configuration: .debug))]),

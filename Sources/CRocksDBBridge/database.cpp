@@ -170,14 +170,12 @@ extern "C" rvb_batch *rvb_batch_create(void) { return new rvb_batch; }
 
 extern "C" void rvb_batch_destroy(rvb_batch *batch) { delete batch; }
 
-extern "C" void rvb_batch_put(rvb_batch *batch, const char *key, size_t key_length, const char *value, size_t value_length) {
-    rocksdb::Status status = batch->batch.Put(rocksdb::Slice(key, key_length), rocksdb::Slice(value, value_length));
-    (void)status;  // fails only past WriteBatch's size limit, which a lane batch never reaches
+extern "C" int rvb_batch_put(rvb_batch *batch, const char *key, size_t key_length, const char *value, size_t value_length) {
+    return codeOf(batch->batch.Put(rocksdb::Slice(key, key_length), rocksdb::Slice(value, value_length)));
 }
 
-extern "C" void rvb_batch_delete(rvb_batch *batch, const char *key, size_t key_length) {
-    rocksdb::Status status = batch->batch.Delete(rocksdb::Slice(key, key_length));
-    (void)status;
+extern "C" int rvb_batch_delete(rvb_batch *batch, const char *key, size_t key_length) {
+    return codeOf(batch->batch.Delete(rocksdb::Slice(key, key_length)));
 }
 
 extern "C" size_t rvb_batch_count(const rvb_batch *batch) { return static_cast<size_t>(batch->batch.Count()); }

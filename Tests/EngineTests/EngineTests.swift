@@ -194,6 +194,32 @@ struct EngineCorruptionTests {
         }
     }
 
+    /// CURRENT carries no checksum: when the MANIFEST it names is gone, RocksDB answers "path not
+    /// found", and the engine still reads that as damaged state (a refusal naming the lane), not
+    /// as a storage error that a restart would retry forever.
+    @Test func aLaneWhoseManifestIsMissingIsARefusalNamingTheLane() throws {
+        let fileSystem = SimulatedFileSystem(seed: 5, plan: .none)
+        let configuration = EngineTests.configuration(laneCount: 2)
+        let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
+        for height in 1...5 { _ = try engine.commit(makeBlock(height, seed: 6)) }
+        try engine.close()
+        let directory = "/data/lanes/lane-0000"
+        let current = try fileSystem.readFile(directory + "/CURRENT")
+        let manifest = String(String(decoding: current, as: UTF8.self).split(separator: "\n").first ?? "")
+        #expect(manifest.hasPrefix("MANIFEST-"))
+        try fileSystem.removeFile(directory + "/" + manifest)
+        try fileSystem.syncDirectory(directory)
+        do {
+            let opened = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
+            Issue.record("a lane without its MANIFEST opened at height \(opened.stateRoots().height)")
+            opened.abandon()
+        } catch {
+            #expect(error.kind == .corruptState, "\(error)")
+            #expect(error.lane == 0)
+            #expect(error.isRefusal)
+        }
+    }
+
     /// Rot in the last record of a lane, the block acknowledged (strict) and a later block's
     /// commit record naming it durable: refused naming the lane's log, never dropped as torn.
     /// Without the later block nothing witnesses the record, and it is dropped as a torn write:

@@ -120,8 +120,10 @@ char *rvb_db_property_text(rvb_db *database, const char *name);
 
 rvb_batch *rvb_batch_create(void);
 void rvb_batch_destroy(rvb_batch *batch);
-void rvb_batch_put(rvb_batch *batch, const char *key, size_t key_length, const char *value, size_t value_length);
-void rvb_batch_delete(rvb_batch *batch, const char *key, size_t key_length);
+/// Adds a put or a delete to the batch: RVB_DB_OK, or RocksDB's code when the batch would pass
+/// WriteBatch's size limit (RVB_DB_INVALID_ARGUMENT / RVB_DB_OTHER).
+int rvb_batch_put(rvb_batch *batch, const char *key, size_t key_length, const char *value, size_t value_length);
+int rvb_batch_delete(rvb_batch *batch, const char *key, size_t key_length);
 size_t rvb_batch_count(const rvb_batch *batch);
 
 /// An iterator over `database` with checksums verified; pointers it returns stay valid until it

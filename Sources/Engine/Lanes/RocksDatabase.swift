@@ -268,8 +268,10 @@ public final class RocksWriteBatch {
         rvb_batch_destroy(pointer)
     }
 
+    /// Adds a put. Traps if the batch would pass RocksDB's WriteBatch size limit (4 GiB), which a
+    /// lane batch bounded by the block size never reaches: reaching it is a programmer error.
     public func put(_ key: [UInt8], _ value: [UInt8]) {
-        key.withUnsafeBufferPointer { keyBuffer in
+        let code = key.withUnsafeBufferPointer { keyBuffer in
             value.withUnsafeBufferPointer { valueBuffer in
                 keyBuffer.withMemoryRebound(to: CChar.self) { keyChars in
                     valueBuffer.withMemoryRebound(to: CChar.self) { valueChars in
@@ -278,12 +280,15 @@ public final class RocksWriteBatch {
                 }
             }
         }
+        precondition(code == RVB_DB_OK, "RocksDB refused a batch put (code \(code)): the batch passed its size limit")
     }
 
+    /// Adds a delete; traps on the same size limit as `put`.
     public func delete(_ key: [UInt8]) {
-        key.withUnsafeBufferPointer { buffer in
+        let code = key.withUnsafeBufferPointer { buffer in
             buffer.withMemoryRebound(to: CChar.self) { rvb_batch_delete(pointer, $0.baseAddress, $0.count) }
         }
+        precondition(code == RVB_DB_OK, "RocksDB refused a batch delete (code \(code)): the batch passed its size limit")
     }
 
     public var count: Int { rvb_batch_count(pointer) }
