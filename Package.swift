@@ -66,16 +66,20 @@ let package = Package(
             linkerSettings: [.linkedLibrary("rocksdb")]),
         // The file-system layer: the `FileSystem` protocol, the POSIX implementation and the
         // deterministic fault-injecting simulation. Everything the engine stores goes through it.
-        .target(name: "FaultFS", dependencies: [systemPackage]),
+        .target(name: "FaultFS", dependencies: ["Documents", systemPackage]),
+        // The JSON documents of the node's API and tools, and the one way they are encoded.
+        .target(name: "Documents"),
+        // Command-line options shared by the tools (`--json`).
+        .target(name: "CommandLineOptions", dependencies: ["Documents", argumentParser]),
         // The storage engine: WAL, lanes, MetaRoot, recovery, snapshots.
         .target(
-            name: "Engine", dependencies: ["FaultFS", "CCRC32C", "CRocksDBBridge", crypto],
+            name: "Engine", dependencies: ["FaultFS", "Documents", "CCRC32C", "CRocksDBBridge", crypto],
             // RIVELLUM_MUTATIONS compiles in the deliberate bugs (EngineMutation) that tests switch on
             // to prove the simulator catches them. Debug (test) builds only; never in release.
             swiftSettings: [.define("RIVELLUM_MUTATIONS", .when(configuration: .debug))]),
         // The deterministic simulator's library (workloads, fault schedules, oracles).
-        .target(name: "SimRunner", dependencies: ["Engine", "FaultFS", tomlKit]),
-        .executableTarget(name: "rivellum-sim", dependencies: ["SimRunner", argumentParser]),
+        .target(name: "SimRunner", dependencies: ["Engine", "FaultFS", "Documents", tomlKit]),
+        .executableTarget(name: "rivellum-sim", dependencies: ["SimRunner", "CommandLineOptions", "Documents", argumentParser]),
         // The network seam (`PeerTransport`) and, as peer sync lands, the sync decisions the
         // simulator runs; no I/O of its own.
         .target(name: "PeerSync", dependencies: ["Engine"]),
@@ -84,25 +88,26 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "Engine", "FaultFS", tomlKit, logging, metrics, prometheus, hummingbird, hummingbirdCore, serviceLifecycle, nioPosix, nioHTTP1,
+                "Engine", "FaultFS", "Documents", tomlKit, logging, metrics, prometheus, hummingbird, hummingbirdCore, serviceLifecycle, nioPosix, nioHTTP1,
                 nioHTTPTypes, "PeerSync", asyncHTTPClient,
             ]),
-        .executableTarget(name: "rivellum-node", dependencies: ["Node", "PeerSync", "Engine", "FaultFS", argumentParser, logging]),
+        .executableTarget(
+            name: "rivellum-node", dependencies: ["Node", "PeerSync", "Engine", "FaultFS", "Documents", "CommandLineOptions", argumentParser, logging]),
         // Drives the real node binary: a minimal loopback HTTP client and a process launcher, for the
         // kill -9 test and the end-to-end tests.
         .target(name: "NodeHarness"),
         // The kill -9 crash test of the real node binary (run by CI; a short run in swift test).
-        .executableTarget(name: "rivellum-killtest", dependencies: ["NodeHarness", "FaultFS", argumentParser]),
+        .executableTarget(name: "rivellum-killtest", dependencies: ["NodeHarness", "FaultFS", "Documents", argumentParser]),
         // The load and abuse harness of the real node binary: well-behaved writers per fsync policy,
         // the same writers beside held slow connections, and the process's memory and descriptors.
-        .executableTarget(name: "rivellum-loadtest", dependencies: ["NodeHarness", argumentParser]),
+        .executableTarget(name: "rivellum-loadtest", dependencies: ["NodeHarness", "Documents", argumentParser]),
         // Side-by-side measurements (ratios, never assertions).
         .executableTarget(name: "rivellum-bench", dependencies: ["Engine", "FaultFS", "SimRunner", argumentParser]),
         .testTarget(name: "FaultFSTests", dependencies: ["FaultFS", propertyBased]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "CCRC32C", "FaultFS", "SimRunner", propertyBased]),
         // End-to-end tests of the command-line tools (they run the built executables).
         .testTarget(
-            name: "NodeTests", dependencies: ["Node", "PeerSync", "Engine", "FaultFS", "NodeHarness", "rivellum-node", "rivellum-killtest", "rivellum-loadtest"]),
+            name: "NodeTests", dependencies: ["Node", "Documents", "PeerSync", "Engine", "FaultFS", "NodeHarness", "rivellum-node", "rivellum-killtest", "rivellum-loadtest"]),
         .testTarget(name: "SimRunnerTests", dependencies: ["SimRunner", "Engine", "FaultFS"]),
         // The benchmark harness itself (baselines that fail must fail the run).
         .testTarget(name: "BenchTests", dependencies: ["rivellum-bench"]),

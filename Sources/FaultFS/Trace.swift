@@ -1,6 +1,8 @@
+import Documents
+
 /// One line of a simulation trace: a file-system operation with its outcome and any faults that
 /// were injected into it, or an event the engine or simulator recorded.
-public struct TraceEvent: Sendable, Equatable {
+public struct TraceEvent: Codable, Sendable, Equatable {
     /// The operation number (1-based) the event belongs to; engine events carry the number of
     /// the last operation before them.
     public var index: UInt64
@@ -13,36 +15,14 @@ public struct TraceEvent: Sendable, Equatable {
     /// Fault families (or `crash_point`) injected into this operation, tagged as injected.
     public var injected: [String]
 
-    /// The event as one JSON object, for JSONL trace files.
-    public var jsonLine: String {
-        var fields = ["\"i\":\(index)", "\"op\":\(jsonString(operation))", "\"path\":\(jsonString(path))"]
-        if let offset { fields.append("\"offset\":\(offset)") }
-        if let length { fields.append("\"length\":\(length)") }
-        fields.append("\"outcome\":\(jsonString(outcome))")
-        if !injected.isEmpty {
-            fields.append("\"injected\":[" + injected.map(jsonString).joined(separator: ",") + "]")
-        }
-        return "{" + fields.joined(separator: ",") + "}"
+    enum CodingKeys: String, CodingKey {
+        case index = "i"
+        case operation = "op"
+        case path, offset, length, outcome, injected
     }
-}
 
-/// Escapes `text` as a JSON string literal.
-public func jsonString(_ text: String) -> String {
-    var result = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": result += "\\\""
-        case "\\": result += "\\\\"
-        case "\n": result += "\\n"
-        case "\r": result += "\\r"
-        case "\t": result += "\\t"
-        case _ where scalar.value < 0x20:
-            let hex = String(scalar.value, radix: 16)
-            result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: result.unicodeScalars.append(scalar)
-        }
-    }
-    return result + "\""
+    /// The event as one JSON object, for JSONL trace files.
+    public var jsonLine: String { JSONDocument.encode(self) }
 }
 
 /// The running record of a simulation: a hash over every event (FNV-1a, 64 bit) and the most

@@ -1,3 +1,4 @@
+import Documents
 import FaultFS
 import Hummingbird
 import HummingbirdCore
@@ -338,7 +339,7 @@ final class HTTPExchangeObserver: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     static func malformedBody(_ message: String) -> ByteBuffer {
-        ByteBuffer(string: "{\"error\":\(jsonString(String(message.prefix(300)))),\"kind\":\"malformed_http\"}")
+        ByteBuffer(bytes: JSONDocument.encodeBytes(ErrorDocument(error: String(message.prefix(300)), kind: "malformed_http")))
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

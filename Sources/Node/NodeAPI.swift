@@ -1,3 +1,4 @@
+import Documents
 import Engine
 import FaultFS
 import Foundation
@@ -47,7 +48,7 @@ public struct NodeAPI: Sendable {
     public func router() -> Router<NodeRequestContext> {
         let router = Router(context: NodeRequestContext.self)
         router.add(middleware: ErrorMiddleware(metrics: metrics, logger: logger))
-        router.get("/health") { _, _ in json(#"{"status":"ok"}"#) }
+        router.get("/health") { _, _ in json(HealthDocument(status: "ok")) }
         router.get("/v1/status") { _, _ in json(status()) }
         router.get("/v1/state_roots") { _, _ in json(stateRoots(engine.stateRoots())) }
         router.get("/v1/metrics") { _, _ in
@@ -62,8 +63,9 @@ public struct NodeAPI: Sendable {
                 throw APIError(.notFound, "no committed block at height \(height) is recorded (current height \(engine.stateRoots().height))")
             }
             return json(
-                "{\"height\":\(header.height),\"meta_root\":\"\(header.metaRoot.hex)\",\"lane_roots\":\(hexArray(header.laneRoots)),"
-                    + "\"op_count\":\(header.operationCount)}")
+                BlockHeaderDocument(
+                    height: header.height, metaRoot: header.metaRoot.hex, laneRoots: header.laneRoots.map(\.hex),
+                    operationCount: header.operationCount))
         }
         router.get("/v1/state/{key}") { _, context in
             let raw = try context.parameters.require("key")
@@ -107,7 +109,7 @@ public struct NodeAPI: Sendable {
         metrics.commitDuration.recordNanoseconds(Int64(elapsed.components.seconds) * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         metrics.blocksCommitted.increment()
         metrics.operationsCommitted.increment(by: operations.count)
-        return json("{\"height\":\(result.height),\"meta_root\":\"\(result.metaRoot.hex)\",\"durable\":\(result.durable)}")
+        return json(CommitResultDocument(height: result.height, metaRoot: result.metaRoot.hex, durable: result.durable))
     }
 
     /// `POST /v1/admin/snapshots` with `{"out": "/absolute/path"}` (optional): loopback clients
@@ -138,7 +140,7 @@ public struct NodeAPI: Sendable {
             let status: HTTPResponse.Status = error.kind == .exists || error.kind == .invalid ? .conflict : .internalServerError
             throw APIError(status, error.description, kind: "snapshot_\(error.kind.rawValue)")
         }
-        return json(SnapshotCreated(path: result.path, manifest: result.manifest, seconds: result.seconds).json())
+        return json(SnapshotCreated(path: result.path, manifest: result.manifest, seconds: result.seconds))
     }
 
     /// The whole body, at most `limit` bytes: 413 past it, 400 when it cannot be read (a broken
@@ -173,56 +175,51 @@ public struct NodeAPI: Sendable {
         return body
     }
 
-    private func status() -> String {
+    private func status() -> StatusDocument {
         let roots = engine.stateRoots()
         let report = engine.recoveryReport
         let lanes = report.lanes.map {
-            "{\"lane\":\($0.lane),\"applied_height_before\":\($0.appliedHeightBefore),\"records_replayed\":\($0.recordsReplayed),"
-                + "\"wal_bytes_truncated\":\($0.walBytesTruncated)}"
+            StatusDocument.LaneRecovery(
+                lane: $0.lane, appliedHeightBefore: $0.appliedHeightBefore, recordsReplayed: $0.recordsReplayed,
+                walBytesTruncated: $0.walBytesTruncated)
         }
-        let wal = engine.walPositions.map {
-            "{\"partition\":\(jsonString(NodeMetrics.partitionLabel($0.partition))),\"written_lsn\":\($0.written),\"durable_lsn\":\($0.durable)}"
-        }
-        return "{\"chain_id\":\(jsonString(configuration.node.chainID)),\"height\":\(roots.height),"
-            + "\"durable_height\":\(engine.durableHeight),\"meta_root\":\"\(roots.metaRoot.hex)\",\"lanes\":\(roots.laneRoots.count),"
-            + "\"lane_roots\":\(hexArray(roots.laneRoots)),\"fsync_policy\":\(jsonString(configuration.wal.fsyncPolicy.rawValue)),"
-            + "\"wal\":[\(wal.joined(separator: ","))],\"api\":{\"connections\":\(connections.value),\"commits_in_flight\":\(commitsInFlight)},"
-            + "\"last_recovery\":{\"height\":\(report.height),\"meta_root\":\"\(report.metaRoot.hex)\","
-            + "\"duration_seconds\":\(Double(report.durationNanoseconds) / 1e9),"
-            + "\"uncommitted_blocks_dropped\":\(report.uncommittedBlocksDropped),\"lanes\":[\(lanes.joined(separator: ","))]}}"
+        let recovery = StatusDocument.LastRecovery(
+            height: report.height, metaRoot: report.metaRoot.hex, durationSeconds: Double(report.durationNanoseconds) / 1e9,
+            uncommittedBlocksDropped: report.uncommittedBlocksDropped, lanes: lanes)
+        return StatusDocument(
+            chainID: configuration.node.chainID, height: roots.height, durableHeight: engine.durableHeight, metaRoot: roots.metaRoot.hex,
+            laneRoots: roots.laneRoots.map(\.hex), fsyncPolicy: configuration.wal.fsyncPolicy.rawValue,
+            wal: engine.walPositions.map { .init(partition: $0.partition.name, writtenLSN: $0.written, durableLSN: $0.durable) },
+            api: .init(connections: connections.value, commitsInFlight: commitsInFlight), lastRecovery: recovery)
     }
 }
 
-func stateRoots(_ roots: StateRoots) -> String {
-    "{\"global_height\":\(roots.height),\"meta_root\":\"\(roots.metaRoot.hex)\",\"lane_roots\":\(hexArray(roots.laneRoots))}"
+func stateRoots(_ roots: StateRoots) -> StateRootsDocument {
+    StateRootsDocument(globalHeight: roots.height, metaRoot: roots.metaRoot.hex, laneRoots: roots.laneRoots.map(\.hex))
 }
 
-func stateRead(_ read: StateRead) -> String {
-    let value = read.value.map { jsonString(String(decoding: $0, as: UTF8.self)) } ?? "null"
-    let terminal: String
+func stateRead(_ read: StateRead) -> StateReadDocument {
+    let terminal: StateReadDocument.Terminal
     switch read.proof.terminal {
-    case .included(let valueHash): terminal = "{\"kind\":\"included\",\"value_hash\":\"\(valueHash.hex)\"}"
-    case .empty: terminal = "{\"kind\":\"empty\"}"
-    case .otherLeaf(let path, let valueHash):
-        terminal = "{\"kind\":\"other_leaf\",\"path\":\"\(path.hex)\",\"value_hash\":\"\(valueHash.hex)\"}"
+    case .included(let valueHash): terminal = .init(kind: "included", valueHash: valueHash.hex)
+    case .empty: terminal = .init(kind: "empty")
+    case .otherLeaf(let path, let valueHash): terminal = .init(kind: "other_leaf", valueHash: valueHash.hex, path: path.hex)
     }
-    let laneSiblings = read.laneProof.siblings.map { $0.map { "\"\($0.hex)\"" } ?? "null" }
-    return "{\"key\":\(jsonString(String(decoding: read.key, as: UTF8.self))),\"value\":\(value),\"lane\":\(read.lane),"
-        + "\"height\":\(read.height),\"proof\":{\"meta_root\":\"\(read.metaRoot.hex)\",\"lane_root\":\"\(read.laneRoot.hex)\","
-        + "\"siblings\":\(hexArray(read.proof.siblings)),\"terminal\":\(terminal),"
-        + "\"lane_proof\":{\"lane_index\":\(read.laneProof.laneIndex),\"lane_count\":\(read.laneProof.laneCount),"
-        + "\"siblings\":[\(laneSiblings.joined(separator: ","))]}}}"
+    let laneProof = StateReadDocument.LaneProof(
+        laneIndex: read.laneProof.laneIndex, laneCount: read.laneProof.laneCount, siblings: read.laneProof.siblings.map { $0?.hex })
+    let proof = StateReadDocument.Proof(
+        metaRoot: read.metaRoot.hex, laneRoot: read.laneRoot.hex, siblings: read.proof.siblings.map(\.hex), terminal: terminal,
+        laneProof: laneProof)
+    return StateReadDocument(
+        key: String(decoding: read.key, as: UTF8.self), value: read.value.map { String(decoding: $0, as: UTF8.self) }, lane: read.lane,
+        height: read.height, proof: proof)
 }
 
-func hexArray(_ hashes: [Hash32]) -> String {
-    "[" + hashes.map { "\"\($0.hex)\"" }.joined(separator: ",") + "]"
-}
-
-func json(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
+/// A JSON answer: the document, encoded the one way (`JSONDocument`).
+func json<Document: Encodable>(_ document: Document, status: HTTPResponse.Status = .ok) -> Response {
     Response(
-        status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: JSONDocument.encodeBytes(document))))
 }
-
 /// An API error: its status, its kind (for `rivellum_errors_total`) and a message.
 struct APIError: Error {
     var status: HTTPResponse.Status
@@ -268,7 +265,7 @@ struct ErrorMiddleware: RouterMiddleware {
     }
 
     private func errorResponse(_ status: HTTPResponse.Status, _ message: String, kind: String) -> Response {
-        var response = json("{\"error\":\(jsonString(message)),\"kind\":\(jsonString(kind))}", status: status)
+        var response = json(ErrorDocument(error: message, kind: kind), status: status)
         if status == .serviceUnavailable { response.headers[.retryAfter] = "1" }
         return response
     }
@@ -294,7 +291,7 @@ public struct BlockRequestDecoder: Sendable {
         }
         guard let top = object as? [String: Any] else { throw APIError(.badRequest, "the body must be a JSON object with \"ops\"") }
         if let unknown = top.keys.first(where: { $0 != "ops" }) {
-            throw APIError(.badRequest, "unknown field \(jsonString(unknown)); a block is {\"ops\": [...]}")
+            throw APIError(.badRequest, "unknown field \(quoted(unknown)); a block is {\"ops\": [...]}")
         }
         guard let list = top["ops"] as? [Any] else { throw APIError(.badRequest, "\"ops\" must be an array") }
         guard list.count <= limits.maxOperationsPerBlock else {
@@ -305,7 +302,7 @@ public struct BlockRequestDecoder: Sendable {
         for (index, item) in list.enumerated() {
             guard let entry = item as? [String: Any] else { throw APIError(.badRequest, "ops[\(index)] must be an object") }
             if let unknown = entry.keys.first(where: { $0 != "key" && $0 != "value" }) {
-                throw APIError(.badRequest, "ops[\(index)]: unknown field \(jsonString(unknown))")
+                throw APIError(.badRequest, "ops[\(index)]: unknown field \(quoted(unknown))")
             }
             guard let key = entry["key"] as? String, !key.isEmpty else {
                 throw APIError(.badRequest, "ops[\(index)].key must be a non-empty string")

@@ -1,4 +1,5 @@
 import Engine
+import Documents
 import FaultFS
 import TOMLKit
 
@@ -188,7 +189,7 @@ public struct NodeConfiguration: Sendable, Equatable {
         try check(
             !node.chainID.isEmpty && node.chainID.count <= 64
                 && node.chainID.unicodeScalars.allSatisfy { Self.chainIDCharacters.contains($0) },
-            "node.chain_id", "must be 1-64 characters of A-Z a-z 0-9 . _ -, got \(jsonString(node.chainID))")
+            "node.chain_id", "must be 1-64 characters of A-Z a-z 0-9 . _ -, got \(quoted(node.chainID))")
         let lanes = EngineConfiguration.laneCountRange
         try check(lanes.contains(node.laneCount), "node.lanes", "must be in \(lanes.lowerBound)...\(lanes.upperBound), got \(node.laneCount)")
         try check(wal.walDirectory.map { !$0.isEmpty } ?? true, "wal.wal_dir", "must not be empty (leave it out for <data_dir>/wal)")
@@ -211,7 +212,7 @@ public struct NodeConfiguration: Sendable, Equatable {
         try check(
             api.maxBodyBytesInFlight >= api.maxBodyBytes && api.maxBodyBytesInFlight <= 1 << 36, "api.max_body_bytes_in_flight",
             "must be at least api.max_body_bytes (\(api.maxBodyBytes)) and at most 68719476736")
-        try check(Self.logLevels.contains(logging.level), "logging.level", "must be one of \(Self.logLevels.joined(separator: ", ")), got \(jsonString(logging.level))")
+        try check(Self.logLevels.contains(logging.level), "logging.level", "must be one of \(Self.logLevels.joined(separator: ", ")), got \(quoted(logging.level))")
         try check(snapshot.directory.map { !$0.isEmpty } ?? true, "snapshot.dir", "must not be empty (leave it out for <data_dir>/snapshots)")
         try check(snapshot.intervalHours <= 24 * 365, "snapshot.interval_hours", "must be at most 8760")
         try check((1...10_000).contains(snapshot.keep), "snapshot.keep", "must be in 1...10000")
@@ -308,7 +309,7 @@ public struct NodeConfiguration: Sendable, Equatable {
         where T.RawValue == String {
             guard let value = T(rawValue: text) else {
                 let allowed = T.allCases.map(\.rawValue).joined(separator: " | ")
-                throw NodeConfigurationError(file: file, key: key, "\(jsonString(text)) is not one of \(allowed)")
+                throw NodeConfigurationError(file: file, key: key, "\(quoted(text)) is not one of \(allowed)")
             }
             return value
         }
@@ -337,7 +338,7 @@ public struct NodeConfiguration: Sendable, Equatable {
         if let section = raw.api {
             if let value = section.listen {
                 guard let (host, port) = Self.parseListen(value) else {
-                    throw NodeConfigurationError(file: file, key: "api.listen", "\(jsonString(value)) is not HOST:PORT")
+                    throw NodeConfigurationError(file: file, key: "api.listen", "\(quoted(value)) is not HOST:PORT")
                 }
                 api.listenHost = host
                 api.listenPort = port

@@ -1,4 +1,4 @@
-import FaultFS
+import Documents
 import Foundation
 import Logging
 import Synchronization
@@ -29,14 +29,10 @@ public struct NodeLogHandler: LogHandler {
         var line: String
         switch format {
         case .json:
-            var fields = [
-                "\"ts\":\(jsonString(timestamp))", "\"level\":\(jsonString(event.level.rawValue))",
-                "\"target\":\(jsonString(label))", "\"msg\":\(jsonString(event.message.description))",
-            ]
-            for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
-                fields.append("\(jsonString(key)):\(jsonString(value.description))")
-            }
-            line = "{" + fields.joined(separator: ",") + "}"
+            // The event's own fields win over metadata of the same name.
+            let fields = merged.mapValues(\.description).merging(
+                ["ts": timestamp, "level": event.level.rawValue, "target": label, "msg": event.message.description]) { $1 }
+            line = JSONDocument.encode(fields)
         case .pretty:
             line = "\(timestamp) \(event.level.rawValue.uppercased()) \(label): \(event.message)"
             if !merged.isEmpty {

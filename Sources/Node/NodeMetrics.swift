@@ -55,10 +55,6 @@ public final class NodeMetrics: WALObserver, Sendable {
         errors = Mutex([:])
     }
 
-    static func partitionLabel(_ partition: WALPartitionID) -> String {
-        partition.isMeta ? "meta" : String(partition.rawValue)
-    }
-
     /// Counts an error by kind (`bad_request`, `payload_too_large`, `overloaded`, an engine
     /// error kind, ...).
     public func countError(_ kind: String) {
@@ -76,7 +72,7 @@ public final class NodeMetrics: WALObserver, Sendable {
         let timer = syncDurations.withLock { timers in
             if let existing = timers[key] { return existing }
             let created = CoreMetrics.Timer(
-                label: "rivellum_wal_sync_duration_seconds", dimensions: [("partition", Self.partitionLabel(event.partition))],
+                label: "rivellum_wal_sync_duration_seconds", dimensions: [("partition", event.partition.name)],
                 factory: factory)
             timers[key] = created
             return created
@@ -107,7 +103,7 @@ public final class NodeMetrics: WALObserver, Sendable {
         }
         for (partition, statistics) in current {
             let before = previous[partition.rawValue] ?? WALPartitionStatistics()
-            let labels = [("partition", Self.partitionLabel(partition))]
+            let labels = [("partition", partition.name)]
             func add(_ name: String, _ now: UInt64, _ then: UInt64) {
                 CoreMetrics.Counter(label: name, dimensions: labels, factory: factory).increment(by: Int64(clamping: now &- min(now, then)))
             }

@@ -128,6 +128,11 @@ public struct SnapshotCreated: Codable, Sendable, Equatable {
     public var seconds: Double
     public var verified: Bool
 
+    enum CodingKeys: String, CodingKey {
+        case path, height, files, bytes, seconds, verified
+        case metaRoot = "meta_root"
+    }
+
     public init(path: String, manifest: SnapshotManifest, seconds: Double) {
         self.path = path
         height = manifest.height
@@ -136,21 +141,6 @@ public struct SnapshotCreated: Codable, Sendable, Equatable {
         bytes = manifest.totalBytes
         self.seconds = seconds
         verified = true
-    }
-
-    /// One JSON object on one line.
-    public func json() -> String {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // Encoding a struct of strings and numbers cannot fail.
-        return String(decoding: try! encoder.encode(self), as: UTF8.self)
-    }
-
-    public static func decode(json bytes: [UInt8]) -> SnapshotCreated? {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return try? decoder.decode(SnapshotCreated.self, from: Data(bytes))
     }
 
     /// The line a terminal shows.

@@ -89,15 +89,41 @@ public struct SweepSummary: Sendable {
         probes.keys.sorted().filter { probes[$0]! == 0 && Probe(rawValue: $0)?.isRare != true }
     }
 
-    /// The summary as one JSON object.
-    public var json: String {
-        let faultFields = faults.keys.sorted().map { "\(jsonString($0)):\(faults[$0]!)" }.joined(separator: ",")
-        let failureFields = failures.map { "{\"seed\":\($0.seed),\"failure\":\(jsonString($0.failure ?? "")),\"knobs\":\(jsonString($0.knobs))}" }
-            .joined(separator: ",")
-        return "{\"seeds\":\(seedsRun),\"failures\":[\(failureFields)],\"correct_refusals\":\(refusals),\"crashes\":\(crashes),"
-            + "\"file_system_operations\":\(fileSystemOperations),\"elapsed_seconds\":\(elapsedSeconds),\"faults\":{\(faultFields)},"
-            + "\"probes\":{\(probes.keys.sorted().map { "\(jsonString($0)):\(probes[$0]!)" }.joined(separator: ","))},"
-            + "\"probes_missed\":[\(probesMissed.map(jsonString).joined(separator: ","))]}"
+    /// The summary as a JSON document (`rivellum-sim sweep --json`).
+    public var document: SweepSummaryDocument {
+        SweepSummaryDocument(
+            seeds: seedsRun,
+            failures: failures.map { .init(seed: $0.seed, failure: $0.failure ?? "", knobs: $0.knobs) },
+            correctRefusals: refusals, crashes: crashes, fileSystemOperations: fileSystemOperations, elapsedSeconds: elapsedSeconds,
+            faults: faults, probes: probes, probesMissed: probesMissed)
+    }
+}
+
+/// `rivellum-sim sweep --json`: the sweep's totals, each failing seed with its knobs, the faults
+/// injected by family and the coverage probes hit (and those missed).
+public struct SweepSummaryDocument: Codable, Sendable, Equatable {
+    public struct Failure: Codable, Sendable, Equatable {
+        public var seed: UInt64
+        public var failure: String
+        public var knobs: String
+    }
+
+    public var seeds: Int
+    public var failures: [Failure]
+    public var correctRefusals: Int
+    public var crashes: Int
+    public var fileSystemOperations: UInt64
+    public var elapsedSeconds: Double
+    public var faults: [String: UInt64]
+    public var probes: [String: UInt64]
+    public var probesMissed: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case seeds, failures, crashes, faults, probes
+        case correctRefusals = "correct_refusals"
+        case fileSystemOperations = "file_system_operations"
+        case elapsedSeconds = "elapsed_seconds"
+        case probesMissed = "probes_missed"
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Documents
 import FaultFS
 import Foundation
 import NodeHarness
@@ -91,14 +92,14 @@ struct KillTest: ParsableCommand {
                         let key = "w\(writer)-k\(local.below(64))"
                         let value = "r\(round)-s\(sequence)-\(local.next() % 1_000_000)"
                         let other = "shared-\(local.below(16))"
-                        let body = "{\"ops\":[{\"key\":\"\(key)\",\"value\":\"\(value)\"},{\"key\":\"\(other)\",\"value\":\"\(value)\"}]}"
-                        guard let response = try? LoopbackHTTP.request("POST", "/v1/blocks", port: port, body: Array(body.utf8), timeoutSeconds: 10),
+                        let body = BlockRequestDocument(ops: [.init(key: key, value: value), .init(key: other, value: value)])
+                        guard
+                            let response = try? LoopbackHTTP.request(
+                                "POST", "/v1/blocks", port: port, body: JSONDocument.encodeBytes(body), timeoutSeconds: 10),
                             response.status == 200,
-                            let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
-                            let height = (object["height"] as? NSNumber)?.uint64Value, let root = object["meta_root"] as? String,
-                            (object["durable"] as? Bool) == true
+                            let result = try? JSONDocument.decode(CommitResultDocument.self, from: response.body), result.durable
                         else { continue }
-                        ledger.acknowledge(height: height, metaRoot: root, writer: writer, key: key, value: value)
+                        ledger.acknowledge(height: result.height, metaRoot: result.metaRoot, writer: writer, key: key, value: value)
                     }
                 }
             }
@@ -132,42 +133,45 @@ struct KillTest: ParsableCommand {
     func check(port: Int, ledger: Ledger, failures: inout [String]) -> Int {
         let (fresh, latest, values) = ledger.takeUnchecked()
         guard !fresh.isEmpty || latest > 0 else { return 0 }
-        guard let roots = try? get(port, "/v1/state_roots"), let height = (roots["global_height"] as? NSNumber)?.uint64Value else {
+        guard let height = (try? get(port, "/v1/state_roots", as: StateRootsDocument.self))?.globalHeight else {
             failures.append("GET /v1/state_roots failed after restart")
             return 0
         }
         if height < latest { failures.append("height \(height) after restart is below the acknowledged height \(latest)") }
         var checked = 0
         for (blockHeight, root) in fresh {
-            guard let block = try? get(port, "/v1/blocks/\(blockHeight)") else {
+            guard let block = try? get(port, "/v1/blocks/\(blockHeight)", as: BlockHeaderDocument.self) else {
                 failures.append("GET /v1/blocks/\(blockHeight): acknowledged block missing")
                 continue
             }
-            if block["meta_root"] as? String != root {
-                failures.append("block \(blockHeight): meta_root \(block["meta_root"] ?? "nil"), acknowledged \(root)")
+            if block.metaRoot != root {
+                failures.append("block \(blockHeight): meta_root \(block.metaRoot), acknowledged \(root)")
             }
             checked += 1
         }
         for (key, value) in values {
-            guard let read = try? get(port, "/v1/state/\(key)") else {
+            guard let read = try? get(port, "/v1/state/\(key)", as: StateReadDocument.self) else {
                 failures.append("GET /v1/state/\(key) failed")
                 continue
             }
             // A later unacknowledged write of the same key may have committed; the value must be
             // the acknowledged one or one written after it (never an older one).
-            if let found = read["value"] as? String, found != value, !Ledger.isNewer(found, than: value) {
+            // The writers never delete: an absent key lost its acknowledged write.
+            guard let found = read.value else {
+                failures.append("key \(key): absent, acknowledged \(value)")
+                continue
+            }
+            if found != value, !Ledger.isNewer(found, than: value) {
                 failures.append("key \(key): value \(found) is older than the acknowledged \(value)")
             }
         }
         return checked
     }
 
-    func get(_ port: Int, _ path: String) throws -> [String: Any] {
+    func get<Document: Decodable>(_ port: Int, _ path: String, as type: Document.Type) throws -> Document {
         let response = try LoopbackHTTP.request("GET", path, port: port, timeoutSeconds: 30)
-        guard response.status == 200, let object = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else {
-            throw LoopbackHTTP.Failure(message: "\(path): status \(response.status) \(response.text)")
-        }
-        return object
+        guard response.status == 200 else { throw LoopbackHTTP.Failure(message: "\(path): status \(response.status) \(response.text)") }
+        return try JSONDocument.decode(type, from: response.body)
     }
 }
 

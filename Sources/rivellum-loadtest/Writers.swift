@@ -1,3 +1,4 @@
+import Documents
 import Foundation
 import NodeHarness
 import Synchronization
@@ -159,13 +160,8 @@ struct WriterPlan: Sendable {
                 }
             }
             guard let open = connection else { continue }
-            var body = "{\"ops\":["
-            for op in 0..<opsPerBlock {
-                if op > 0 { body += "," }
-                body += "{\"key\":\"\(keyPrefix)-w\(writer)-b\(sequence)-o\(op)\",\"value\":\"\(value)\"}"
-            }
-            body += "]}"
-            let bodyBytes = Array(body.utf8)
+            let block = BlockRequestDocument(ops: (0..<opsPerBlock).map { .init(key: "\(keyPrefix)-w\(writer)-b\(sequence)-o\($0)", value: value) })
+            let bodyBytes = JSONDocument.encodeBytes(block)
             let request = Array((head + "Content-Length: \(bodyBytes.count)\r\n\r\n").utf8) + bodyBytes
             let begin = monotonicNanoseconds()
             let sent = open.send(request)

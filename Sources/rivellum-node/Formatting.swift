@@ -6,23 +6,8 @@ import Node
 import Glibc
 #endif
 
-/// Text and JSON renderings of the offline tools' results.
+/// Text renderings of the offline tools' results (their JSON is in `OutputDocuments.swift`).
 enum StatusFormatter {
-    static func json(_ status: DataDirectoryStatus) -> String {
-        let lanes = status.lanes.map {
-            "{\"lane\":\($0.lane),\"applied_height\":\($0.appliedHeight),\"applied_lsn\":\($0.appliedLSN),\"lane_root\":\"\($0.laneRoot.hex)\"}"
-        }
-        let wal = status.wal.sorted { $0.partition < $1.partition }.map {
-            "{\"partition\":\(jsonString(partitionName($0.partition))),\"first_lsn\":\($0.firstLSN),\"last_lsn\":\($0.lastLSN),"
-                + "\"segments\":\($0.segments.count),\"bytes\":\($0.segments.reduce(0) { $0 + $1.sizeBytes }),"
-                + "\"verdict\":\($0.verdict.map { jsonString($0.rawValue) } ?? "null")}"
-        }
-        return "{\"data_dir\":\(jsonString(status.dataDirectory)),\"wal_dir\":\(jsonString(status.walDirectory)),"
-            + "\"chain_id\":\(jsonString(status.chainID)),\"lanes\":\(status.laneCount),\"log_height\":\(status.logHeight),"
-            + "\"log_meta_root\":\(status.logMetaRoot.map { "\"\($0.hex)\"" } ?? "null"),"
-            + "\"lane_status\":[\(lanes.joined(separator: ","))],\"wal\":[\(wal.joined(separator: ","))]}"
-    }
-
     static func table(_ status: DataDirectoryStatus) -> String {
         var lines = [
             "data dir     \(status.dataDirectory)",
@@ -41,8 +26,8 @@ enum StatusFormatter {
             lines.append(
                 pad(
                     [
-                        partitionName(report.partition), "\(report.firstLSN)", "\(report.lastLSN)", "\(report.segments.count)",
-                        "\(report.segments.reduce(0) { $0 + $1.sizeBytes })", report.verdict?.rawValue ?? "none",
+                        report.partition.name, "\(report.firstLSN)", "\(report.lastLSN)", "\(report.segments.count)",
+                        "\(report.totalBytes)", report.verdict?.rawValue ?? "none",
                     ], [11, 12, 12, 10, 14, 0]))
         }
         return lines.joined(separator: "\n")
@@ -50,24 +35,6 @@ enum StatusFormatter {
 }
 
 enum WALInspectFormatter {
-    static func json(_ report: WALPartitionVerifyReport, records: [WALRecordSummary]) -> String {
-        let segments = report.segments.map {
-            "{\"index\":\($0.index),\"path\":\(jsonString($0.path)),\"first_lsn\":\($0.firstLSN),\"last_lsn\":\($0.lastLSN),"
-                + "\"bytes\":\($0.sizeBytes),\"created_at\":\($0.createdAtSeconds)}"
-        }
-        let listed = records.map { record in
-            var fields = ["\"lsn\":\(record.lsn)", "\"type\":\(record.recordType)", "\"bytes\":\(record.payloadBytes)"]
-            if let height = record.height { fields.append("\"height\":\(height)") }
-            if let count = record.operationCount { fields.append("\"op_count\":\(count)") }
-            if let root = record.metaRoot { fields.append("\"meta_root\":\"\(root.hex)\"") }
-            return "{" + fields.joined(separator: ",") + "}"
-        }
-        return "{\"partition\":\(jsonString(partitionName(report.partition))),\"first_lsn\":\(report.firstLSN),"
-            + "\"last_lsn\":\(report.lastLSN),\"records\":\(report.records),"
-            + "\"verdict\":\(report.verdict.map { jsonString($0.rawValue) } ?? "null"),"
-            + "\"segments\":[\(segments.joined(separator: ","))],\"listed_records\":[\(listed.joined(separator: ","))]}"
-    }
-
     static func table(_ report: WALPartitionVerifyReport, records: [WALRecordSummary]) -> String {
         var lines = [
             "\(report.partition): LSN \(report.firstLSN)...\(report.lastLSN), \(report.records) record(s)"
@@ -93,10 +60,6 @@ enum WALInspectFormatter {
         }
         return lines.joined(separator: "\n")
     }
-}
-
-func partitionName(_ partition: WALPartitionID) -> String {
-    partition.isMeta ? "meta" : "lane-\(partition.rawValue)"
 }
 
 /// Left-aligns `cells` in columns of `widths` (0: no padding).

@@ -1,4 +1,6 @@
 import ArgumentParser
+import CommandLineOptions
+import Documents
 import Engine
 import FaultFS
 import Logging
@@ -110,8 +112,7 @@ extension RivellumNode {
 
         @OptionGroup var options: ConfigurationOptions
 
-        @Flag(help: "Print JSON instead of a table.")
-        var json = false
+        @OptionGroup var output: OutputOptions
 
         func run() throws {
             let configuration = try options.load()
@@ -124,7 +125,7 @@ extension RivellumNode {
                 printError("rivellum-node status: \(error)")
                 throw ExitCode(error.kind == .notInitialised ? ExitCodes.noInput : NodeExit.exitCode(for: error))
             }
-            print(json ? StatusFormatter.json(status) : StatusFormatter.table(status))
+            output.print(DataDirectoryStatusDocument(status)) { StatusFormatter.table(status) }
         }
     }
 

@@ -1,4 +1,6 @@
 import ArgumentParser
+import CommandLineOptions
+import Documents
 import Engine
 import FaultFS
 import Foundation
@@ -66,8 +68,7 @@ extension RivellumNode.Snapshot {
         @Option(help: "Where to write the snapshot (default: <snapshot dir>/snapshot-YYYYmmdd-HHMMSS).")
         var out: String?
 
-        @Flag(help: "Print JSON.")
-        var json = false
+        @OptionGroup var output: OutputOptions
 
         func run() async throws {
             let configuration = try options.load()
@@ -127,7 +128,7 @@ extension RivellumNode.Snapshot {
                 throw ExitCode(ExitCodes.unavailable)
             }
             let loopback = host == "0.0.0.0" || host == "localhost" ? "127.0.0.1" : host
-            let body = try JSONEncoder().encode(["out": outputPath])
+            let body = JSONDocument.encodeBytes(SnapshotRequestDocument(out: outputPath))
             let request = PeerRequest(
                 .post, baseURL: "http://\(loopback):\(port)", path: "/v1/admin/snapshots", body: Array(body),
                 contentType: "application/json", timeoutSeconds: 3_600, responseBytesMax: 1 << 20)
@@ -140,16 +141,16 @@ extension RivellumNode.Snapshot {
                 printError("rivellum-node snapshot create: asking the node at \(loopback):\(port): \(error)")
                 throw ExitCode(ExitCodes.unavailable)
             }
-            guard response.status == 200, let created = SnapshotCreated.decode(json: response.body) else {
+            guard response.status == 200, let created = try? JSONDocument.decode(SnapshotCreated.self, from: response.body) else {
                 printError("rivellum-node snapshot create: the node answered \(response.status): \(response.text)")
                 throw ExitCode(response.status == 409 ? ExitCodes.cantCreate : ExitCodes.ioError)
             }
-            print(json ? created.json() : created.summary(takenBy: "taken by the running node"))
+            output.print(created) { created.summary(takenBy: "taken by the running node") }
         }
 
         func report(path: String, manifest: SnapshotManifest, seconds: Double) {
             let created = SnapshotCreated(path: path, manifest: manifest, seconds: seconds)
-            print(json ? created.json() : created.summary(takenBy: "offline"))
+            output.print(created) { created.summary(takenBy: "offline") }
         }
     }
 
@@ -158,8 +159,7 @@ extension RivellumNode.Snapshot {
 
         @OptionGroup var options: ConfigurationOptions
 
-        @Flag(help: "Print JSON.")
-        var json = false
+        @OptionGroup var output: OutputOptions
 
         func run() throws {
             let configuration = try options.load()
@@ -171,11 +171,7 @@ extension RivellumNode.Snapshot {
             } catch {
                 throw fail("snapshot list", error)
             }
-            if json {
-                print("[" + listings.map(SnapshotFormatter.json).joined(separator: ",") + "]")
-            } else {
-                print(SnapshotFormatter.table(listings))
-            }
+            output.print(listings.map(SnapshotListingDocument.init)) { SnapshotFormatter.table(listings) }
         }
     }
 
@@ -189,8 +185,7 @@ extension RivellumNode.Snapshot {
         @Option(help: "Also record the result in this data directory's catalog.")
         var dataDir: String?
 
-        @Flag(help: "Print JSON.")
-        var json = false
+        @OptionGroup var output: OutputOptions
 
         func run() throws {
             let fileSystem = PosixFileSystem()
@@ -205,19 +200,12 @@ extension RivellumNode.Snapshot {
                         fileSystem: fileSystem, dataDirectory: dataDir, path: path, manifest: report.manifest,
                         verifiedAt: CommandClock.system.nowSeconds)
                 }
-                if json {
-                    print(
-                        "{\"path\":\(jsonString(path)),\"ok\":true,\"height\":\(report.manifest.height),\"meta_root\":\"\(report.manifest.metaRoot)\","
-                            + "\"files\":\(report.filesChecked),\"bytes\":\(report.bytesChecked),\"lanes\":\(report.lanesChecked)}")
-                } else {
-                    print(
-                        "ok: \(path): \(report.filesChecked) files (\(report.bytesChecked) bytes) match the manifest; "
-                            + "\(report.lanesChecked) lane roots and the MetaRoot \(report.manifest.metaRoot) recomputed at height \(report.manifest.height)")
+                output.print(SnapshotVerifyDocument(path: path, report: report)) {
+                    "ok: \(path): \(report.filesChecked) files (\(report.bytesChecked) bytes) match the manifest; "
+                        + "\(report.lanesChecked) lane roots and the MetaRoot \(report.manifest.metaRoot) recomputed at height \(report.manifest.height)"
                 }
             } catch {
-                if json {
-                    print("{\"path\":\(jsonString(path)),\"ok\":false,\"kind\":\(jsonString(error.kind.rawValue)),\"error\":\(jsonString(error.description))}")
-                }
+                if output.json { print(JSONDocument.encode(SnapshotVerifyDocument(path: path, error: error))) }
                 throw fail("snapshot verify", error)
             }
         }
@@ -324,15 +312,6 @@ extension RivellumNode.Snapshot {
 }
 
 enum SnapshotFormatter {
-    static func json(_ listing: SnapshotListing) -> String {
-        func number(_ value: UInt64?) -> String { value.map(String.init) ?? "null" }
-        return "{\"name\":\(jsonString(listing.name)),\"path\":\(jsonString(listing.path)),\"state\":\(jsonString(listing.state.rawValue)),"
-            + "\"height\":\(number(listing.height)),\"meta_root\":\(listing.metaRoot.map(jsonString) ?? "null"),"
-            + "\"size\":\(number(listing.sizeBytes)),\"created_at\":\(number(listing.createdAt)),"
-            + "\"last_verified_at\":\(number(listing.lastVerifiedAt)),\"verified\":\(listing.verified),"
-            + "\"restorable_to_height\":\(number(listing.restorableToHeight)),\"problem\":\(listing.problem.map(jsonString) ?? "null")}"
-    }
-
     static func table(_ listings: [SnapshotListing]) -> String {
         let widths = [28, 10, 10, 18, 14, 21, 21, 0]
         var lines = [pad(["name", "state", "height", "meta_root", "size", "created (UTC)", "last verified", "restorable to"], widths)]

@@ -1,4 +1,6 @@
 import ArgumentParser
+import CommandLineOptions
+import Documents
 import Engine
 import FaultFS
 import Node
@@ -19,8 +21,7 @@ extension RivellumNode.WAL {
 
         @OptionGroup var options: ConfigurationOptions
 
-        @Flag(help: "Print JSON instead of text.")
-        var json = false
+        @OptionGroup var output: OutputOptions
 
         func run() throws {
             let directory = try options.load().walDirectory
@@ -31,33 +32,21 @@ extension RivellumNode.WAL {
                 printError("rivellum-node wal verify: \(error)")
                 throw ExitCode(ExitCodes.ioError)
             }
-            var worst: WALDamageVerdict?
-            var lines: [String] = []
-            for report in reports {
-                if report.verdict == .midLog || worst == nil { worst = report.verdict ?? worst }
-                if json {
-                    let damage = report.damage.map { "{\"class\":\(jsonString($0.damageClass.rawValue)),\"path\":\(jsonString($0.path)),\"offset\":\($0.offset),\"expected_lsn\":\($0.expectedLSN)}" }
-                    lines.append(
-                        "{\"partition\":\(jsonString(report.partition.description)),\"segments\":\(report.segments.count),"
-                            + "\"first_lsn\":\(report.firstLSN),\"last_lsn\":\(report.lastLSN),\"records\":\(report.records),"
-                            + "\"verdict\":\(report.verdict.map { jsonString($0.rawValue) } ?? "null"),\"damage\":[\(damage.joined(separator: ","))]}")
-                } else {
-                    var line = "\(report.partition): \(report.segments.count) segment(s), LSN \(report.firstLSN)...\(report.lastLSN), \(report.records) record(s)"
-                    if let verdict = report.verdict { line += ", \(verdict.rawValue): \(report.evidence)" }
-                    lines.append(line)
-                    for damage in report.damage { lines.append("  damage: \(damage)") }
-                }
+            output.print(reports.map(WALVerifyDocument.init)) {
+                reports.isEmpty ? "no WAL partitions in \(directory)" : reports.map(Self.text).joined(separator: "\n")
             }
-            if json {
-                print("[" + lines.joined(separator: ",") + "]")
-            } else {
-                print(lines.isEmpty ? "no WAL partitions in \(directory)" : lines.joined(separator: "\n"))
-            }
-            switch worst {
+            let verdicts = reports.compactMap(\.verdict)
+            switch verdicts.contains(.midLog) ? .midLog : verdicts.first {
             case .midLog: throw ExitCode(ExitCodes.dataError)
             case .tornTail: throw ExitCode(ExitCodes.tornTailOnly)
             case nil: return
             }
+        }
+
+        static func text(_ report: WALPartitionVerifyReport) -> String {
+            var line = "\(report.partition): \(report.segments.count) segment(s), LSN \(report.firstLSN)...\(report.lastLSN), \(report.records) record(s)"
+            if let verdict = report.verdict { line += ", \(verdict.rawValue): \(report.evidence)" }
+            return ([line] + report.damage.map { "  damage: \($0)" }).joined(separator: "\n")
         }
     }
 
@@ -73,8 +62,7 @@ extension RivellumNode.WAL {
         @Option(help: "Also list up to this many records per partition.")
         var records: Int = 0
 
-        @Flag(help: "Print JSON instead of a table.")
-        var json = false
+        @OptionGroup var output: OutputOptions
 
         func validate() throws {
             if let lane, lane != "meta", UInt32(lane) == nil { throw ValidationError("--lane must be a lane number or `meta`") }
@@ -100,7 +88,7 @@ extension RivellumNode.WAL {
                 }
             }
             reports.sort { $0.partition < $1.partition }
-            var jsonPartitions: [String] = []
+            var listings: [(report: WALPartitionVerifyReport, records: [WALRecordSummary])] = []
             for report in reports {
                 var listed: [WALRecordSummary] = []
                 if records > 0 {
@@ -111,13 +99,11 @@ extension RivellumNode.WAL {
                         throw ExitCode(ExitCodes.ioError)
                     }
                 }
-                if json {
-                    jsonPartitions.append(WALInspectFormatter.json(report, records: listed))
-                } else {
-                    print(WALInspectFormatter.table(report, records: listed))
-                }
+                listings.append((report, listed))
             }
-            if json { print("[" + jsonPartitions.joined(separator: ",") + "]") }
+            output.print(listings.map { WALInspectDocument($0.report, records: $0.records) }) {
+                listings.map { WALInspectFormatter.table($0.report, records: $0.records) }.joined(separator: "\n")
+            }
         }
     }
 }

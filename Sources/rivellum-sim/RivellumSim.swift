@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineOptions
 import FaultFS
 import Engine
 import SimRunner
@@ -41,8 +42,7 @@ extension RivellumSim {
         @Option(help: "Which workload each seed runs: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
         var workload: Workload = .all
 
-        @Flag(help: "Print the summary as JSON.")
-        var json = false
+        @OptionGroup var output: OutputOptions
 
         @Flag(help: "Fail when a coverage probe that is not rare was never hit (with --workload all).")
         var requireProbes = false
@@ -71,7 +71,7 @@ extension RivellumSim {
                     }
                 }
                 summary.add(result)
-                if let failure = result.failure, !json {
+                if let failure = result.failure, !output.json {
                     print("FAIL seed=\(seed): \(failure)")
                     print("  knobs: \(result.knobs)")
                     print("  reproduce: swift run -c release rivellum-sim replay --workload \(workload.rawValue) --seed \(seed) --trace seed-\(seed).jsonl")
@@ -82,14 +82,9 @@ extension RivellumSim {
             for probe in Probe.allCases {
                 summary.probes[probe.rawValue] = (probesAfter[probe] ?? 0) - (probesBefore[probe] ?? 0)
             }
-            if json {
-                print(summary.json)
-            } else {
-                print(summary.text)
-                print("faults injected by family:")
-                summary.faultLines.forEach { print($0) }
-                print("probes hit:")
-                summary.probeLines.forEach { print($0) }
+            output.print(summary.document) {
+                ([summary.text, "faults injected by family:"] + summary.faultLines + ["probes hit:"] + summary.probeLines)
+                    .joined(separator: "\n")
             }
             if requireProbes && !summary.probesMissed.isEmpty {
                 print("coverage: probes never hit by \(seeds) seeds: \(summary.probesMissed.joined(separator: ", "))")

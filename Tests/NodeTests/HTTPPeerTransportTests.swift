@@ -1,3 +1,4 @@
+import Documents
 import Foundation
 import Node
 import NodeHarness
@@ -166,9 +167,9 @@ struct HTTPPeerTransportTests {
 
     @Test func aSnapshotResultRoundTripsThroughItsJSON() throws {
         let json = #"{"bytes":10,"files":2,"height":5,"meta_root":"ab","path":"/s","seconds":0.5,"verified":true}"#
-        let decoded = try #require(SnapshotCreated.decode(json: Array(json.utf8)))
+        let decoded = try JSONDocument.decode(SnapshotCreated.self, from: Array(json.utf8))
         #expect(decoded.height == 5 && decoded.metaRoot == "ab" && decoded.files == 2)
-        #expect(decoded.json() == json)
-        #expect(SnapshotCreated.decode(json: Array(#"{"height":5}"#.utf8)) == nil)
+        #expect(JSONDocument.encode(decoded) == json)
+        #expect((try? JSONDocument.decode(SnapshotCreated.self, from: Array(#"{"height":5}"#.utf8))) == nil)
     }
 }

@@ -41,7 +41,7 @@ struct WALVerifyCLITests {
         try log.close()
         let clean = try runNode(["wal", "verify", "--wal-dir", directory])
         #expect(clean.status == 0)
-        #expect(clean.output.contains("lane 0: 1 segment(s), LSN 1...20, 20 record(s)"))
+        #expect(clean.output.contains("lane-0: 1 segment(s), LSN 1...20, 20 record(s)"))
         let json = try runNode(["wal", "verify", "--wal-dir", directory, "--json"])
         let parsed = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [[String: Any]]
         #expect(parsed?.count == 2)

@@ -1,4 +1,5 @@
 import Crypto
+import Documents
 import FaultFS
 import Foundation
 
@@ -111,7 +112,7 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
         guard files.count <= Self.filesMax else { return "\(files.count) files (more than \(Self.filesMax))" }
         var seen = Set<String>()
         for file in files {
-            if let problem = Self.pathProblem(file.path) { return "\(jsonString(file.path)): \(problem)" }
+            if let problem = Self.pathProblem(file.path) { return "\(quoted(file.path)): \(problem)" }
             guard seen.insert(file.path).inserted else { return "\(file.path) is listed twice" }
             guard file.sizeBytes <= Self.fileBytesMax else { return "\(file.path) claims \(file.sizeBytes) bytes (size bomb)" }
             guard file.sha256.count == 64, file.sha256.allSatisfy(\.isHexDigit) else { return "\(file.path) has a malformed sha256" }

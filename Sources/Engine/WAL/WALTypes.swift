@@ -31,7 +31,11 @@ public struct WALPartitionID: Hashable, Sendable, Comparable, CustomStringConver
         return "lane-" + String(repeating: "0", count: max(0, 4 - digits.count)) + digits
     }
 
-    public var description: String { isMeta ? "meta" : "lane \(rawValue)" }
+    /// The partition's one spelling in every output (text, JSON, metric labels): `meta` or
+    /// `lane-3`. Paths use `directoryName`.
+    public var name: String { isMeta ? "meta" : "lane-\(rawValue)" }
+
+    public var description: String { name }
 
     public static func < (lhs: WALPartitionID, rhs: WALPartitionID) -> Bool { lhs.rawValue < rhs.rawValue }
 }

@@ -20,6 +20,9 @@ public struct WALPartitionVerifyReport: Sendable {
     public var damage: [WALDamage]
     public var verdict: WALDamageVerdict?
     public var evidence: String
+
+    /// The bytes of all the partition's segments.
+    public var totalBytes: UInt64 { segments.reduce(0) { $0 + $1.sizeBytes } }
 }
 
 /// Scans every partition of a log directory read-only and reports ranges and damage.

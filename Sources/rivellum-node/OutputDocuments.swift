@@ -1,0 +1,257 @@
+import Documents
+import Engine
+
+/// The JSON documents the offline commands print under `--json` (see `docs/OPERATIONS.md`), built
+/// from the engine's reports. Partitions are spelled `meta` or `lane-N`; hashes are hex.
+
+/// `rivellum-node status --json`.
+struct DataDirectoryStatusDocument: Codable {
+    struct Lane: Codable {
+        var lane: Int
+        var appliedHeight: UInt64
+        var appliedLSN: LSN
+        var laneRoot: String
+
+        enum CodingKeys: String, CodingKey {
+            case lane
+            case appliedHeight = "applied_height"
+            case appliedLSN = "applied_lsn"
+            case laneRoot = "lane_root"
+        }
+    }
+
+    struct Partition: Codable {
+        var partition: String
+        var firstLSN: LSN
+        var lastLSN: LSN
+        var segments: Int
+        var bytes: UInt64
+        @ExplicitNull var verdict: String?
+
+        enum CodingKeys: String, CodingKey {
+            case partition, segments, bytes, verdict
+            case firstLSN = "first_lsn"
+            case lastLSN = "last_lsn"
+        }
+    }
+
+    var dataDirectory: String
+    var walDirectory: String
+    var chainID: String
+    var lanes: Int
+    var logHeight: UInt64
+    @ExplicitNull var logMetaRoot: String?
+    var laneStatus: [Lane]
+    var wal: [Partition]
+
+    enum CodingKeys: String, CodingKey {
+        case lanes, wal
+        case dataDirectory = "data_dir"
+        case walDirectory = "wal_dir"
+        case chainID = "chain_id"
+        case logHeight = "log_height"
+        case logMetaRoot = "log_meta_root"
+        case laneStatus = "lane_status"
+    }
+
+    init(_ status: DataDirectoryStatus) {
+        dataDirectory = status.dataDirectory
+        walDirectory = status.walDirectory
+        chainID = status.chainID
+        lanes = status.laneCount
+        logHeight = status.logHeight
+        logMetaRoot = status.logMetaRoot?.hex
+        laneStatus = status.lanes.map {
+            Lane(lane: $0.lane, appliedHeight: $0.appliedHeight, appliedLSN: $0.appliedLSN, laneRoot: $0.laneRoot.hex)
+        }
+        wal = status.wal.sorted { $0.partition < $1.partition }.map {
+            Partition(
+                partition: $0.partition.name, firstLSN: $0.firstLSN, lastLSN: $0.lastLSN, segments: $0.segments.count,
+                bytes: $0.totalBytes, verdict: $0.verdict?.rawValue)
+        }
+    }
+}
+
+/// One partition of `rivellum-node wal verify --json`.
+struct WALVerifyDocument: Codable {
+    struct Damage: Codable {
+        var damageClass: String
+        var path: String
+        var offset: UInt64
+        var expectedLSN: LSN
+
+        enum CodingKeys: String, CodingKey {
+            case path, offset
+            case damageClass = "class"
+            case expectedLSN = "expected_lsn"
+        }
+    }
+
+    var partition: String
+    var segments: Int
+    var firstLSN: LSN
+    var lastLSN: LSN
+    var records: UInt64
+    @ExplicitNull var verdict: String?
+    var damage: [Damage]
+
+    enum CodingKeys: String, CodingKey {
+        case partition, segments, records, verdict, damage
+        case firstLSN = "first_lsn"
+        case lastLSN = "last_lsn"
+    }
+
+    init(_ report: WALPartitionVerifyReport) {
+        partition = report.partition.name
+        segments = report.segments.count
+        firstLSN = report.firstLSN
+        lastLSN = report.lastLSN
+        records = report.records
+        verdict = report.verdict?.rawValue
+        damage = report.damage.map {
+            Damage(damageClass: $0.damageClass.rawValue, path: $0.path, offset: $0.offset, expectedLSN: $0.expectedLSN)
+        }
+    }
+}
+
+/// One partition of `rivellum-node wal inspect --json`: its segments and the records listed.
+struct WALInspectDocument: Codable {
+    struct Segment: Codable {
+        var index: UInt64
+        var path: String
+        var firstLSN: LSN
+        var lastLSN: LSN
+        var bytes: UInt64
+        var createdAtSeconds: UInt64
+
+        enum CodingKeys: String, CodingKey {
+            case index, path, bytes
+            case firstLSN = "first_lsn"
+            case lastLSN = "last_lsn"
+            case createdAtSeconds = "created_at"
+        }
+    }
+
+    /// A record; `height`, `op_count` and `meta_root` only where the record type has them.
+    struct Record: Codable {
+        var lsn: LSN
+        var recordType: UInt8
+        var bytes: Int
+        var height: UInt64?
+        var operationCount: Int?
+        var metaRoot: String?
+
+        enum CodingKeys: String, CodingKey {
+            case lsn, bytes, height
+            case recordType = "type"
+            case operationCount = "op_count"
+            case metaRoot = "meta_root"
+        }
+    }
+
+    var partition: String
+    var firstLSN: LSN
+    var lastLSN: LSN
+    var records: UInt64
+    @ExplicitNull var verdict: String?
+    var segments: [Segment]
+    var listedRecords: [Record]
+
+    enum CodingKeys: String, CodingKey {
+        case partition, records, verdict, segments
+        case firstLSN = "first_lsn"
+        case lastLSN = "last_lsn"
+        case listedRecords = "listed_records"
+    }
+
+    init(_ report: WALPartitionVerifyReport, records listed: [WALRecordSummary]) {
+        partition = report.partition.name
+        firstLSN = report.firstLSN
+        lastLSN = report.lastLSN
+        records = report.records
+        verdict = report.verdict?.rawValue
+        segments = report.segments.map {
+            Segment(
+                index: $0.index, path: $0.path, firstLSN: $0.firstLSN, lastLSN: $0.lastLSN, bytes: $0.sizeBytes,
+                createdAtSeconds: $0.createdAtSeconds)
+        }
+        listedRecords = listed.map {
+            Record(
+                lsn: $0.lsn, recordType: $0.recordType, bytes: $0.payloadBytes, height: $0.height, operationCount: $0.operationCount,
+                metaRoot: $0.metaRoot?.hex)
+        }
+    }
+}
+
+/// One snapshot of `rivellum-node snapshot list --json`; what is unknown is `null`.
+struct SnapshotListingDocument: Codable {
+    var name: String
+    var path: String
+    var state: String
+    @ExplicitNull var height: UInt64?
+    @ExplicitNull var metaRoot: String?
+    @ExplicitNull var sizeBytes: UInt64?
+    @ExplicitNull var createdAt: UInt64?
+    @ExplicitNull var lastVerifiedAt: UInt64?
+    var verified: Bool
+    @ExplicitNull var restorableToHeight: UInt64?
+    @ExplicitNull var problem: String?
+
+    enum CodingKeys: String, CodingKey {
+        case name, path, state, height, verified, problem
+        case metaRoot = "meta_root"
+        case sizeBytes = "size"
+        case createdAt = "created_at"
+        case lastVerifiedAt = "last_verified_at"
+        case restorableToHeight = "restorable_to_height"
+    }
+
+    init(_ listing: SnapshotListing) {
+        name = listing.name
+        path = listing.path
+        state = listing.state.rawValue
+        height = listing.height
+        metaRoot = listing.metaRoot
+        sizeBytes = listing.sizeBytes
+        createdAt = listing.createdAt
+        lastVerifiedAt = listing.lastVerifiedAt
+        verified = listing.verified
+        restorableToHeight = listing.restorableToHeight
+        problem = listing.problem
+    }
+}
+
+/// `rivellum-node snapshot verify --json`: what was checked when `ok`, the refusal when not.
+struct SnapshotVerifyDocument: Codable {
+    var path: String
+    var ok: Bool
+    var height: UInt64?
+    var metaRoot: String?
+    var files: Int?
+    var bytes: UInt64?
+    var lanes: Int?
+    var kind: String?
+    var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case path, ok, height, files, bytes, lanes, kind, error
+        case metaRoot = "meta_root"
+    }
+
+    init(path: String, report: SnapshotVerifier.Report) {
+        self.path = path
+        ok = true
+        height = report.manifest.height
+        metaRoot = "\(report.manifest.metaRoot)"
+        files = report.filesChecked
+        bytes = report.bytesChecked
+        lanes = report.lanesChecked
+    }
+
+    init(path: String, error: SnapshotError) {
+        self.path = path
+        ok = false
+        kind = error.kind.rawValue
+        self.error = error.description
+    }
+}
