@@ -7,25 +7,28 @@ import TOMLKit
 /// command-line flags. Decoding is strict: an unknown section or key, or a value of the wrong
 /// type or out of range, is a `NodeConfigurationError` naming the file and the key.
 public struct NodeConfiguration: Sendable, Equatable {
+    /// The engine's defaults, which the `[node]` and `[wal]` sections take as their own.
+    private static let engineDefaults = EngineConfiguration(dataDirectory: "")
+
     /// `[node]`
     public struct NodeSection: Sendable, Equatable {
         /// Where the node keeps its state. Development default `./rivellum-data`; production
         /// `/var/lib/rivellum`.
         public var dataDirectory = "./rivellum-data"
-        public var chainID = "rivellum-dev"
-        public var laneCount = 4
+        public var chainID = NodeConfiguration.engineDefaults.chainID
+        public var laneCount = NodeConfiguration.engineDefaults.laneCount
     }
 
     /// `[wal]`
     public struct WALSection: Sendable, Equatable {
         /// `nil`: `<data_dir>/wal`.
         public var walDirectory: String?
-        public var fsyncPolicy = FsyncPolicy.strict
-        public var syncIntervalMilliseconds: UInt64 = 200
-        public var syncBytes: UInt64 = 1 << 20
-        public var segmentSizeMegabytes: UInt64 = 64
-        public var retentionHours: UInt64 = 24
-        public var recoveryMode = WALRecoveryMode.tolerateTornTail
+        public var fsyncPolicy = NodeConfiguration.engineDefaults.wal.fsyncPolicy
+        public var syncIntervalMilliseconds = NodeConfiguration.engineDefaults.wal.syncIntervalMilliseconds
+        public var syncBytes = NodeConfiguration.engineDefaults.wal.syncBytes
+        public var segmentSizeMegabytes = NodeConfiguration.engineDefaults.wal.segmentSizeBytes >> 20
+        public var retentionHours = NodeConfiguration.engineDefaults.walRetentionHours
+        public var recoveryMode = NodeConfiguration.engineDefaults.wal.recoveryMode
     }
 
     /// `[api]`
@@ -85,47 +88,54 @@ public struct NodeConfiguration: Sendable, Equatable {
 
     /// The configuration the binary carries: what `run` uses with no `--config`, and what
     /// `rivellum-node config default` prints.
-    public static let defaultTOML = """
-        # rivellum-node configuration. Every key is optional; these are the defaults.
-        # Unknown keys are errors (the node refuses to start, exit code 78).
+    ///
+    /// Every value is rendered from the sections' defaults (and those from the engine's), so a
+    /// default is written in one place; the comments say what each key does.
+    public static let defaultTOML: String = {
+        let node = NodeSection(), wal = WALSection(), api = APISection(), logging = LoggingSection(), snapshot = SnapshotSection()
+        let lanes = EngineConfiguration.laneCountRange
+        return """
+            # rivellum-node configuration. Every key is optional; these are the defaults.
+            # Unknown keys are errors (the node refuses to start, exit code 78).
 
-        [node]
-        data_dir = "./rivellum-data"      # production: /var/lib/rivellum
-        chain_id = "rivellum-dev"         # fixed at genesis
-        lanes = 4                         # fixed at genesis, 1..1024
+            [node]
+            data_dir = "\(node.dataDirectory)"      # production: /var/lib/rivellum
+            chain_id = "\(node.chainID)"         # fixed at genesis
+            lanes = \(node.laneCount)                         # fixed at genesis, \(lanes.lowerBound)..\(lanes.upperBound)
 
-        [wal]
-        # wal_dir = "/var/lib/rivellum/wal"   # default: <data_dir>/wal
-        wal_fsync_policy = "strict"       # strict | balanced | dev_fast
-        wal_sync_interval_ms = 200        # balanced: sync at least this often
-        wal_sync_bytes = 1048576          # balanced: sync once this many bytes are unsynced
-        wal_segment_size_mb = 64
-        wal_retention_hours = 24          # keep WAL segments at least this long
-        wal_recovery_mode = "tolerate_torn_tail"   # tolerate_torn_tail | absolute
+            [wal]
+            # wal_dir = "/var/lib/rivellum/wal"   # default: <data_dir>/wal
+            wal_fsync_policy = "\(wal.fsyncPolicy.rawValue)"       # \(FsyncPolicy.allCases.map(\.rawValue).joined(separator: " | "))
+            wal_sync_interval_ms = \(wal.syncIntervalMilliseconds)        # balanced: sync at least this often
+            wal_sync_bytes = \(wal.syncBytes)          # balanced: sync once this many bytes are unsynced
+            wal_segment_size_mb = \(wal.segmentSizeMegabytes)
+            wal_retention_hours = \(wal.retentionHours)          # keep WAL segments at least this long
+            wal_recovery_mode = "\(wal.recoveryMode.rawValue)"   # \(WALRecoveryMode.allCases.filter { $0 != .salvage }.map(\.rawValue).joined(separator: " | "))
 
-        [api]
-        listen = "127.0.0.1:7070"
-        max_body_bytes = 4194304
-        max_ops_per_block = 10000
-        max_key_bytes = 1024
-        max_value_bytes = 1048576
-        max_inflight_commits = 512
-        max_connections = 4096            # more at once: answered 503 and closed
-        request_head_timeout_ms = 10000   # the request line and headers must arrive within this (408)
-        request_body_timeout_ms = 30000   # the whole body must arrive within this after the head (408)
-        idle_timeout_ms = 60000           # a kept-alive connection with no request (or not reading) is closed after this
-        max_body_bytes_in_flight = 268435456  # request bodies being read at once, all connections (503 past it)
+            [api]
+            listen = "\(api.listenHost):\(api.listenPort)"
+            max_body_bytes = \(api.maxBodyBytes)
+            max_ops_per_block = \(api.maxOperationsPerBlock)
+            max_key_bytes = \(api.maxKeyBytes)
+            max_value_bytes = \(api.maxValueBytes)
+            max_inflight_commits = \(api.maxInflightCommits)
+            max_connections = \(api.maxConnections)            # more at once: answered 503 and closed
+            request_head_timeout_ms = \(api.requestHeadTimeoutMilliseconds)   # the request line and headers must arrive within this (408)
+            request_body_timeout_ms = \(api.requestBodyTimeoutMilliseconds)   # the whole body must arrive within this after the head (408)
+            idle_timeout_ms = \(api.idleTimeoutMilliseconds)           # a kept-alive connection with no request (or not reading) is closed after this
+            max_body_bytes_in_flight = \(api.maxBodyBytesInFlight)  # request bodies being read at once, all connections (503 past it)
 
-        [logging]
-        level = "info"                    # trace | debug | info | notice | warning | error | critical
-        format = "pretty"                 # json | pretty
+            [logging]
+            level = "\(logging.level)"                    # \(logLevels.joined(separator: " | "))
+            format = "\(logging.format.rawValue)"                 # \(LoggingSection.Format.allCases.map(\.rawValue).joined(separator: " | "))
 
-        [snapshot]
-        # dir = "/var/lib/rivellum/snapshots"  # default: <data_dir>/snapshots
-        interval_hours = 0                # 0: no scheduled snapshots
-        keep = 7
+            [snapshot]
+            # dir = "/var/lib/rivellum/snapshots"  # default: <data_dir>/snapshots
+            interval_hours = \(snapshot.intervalHours)                # 0: no scheduled snapshots
+            keep = \(snapshot.keep)
 
-        """
+            """
+    }()
 
     /// The defaults (the embedded file decoded).
     public static let defaults: NodeConfiguration = {
