@@ -292,9 +292,9 @@ public final class Engine: @unchecked Sendable {
         var laneBytes: [Int: Int] = [:]
         for operation in operations {
             let lane = LaneRouting.lane(of: operation.key, laneCount: configuration.laneCount)
+            assert(lane >= 0 && lane < configuration.laneCount, "routing put a key outside the lanes")
             byLane[lane, default: []].append(operation)
-            // A lane record: 44 bytes of header, then per operation 9 bytes, the key and the value.
-            laneBytes[lane, default: 44] += 9 + operation.key.count + (operation.value?.count ?? 0)
+            laneBytes[lane, default: LaneBlockRecord.headerBytes] += LaneBlockRecord.encodedBytes(of: operation)
         }
         if let (lane, bytes) = laneBytes.sorted(by: { $0.key < $1.key }).first(where: { $0.value > WALFormat.recordBytesMax }) {
             throw EngineError(
@@ -334,10 +334,17 @@ public final class Engine: @unchecked Sendable {
             throw failLocked(error)
         }
         let laneResults = results.withLock { $0 }
+        assert(laneResults.keys.sorted() == touched, "every touched lane logged its record, and no other")
+        assert(
+            !configuration.wal.mutations.isEmpty || laneResults.allSatisfy { $0.value.lsn > appliedLSNs[$0.key] },
+            "a lane's LSNs only grow (unless a deliberate bug is on, which the simulator must catch)")
         var newRoots = laneRoots
         for (lane, result) in laneResults { newRoots[lane] = result.root }
         let newMetaRoot = MetaRoot.compute(chainID: configuration.chainID, height: newHeight, laneRoots: newRoots)
         updateDurableHeight()
+        // The witness: what every partition had synced when the record was framed, always
+        // below the record's own height (the record itself is not yet durable).
+        assert(durableHeightValue < newHeight, "a commit record cannot witness itself durable")
         let commitRecord = CommitRecord(
             height: newHeight, metaRoot: newMetaRoot, previousMetaRoot: metaRoot,
             lanes: (0..<configuration.laneCount).map { CommitRecord.Lane(lsn: laneResults[$0]?.lsn, laneRoot: newRoots[$0]) },

@@ -108,13 +108,15 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     static func refusal(maxConnections: Int) -> [UInt8] {
         rawResponse(
             "503 Service Unavailable",
-            #"{"error":"the node already holds api.max_connections (\#(maxConnections)) connections; retry shortly","kind":"too_many_connections"}"#,
+            ErrorDocument(
+                error: "the node already holds api.max_connections (\(maxConnections)) connections; retry shortly", kind: "too_many_connections"),
             extraHeaders: "retry-after: 1\r\n")
     }
 
     /// A whole HTTP/1.1 response with a JSON body and `connection: close`.
-    static func rawResponse(_ status: String, _ body: String, extraHeaders: String = "") -> [UInt8] {
-        Array(
+    static func rawResponse(_ status: String, _ error: ErrorDocument, extraHeaders: String = "") -> [UInt8] {
+        let body = JSONDocument.encode(error)
+        return Array(
             ("HTTP/1.1 \(status)\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n"
                 + extraHeaders + "connection: close\r\n\r\n" + body).utf8)
     }
@@ -227,7 +229,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
             let (what, key) = deadlines.phase == .readingHead ? ("request head", "request_head_timeout_ms") : ("request body", "request_body_timeout_ms")
             respondAndClose(
                 context,
-                Self.rawResponse("408 Request Timeout", #"{"error":"the \#(what) did not arrive in time (api.\#(key))","kind":"request_timeout"}"#))
+                Self.rawResponse("408 Request Timeout", ErrorDocument(error: "the \(what) did not arrive in time (api.\(key))", kind: "request_timeout")))
         }
     }
 

@@ -90,12 +90,18 @@ public struct NodeAPI: Sendable {
         // A body is read before the commit is admitted, so that slow senders (bounded by
         // api.request_body_timeout_ms) never hold a commit slot.
         let body = try await collectBody(request, limit: limit)
+        assert(body.count <= limit, "a body past api.max_body_bytes was read whole")
         let admitted = inflightCommits.value.wrappingAdd(1, ordering: .relaxed).newValue
-        defer { inflightCommits.value.wrappingSubtract(1, ordering: .relaxed) }
+        defer {
+            let left = inflightCommits.value.wrappingSubtract(1, ordering: .relaxed).newValue
+            assert(left >= 0, "more commits left than were admitted")
+        }
+        assert(admitted >= 1, "the in-flight count went below zero")
         guard admitted <= configuration.api.maxInflightCommits else {
             throw APIError(.serviceUnavailable, "\(admitted - 1) commits are in flight (api.max_inflight_commits); retry shortly", kind: "overloaded")
         }
         let operations = try BlockRequestDecoder(limits: configuration.api).decode(body)
+        assert(operations.count <= configuration.api.maxOperationsPerBlock, "the decoder admitted more operations than a block may hold")
         let started = ContinuousClock.now
         let engine = self.engine
         let result: CommitResult
@@ -342,6 +348,7 @@ final class ByteBudget: Sendable {
 
     /// Takes `count` bytes if they fit; false (and nothing taken) otherwise.
     func reserve(_ count: Int) -> Bool {
+        precondition(count >= 0, "a negative reservation")
         let after = used.wrappingAdd(count, ordering: .relaxed).newValue
         if after <= limit { return true }
         used.wrappingSubtract(count, ordering: .relaxed)

@@ -58,6 +58,50 @@ public enum NodeRunner {
     public static func run(configuration: NodeConfiguration, clock: any WALClock, logger: Logger) async throws {
         let walLogger = Logger(label: "rivellum_wal")
         let metrics = NodeMetrics()
+        let engine = try openEngine(configuration: configuration, clock: clock, metrics: metrics, logger: logger, walLogger: walLogger)
+        let commitPool = NIOThreadPool(numberOfThreads: min(64, configuration.api.maxInflightCommits))
+        commitPool.start()
+        let fatal = FatalEngineError()
+        let engineService = EngineService(engine: engine, configuration: configuration, logger: walLogger, fatal: fatal)
+        let snapshots = NodeSnapshots(engine: engine, configuration: configuration, metrics: metrics, logger: Logger(label: "rivellum_snapshot"), clock: clock)
+        let api = NodeAPI(
+            engine: engine, configuration: configuration, metrics: metrics, logger: Logger(label: "rivellum_api"),
+            commitPool: commitPool, snapshots: snapshots
+        ) { error in
+            if fatal.record(error) { logger.critical("the engine failed; stopping so that a restart recovers", metadata: ["error": "\(error)"]) }
+        }
+        OpenFileLimit.raise(toFit: configuration.api.maxConnections, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    // Shut down in reverse order: the API first (in-flight requests finish), then the engine.
+                    .init(service: engineService, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: SnapshotScheduleService(snapshots: snapshots, intervalHours: configuration.snapshot.intervalHours),
+                          successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore),
+                    .init(
+                        service: makeApplication(api: api, configuration: configuration, metrics: metrics, logger: logger),
+                        successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                cancellationSignals: [],
+                logger: logger))
+        var runError: (any Error)?
+        do {
+            try await group.run()
+        } catch {
+            runError = error
+        }
+        try? await commitPool.shutdownGracefully()
+        try? PosixFileSystem().removeFile(PathComponents.join(configuration.node.dataDirectory, NodeRunner.apiAddressFileName))
+        try finish(engine: engine, fatal: fatal, runError: runError, configuration: configuration)
+        logger.info("stopped cleanly", metadata: ["height": "\(engine.stateRoots().height)"])
+    }
+
+    /// Opens the engine (recovery runs here) and logs and records what recovery did; a refusal
+    /// or an I/O failure is a `NodeExit` with the error's exit code.
+    static func openEngine(
+        configuration: NodeConfiguration, clock: any WALClock, metrics: NodeMetrics, logger: Logger, walLogger: Logger
+    ) throws -> Engine {
         logger.info(
             "opening data directory",
             metadata: [
@@ -83,20 +127,16 @@ public enum NodeRunner {
                 "torn_tails_dropped": "\(report.wal.filter { $0.droppedTornTail != nil }.count)",
                 "duration_ms": "\(report.durationNanoseconds / 1_000_000)",
             ])
-        let commitPool = NIOThreadPool(numberOfThreads: min(64, configuration.api.maxInflightCommits))
-        commitPool.start()
-        let fatal = FatalEngineError()
-        let engineService = EngineService(engine: engine, configuration: configuration, logger: walLogger, fatal: fatal)
-        let snapshots = NodeSnapshots(engine: engine, configuration: configuration, metrics: metrics, logger: Logger(label: "rivellum_snapshot"), clock: clock)
-        let api = NodeAPI(
-            engine: engine, configuration: configuration, metrics: metrics, logger: Logger(label: "rivellum_api"),
-            commitPool: commitPool, snapshots: snapshots
-        ) { error in
-            if fatal.record(error) { logger.critical("the engine failed; stopping so that a restart recovers", metadata: ["error": "\(error)"]) }
-        }
+        return engine
+    }
+
+    /// The HTTP server: the API's routes behind the connection guard; once it listens, the
+    /// address is written to `<data_dir>/node.api` for the offline tools.
+    static func makeApplication(
+        api: NodeAPI, configuration: NodeConfiguration, metrics: NodeMetrics, logger: Logger
+    ) -> some Service {
         let listen = "\(configuration.api.listenHost):\(configuration.api.listenPort)"
-        OpenFileLimit.raise(toFit: configuration.api.maxConnections, logger: logger)
-        let application = Application(
+        return Application(
             router: api.router(),
             server: GuardedHTTP1Channel.builder(api: configuration.api, connections: api.connections, metrics: metrics),
             configuration: .init(
@@ -112,27 +152,11 @@ public enum NodeRunner {
                 logger.info("listening", metadata: ["listen": "\(address)"])
             },
             logger: Logger(label: "rivellum_api"))
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [
-                    // Shut down in reverse order: the API first (in-flight requests finish), then the engine.
-                    .init(service: engineService, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
-                    .init(service: SnapshotScheduleService(snapshots: snapshots, intervalHours: configuration.snapshot.intervalHours),
-                          successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore),
-                    .init(service: application, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                cancellationSignals: [],
-                logger: logger))
-        var runError: (any Error)?
-        do {
-            try await group.run()
-        } catch {
-            runError = error
-        }
-        try? await commitPool.shutdownGracefully()
-        try? PosixFileSystem().removeFile(PathComponents.join(configuration.node.dataDirectory, NodeRunner.apiAddressFileName))
-        // The engine service closed the engine; close again in case it never ran (idempotent).
+    }
+
+    /// Closes the engine (again: idempotent, in case its service never ran) and turns what went
+    /// wrong into the exit: an engine failure or a failed close is 74, a taken address 69.
+    static func finish(engine: Engine, fatal: FatalEngineError, runError: (any Error)?, configuration: NodeConfiguration) throws {
         var closeError: EngineError?
         do {
             try engine.close()
@@ -147,11 +171,11 @@ public enum NodeRunner {
         }
         if let runError {
             if isAddressInUse(runError) {
+                let listen = "\(configuration.api.listenHost):\(configuration.api.listenPort)"
                 throw NodeExit(ExitCodes.unavailable, "rivellum-node: cannot listen on \(listen): address already in use")
             }
             throw NodeExit(ExitCodes.ioError, "rivellum-node: \(runError)")
         }
-        logger.info("stopped cleanly", metadata: ["height": "\(engine.stateRoots().height)"])
     }
 }
 

@@ -4,7 +4,7 @@ import SimRunner
 import Testing
 
 /// The engine crashed at every file-system operation of a 4-lane, 50-block workload, recovered
-/// after each, and checked against the independent model (BRIEF I1–I5).
+/// after each, and checked against the independent model (docs/RULES.md, I1–I5).
 @Suite("Engine crash at every operation")
 struct EngineCrashTests {
     static let blockCount = 50

@@ -2,7 +2,7 @@
 import FaultFS
 import Testing
 
-/// GENESIS under bad reads and damage (BRIEF I4): a bad read is never taken for another chain.
+/// GENESIS under bad reads and damage (docs/RULES.md, I4): a bad read is never taken for another chain.
 @Suite("Genesis file")
 struct GenesisTests {
     @Test func badReadsNeverLookLikeAnotherChain() throws {

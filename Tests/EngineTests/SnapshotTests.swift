@@ -6,7 +6,7 @@ import Testing
 
 /// Snapshots: create → verify → restore round trips (WAL kept, and on "new hardware" with no
 /// WAL), every kind of damaged or hostile snapshot refused with nothing written, and crashes at
-/// every file-system operation of create and of restore (BRIEF I1, I6).
+/// every file-system operation of create and of restore (docs/RULES.md, I1 and I6).
 @Suite("Snapshots")
 struct SnapshotTests {
     static let data = "/data"

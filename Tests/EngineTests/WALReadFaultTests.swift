@@ -2,7 +2,7 @@
 import FaultFS
 import Testing
 
-/// Recovery reads what the media holds, and a bad read costs nothing (BRIEF I1, I4).
+/// Recovery reads what the media holds, and a bad read costs nothing (docs/RULES.md, I1 and I4).
 @Suite("WAL recovery under bad reads and failed fsyncs")
 struct WALReadFaultTests {
     static func payload(_ index: Int) -> [UInt8] { (0..<(20 + index % 50)).map { UInt8(truncatingIfNeeded: $0 &+ index) } }

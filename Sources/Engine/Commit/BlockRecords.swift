@@ -7,6 +7,20 @@ public struct BlockOperation: Sendable, Equatable {
         self.key = key
         self.value = value
     }
+
+    /// Appends the operation as lane records and block ranges hold it (little-endian): key length
+    /// u32, key, then 0 for a delete, or 1, value length u32 and the value for a put.
+    func append(to bytes: inout [UInt8]) {
+        bytes.appendLittleEndian(UInt32(key.count))
+        bytes += key
+        if let value {
+            bytes.append(1)
+            bytes.appendLittleEndian(UInt32(value.count))
+            bytes += value
+        } else {
+            bytes.append(0)
+        }
+    }
 }
 
 /// WAL record types of the engine's commit protocol.
@@ -32,22 +46,23 @@ public struct LaneBlockRecord: Sendable, Equatable {
         self.operations = operations
     }
 
+    /// Height (8), lane root (32), operation count (4).
+    public static let headerBytes = 44
+
+    /// The bytes `operation` takes in an encoded record: key length (4), key, value flag (1), and
+    /// for a put the value length (4) and the value.
+    public static func encodedBytes(of operation: BlockOperation) -> Int {
+        4 + operation.key.count + 1 + (operation.value.map { 4 + $0.count } ?? 0)
+    }
+
     public func encoded() -> [UInt8] {
         var bytes: [UInt8] = []
+        bytes.reserveCapacity(operations.reduce(Self.headerBytes) { $0 + Self.encodedBytes(of: $1) })
         bytes.appendLittleEndian(height)
         bytes += laneRoot.bytes
         bytes.appendLittleEndian(UInt32(operations.count))
-        for operation in operations {
-            bytes.appendLittleEndian(UInt32(operation.key.count))
-            bytes += operation.key
-            if let value = operation.value {
-                bytes.append(1)
-                bytes.appendLittleEndian(UInt32(value.count))
-                bytes += value
-            } else {
-                bytes.append(0)
-            }
-        }
+        for operation in operations { operation.append(to: &bytes) }
+        assert(bytes.count == operations.reduce(Self.headerBytes) { $0 + Self.encodedBytes(of: $1) }, "the lane record's size formula")
         return bytes
     }
 
@@ -58,23 +73,7 @@ public struct LaneBlockRecord: Sendable, Equatable {
         guard let height = reader.integer(UInt64.self), let root = reader.bytes(32),
             let count = reader.integer(UInt32.self), count <= 1_000_000
         else { return nil }
-        var operations: [BlockOperation] = []
-        operations.reserveCapacity(Int(count))
-        for _ in 0..<count {
-            guard let keyLength = reader.integer(UInt32.self), let key = reader.bytes(Int(keyLength)),
-                let kind = reader.integer(UInt8.self)
-            else { return nil }
-            switch kind {
-            case 0:
-                operations.append(BlockOperation(key: key, value: nil))
-            case 1:
-                guard let valueLength = reader.integer(UInt32.self), let value = reader.bytes(Int(valueLength)) else { return nil }
-                operations.append(BlockOperation(key: key, value: value))
-            default:
-                return nil
-            }
-        }
-        guard reader.isAtEnd else { return nil }
+        guard let operations = reader.operations(count: Int(count)), reader.isAtEnd else { return nil }
         return LaneBlockRecord(height: height, laneRoot: Hash32(bytes: root), operations: operations)
     }
 }
@@ -170,5 +169,25 @@ struct ByteReader {
         guard count >= 0, bytes.count - offset >= count else { return nil }
         defer { offset += count }
         return Array(bytes[offset..<(offset + count)])
+    }
+
+    /// `count` operations as `BlockOperation.append(to:)` writes them; nil when they do not parse.
+    mutating func operations(count: Int) -> [BlockOperation]? {
+        var operations: [BlockOperation] = []
+        operations.reserveCapacity(min(count, 65_536))
+        // Bounded by `count`, which callers cap, and by the bytes (each operation takes at least 5).
+        for _ in 0..<count {
+            guard let keyLength = integer(UInt32.self), let key = bytes(Int(keyLength)), let kind = integer(UInt8.self) else { return nil }
+            switch kind {
+            case 0:
+                operations.append(BlockOperation(key: key, value: nil))
+            case 1:
+                guard let valueLength = integer(UInt32.self), let value = bytes(Int(valueLength)) else { return nil }
+                operations.append(BlockOperation(key: key, value: value))
+            default:
+                return nil
+            }
+        }
+        return operations
     }
 }

@@ -47,6 +47,14 @@ enum EngineRecovery {
         let kept = steps.commits.values.filter { $0.height <= committed }.sorted { $0.height < $1.height }
         assert(kept.last.map { $0.height == committed } ?? (committed == 0), "the commits kept end at the committed height")
         assert(appliedLSNs.count == configuration.laneCount && laneRoots.count == configuration.laneCount)
+        // A deliberate bug (a mutation) may break these; the simulator's oracles must be the ones
+        // to catch it, so they are asserted only when none is on.
+        if configuration.wal.mutations.isEmpty {
+            assert(
+                appliedLSNs.indices.allSatisfy { wal.partition(.lane($0)).writtenLSN >= appliedLSNs[$0] },
+                "every lane's log continues from what the lane applied")
+            assert(wal.partition(.meta).writtenLSN == committed, "the meta partition ends at the committed height (its LSN is the height)")
+        }
         return Result(
             wal: wal, height: committed, metaRoot: metaRoot, laneRoots: laneRoots, appliedLSNs: appliedLSNs, report: report,
             commits: kept)

@@ -139,59 +139,78 @@ final class RocksDBFileSystemBridge: Sendable {
     /// The callback table; `context` is filled per environment.
     static func makeCallbacks() -> rvb_callbacks {
         var table = rvb_callbacks()
+        installFileCallbacks(&table)
+        installPathCallbacks(&table)
+        installLockCallbacks(&table)
+        return table
+    }
+
+    /// Opens `path` for RocksDB in the bridge's `mode` and registers the handle; returns its token
+    /// and the file's size. A table file opened for reading is read whole once when it must be
+    /// stable (see `needsStableRead`).
+    func open(_ path: String, mode: Int32) throws(FileSystemError) -> (token: UInt64, sizeBytes: UInt64) {
+        let options: OpenOptions
+        switch Int(mode) {
+        case Int(RVB_OPEN_READ): options = .readOnly
+        case Int(RVB_OPEN_WRITE_TRUNCATE): options = OpenOptions(creation: .createIfMissing, writable: true, truncate: true)
+        default: options = .createOrOpen
+        }
+        let handle = try fileSystem.openFile(path, options: options)
+        let size: UInt64
+        var stable: [UInt8]?
+        do throws(FileSystemError) {
+            size = try handle.size()
+            if Int(mode) == Int(RVB_OPEN_READ) && Self.needsStableRead(path) {
+                stable = try Self.stableContent(handle, sizeBytes: size)
+            }
+        } catch {
+            try? handle.close()
+            throw error
+        }
+        let registered = token()
+        handles.withLock { $0[registered] = handle }
+        if let stable { stableContents.withLock { $0[registered] = stable } }
+        return (registered, size)
+    }
+
+    /// Reads up to `count` bytes at `offset` into `buffer` (the stable copy first, when there is
+    /// one); returns how many, fewer only at end of file.
+    func read(
+        _ handle: any FileHandle, token: UInt64, at offset: UInt64, into buffer: UnsafeMutablePointer<CChar>, count: Int
+    ) throws(FileSystemError) -> Int {
+        var total = 0
+        if let stable = stableContents.withLock({ $0[token] }), offset < UInt64(stable.count) {
+            total = min(count, stable.count - Int(offset))
+            stable.withUnsafeBytes { source in
+                UnsafeMutableRawPointer(buffer).copyMemory(from: source.baseAddress! + Int(offset), byteCount: total)
+            }
+        }
+        // Bounded: each round reads at least one byte or stops at end of file.
+        while total < count {
+            let target = UnsafeMutableRawBufferPointer(start: buffer + total, count: count - total)
+            let got = try handle.read(into: target, at: offset + UInt64(total))
+            if got == 0 { break }
+            total += got
+        }
+        return total
+    }
+
+    /// Open, read, append, truncate, sync and close, on handles the bridge registered.
+    static func installFileCallbacks(_ table: inout rvb_callbacks) {
         table.open_file = { context, path, mode, handleOut, sizeOut, message in
             let bridge = RocksDBFileSystemBridge.from(context)
             let path = String(cString: path!)
             return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in
-                let options: OpenOptions
-                switch Int(mode) {
-                case Int(RVB_OPEN_READ): options = .readOnly
-                case Int(RVB_OPEN_WRITE_TRUNCATE): options = OpenOptions(creation: .createIfMissing, writable: true, truncate: true)
-                default: options = .createOrOpen
-                }
-                let handle = try bridge.fileSystem.openFile(path, options: options)
-                let size: UInt64
-                do throws(FileSystemError) {
-                    size = try handle.size()
-                } catch {
-                    try? handle.close()
-                    throw error
-                }
-                var stable: [UInt8]?
-                if Int(mode) == Int(RVB_OPEN_READ) && RocksDBFileSystemBridge.needsStableRead(path) {
-                    do throws(FileSystemError) {
-                        stable = try RocksDBFileSystemBridge.stableContent(handle, sizeBytes: size)
-                    } catch {
-                        try? handle.close()
-                        throw error
-                    }
-                }
-                let token = bridge.token()
-                bridge.handles.withLock { $0[token] = handle }
-                if let stable { bridge.stableContents.withLock { $0[token] = stable } }
-                handleOut!.pointee = token
-                sizeOut!.pointee = size
+                let opened = try bridge.open(path, mode: mode)
+                handleOut!.pointee = opened.token
+                sizeOut!.pointee = opened.sizeBytes
             }
         }
         table.read = { context, token, offset, buffer, count, readCount, message in
             let bridge = RocksDBFileSystemBridge.from(context)
             guard let handle = bridge.handle(token) else { return RocksDBFileSystemBridge.missingHandle(token, message) }
             return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in
-                var total = 0
-                if let stable = bridge.stableContents.withLock({ $0[token] }), offset < UInt64(stable.count) {
-                    total = min(count, stable.count - Int(offset))
-                    stable.withUnsafeBytes { source in
-                        UnsafeMutableRawPointer(buffer!).copyMemory(from: source.baseAddress! + Int(offset), byteCount: total)
-                    }
-                }
-                // Bounded: each round reads at least one byte or stops at end of file.
-                while total < count {
-                    let target = UnsafeMutableRawBufferPointer(start: buffer! + total, count: count - total)
-                    let got = try handle.read(into: target, at: offset + UInt64(total))
-                    if got == 0 { break }
-                    total += got
-                }
-                readCount!.pointee = total
+                readCount!.pointee = try bridge.read(handle, token: token, at: offset, into: buffer!, count: count)
             }
         }
         table.append = { context, token, bytes, count, message in
@@ -221,6 +240,10 @@ final class RocksDBFileSystemBridge: Sendable {
             }
             return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try handle.close() }
         }
+    }
+
+    /// Status, listing, removal, creation, rename, link and directory sync, by path.
+    static func installPathCallbacks(_ table: inout rvb_callbacks) {
         table.status = { context, path, isDirectory, size, links, message in
             let bridge = RocksDBFileSystemBridge.from(context)
             let path = String(cString: path!)
@@ -275,6 +298,10 @@ final class RocksDBFileSystemBridge: Sendable {
         table.sync_directory = { context, path, message in
             RocksDBFileSystemBridge.onPath(context, path, message) { (fileSystem, path) throws(FileSystemError) in try fileSystem.syncDirectory(path) }
         }
+    }
+
+    /// RocksDB's LOCK file, through the file system's advisory locks.
+    static func installLockCallbacks(_ table: inout rvb_callbacks) {
         table.lock_file = { context, path, lockOut, message in
             let bridge = RocksDBFileSystemBridge.from(context)
             let path = String(cString: path!)
@@ -292,6 +319,5 @@ final class RocksDBFileSystemBridge: Sendable {
             }
             return RocksDBFileSystemBridge.run(message) { () throws(FileSystemError) in try lock.unlock() }
         }
-        return table
     }
 }

@@ -229,71 +229,90 @@ public struct WALScanner {
         mode: WALRecoveryMode,
         scan: inout WALPartitionScan, visit: (WALFrameHeader, UnsafeRawBufferPointer) throws -> Void
     ) throws -> WALDamage? {
-        func damage(_ damageClass: WALDamageClass, _ offset: Int, _ detail: String) -> WALDamage {
-            WALDamage(damageClass: damageClass, path: file.path, offset: UInt64(offset), expectedLSN: scan.lastLSN + 1, detail: detail)
-        }
         var segment = WALScannedSegment(
             path: file.path, index: file.index, header: nil, headerChecksum: 0, lastLSN: scan.lastLSN,
             closingChecksum: scan.closingChecksum, validEndOffset: 0, sizeBytes: UInt64(bytes.count))
-        // The segment header and the chain.
+        if let damage = checkHeader(bytes, file: file, isFirst: isFirst, firstIndex: firstIndex, scan: &scan, segment: &segment) {
+            scan.segments.append(segment)
+            return damage
+        }
+        let found = try scanFrames(bytes, file: file, mode: mode, scan: &scan, segment: &segment, visit: visit)
+        if segment.validEndOffset == 0 { segment.validEndOffset = UInt64(WALFormat.segmentHeaderBytes) }
+        scan.segments.append(segment)
+        return found
+    }
+
+    /// The damage found at `offset` of `file`, expecting the LSN after `scan`'s last.
+    private func damage(
+        _ damageClass: WALDamageClass, _ offset: Int, _ detail: String, file: (index: UInt64, path: String), scan: WALPartitionScan
+    ) -> WALDamage {
+        WALDamage(damageClass: damageClass, path: file.path, offset: UInt64(offset), expectedLSN: scan.lastLSN + 1, detail: detail)
+    }
+
+    /// Decodes the segment header and checks that it continues the chain (index, partition,
+    /// previous LSN and checksum); on success the scan continues from the header's position.
+    private func checkHeader(
+        _ bytes: UnsafeRawBufferPointer, file: (index: UInt64, path: String), isFirst: Bool, firstIndex: UInt64,
+        scan: inout WALPartitionScan, segment: inout WALScannedSegment
+    ) -> WALDamage? {
         let header: WALSegmentHeader
         switch WALSegmentHeader.decode(bytes) {
         case .failure(let reason):
-            scan.segments.append(segment)
-            return damage(.badSegmentHeader, 0, reason.rawValue)
+            return damage(.badSegmentHeader, 0, reason.rawValue, file: file, scan: scan)
         case .success(let (decoded, checksum)):
             header = decoded
             segment.header = decoded
             segment.headerChecksum = checksum
         }
         if isFirst && file.index != firstIndex {
-            scan.segments.append(segment)
-            return damage(.missingSegment, 0, "the chain starts at segment \(firstIndex), the first file is \(file.index)")
+            return damage(.missingSegment, 0, "the chain starts at segment \(firstIndex), the first file is \(file.index)", file: file, scan: scan)
         }
         if let previous = scan.segments.last {
             if header.partition == partition && header.segmentIndex == previous.index {
-                scan.segments.append(segment)
-                return damage(.duplicateSegment, 0, "a second copy of segment \(previous.index)")
+                return damage(.duplicateSegment, 0, "a second copy of segment \(previous.index)", file: file, scan: scan)
             }
             if file.index != previous.index + 1 {
-                scan.segments.append(segment)
-                return damage(.missingSegment, 0, "segment \(previous.index + 1) is missing before \(file.index)")
+                return damage(.missingSegment, 0, "segment \(previous.index + 1) is missing before \(file.index)", file: file, scan: scan)
             }
         }
         guard header.partition == partition, header.segmentIndex == file.index else {
-            scan.segments.append(segment)
             return damage(
                 .badSegmentHeader, 0,
-                "header names partition \(header.partition) segment \(header.segmentIndex), file is \(partition) segment \(file.index)")
+                "header names partition \(header.partition) segment \(header.segmentIndex), file is \(partition) segment \(file.index)",
+                file: file, scan: scan)
         }
         if isFirst {
             scan.lastLSN = header.previousLastLSN
             scan.closingChecksum = header.previousChecksum
             segment.lastLSN = header.previousLastLSN
         } else if header.previousLastLSN != scan.lastLSN || header.previousChecksum != scan.closingChecksum {
-            scan.segments.append(segment)
             return damage(
                 header.firstLSN <= scan.lastLSN ? .duplicateSegment : .chainBreak, 0,
                 "header continues LSN \(header.previousLastLSN) checksum \(header.previousChecksum), "
-                    + "previous segment ends at LSN \(scan.lastLSN) checksum \(scan.closingChecksum)")
+                    + "previous segment ends at LSN \(scan.lastLSN) checksum \(scan.closingChecksum)",
+                file: file, scan: scan)
         }
         scan.closingChecksum = segment.headerChecksum
         segment.closingChecksum = segment.headerChecksum
-        // The frames.
+        return nil
+    }
+
+    /// Reads the segment's frames in order, visiting each valid one; stops at the clean end, or
+    /// at the first damage (returned), or in salvage mode skips it and resynchronises.
+    private func scanFrames(
+        _ bytes: UnsafeRawBufferPointer, file: (index: UInt64, path: String), mode: WALRecoveryMode,
+        scan: inout WALPartitionScan, segment: inout WALScannedSegment, visit: (WALFrameHeader, UnsafeRawBufferPointer) throws -> Void
+    ) throws -> WALDamage? {
         var offset = WALFormat.segmentHeaderBytes
-        var found: WALDamage?
         // Bounded: every round advances offset by at least one frame alignment or leaves.
-        frames: while offset < bytes.count {
-            var problem: (WALDamageClass, String)?
+        while offset < bytes.count {
+            var problem: (WALDamageClass, String)
             switch WALFrameCodec.decode(bytes, at: offset) {
             case .frame(let frame):
                 if frame.partition != partition || frame.segmentIndexLow != UInt32(truncatingIfNeeded: file.index) {
                     problem = (.foreignRecord, "frame of \(frame.partition) segment \(frame.segmentIndexLow)")
                 } else if frame.lsn != scan.lastLSN + 1 {
-                    problem = (
-                        frame.lsn <= scan.lastLSN ? .foreignRecord : .lsnGap,
-                        "frame has LSN \(frame.lsn), expected \(scan.lastLSN + 1)"
-                    )
+                    problem = (frame.lsn <= scan.lastLSN ? .foreignRecord : .lsnGap, "frame has LSN \(frame.lsn), expected \(scan.lastLSN + 1)")
                 } else {
                     let payloadStart = offset + WALFormat.frameHeaderBytes
                     try visit(frame, UnsafeRawBufferPointer(rebasing: bytes[payloadStart..<(payloadStart + frame.payloadLength)]))
@@ -304,31 +323,25 @@ public struct WALScanner {
                     segment.closingChecksum = frame.headerChecksum
                     offset += frame.frameLength
                     segment.validEndOffset = UInt64(offset)
-                    continue frames
+                    continue
                 }
             case .zeroHeader:
-                if WALFrameCodec.isAllZero(bytes, offset, bytes.count) { break frames }
+                if WALFrameCodec.isAllZero(bytes, offset, bytes.count) { return nil }
                 problem = (.zeroedRegion, "zero bytes followed by data")
             case .needMoreData:
                 problem = (.truncatedFrame, "the file ends inside a frame")
             case .damaged(let damageClass):
                 problem = (damageClass, "frame does not verify")
             }
-            let here = damage(problem!.0, offset, problem!.1)
-            guard mode == .salvage else {
-                found = here
-                break frames
-            }
+            let here = damage(problem.0, offset, problem.1, file: file, scan: scan)
+            guard mode == .salvage else { return here }
             // Salvage: resynchronise on the next valid frame of this partition and segment.
             scan.skipped.append(here)
-            guard let next = nextValidFrame(bytes, after: offset, segmentIndex: file.index, minimumLSN: scan.lastLSN + 1)
-            else { break frames }
+            guard let next = nextValidFrame(bytes, after: offset, segmentIndex: file.index, minimumLSN: scan.lastLSN + 1) else { return nil }
             scan.lastLSN = next.lsn - 1
             offset = next.offset
         }
-        if segment.validEndOffset == 0 { segment.validEndOffset = UInt64(WALFormat.segmentHeaderBytes) }
-        scan.segments.append(segment)
-        return found
+        return nil
     }
 
     /// The next offset after `offset` holding a checksum-valid frame of this partition and

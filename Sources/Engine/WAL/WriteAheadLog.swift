@@ -98,36 +98,13 @@ public final class WriteAheadLog: Sendable {
         let scanner = WALScanner(fileSystem: fileSystem, directory: partitionDirectory, partition: partition)
         let firstIndex = try scanner.firstSegmentIndex()
         let files = try scanner.segmentFiles().filter { $0.index >= firstIndex }
-        /// Where the first record after `lsn` starts in a segment's bytes: `.some(nil)` when the
-        /// segment ends at or before it, `nil` when the bytes do not settle it (the walk stopped
-        /// at a frame that does not verify — recovery verified these frames, so that is a bad
-        /// read, and the segment is read again).
-        func firstOffsetAfter(_ bytes: [UInt8]) -> Int?? {
-            bytes.withUnsafeBytes { buffer -> Int?? in
-                var offset = WALFormat.segmentHeaderBytes
-                // Bounded by the segment size.
-                while offset < buffer.count {
-                    guard case .frame(let frame) = WALFrameCodec.decode(buffer, at: offset) else {
-                        // Zero padding is where the data ends; anything else is a bad read.
-                        return buffer[offset...].allSatisfy { $0 == 0 } ? .some(nil) : nil
-                    }
-                    if frame.lsn > lsn { return .some(offset) }
-                    offset += frame.frameLength
-                }
-                return .some(nil)
-            }
-        }
-        func headerFirstLSN(_ bytes: [UInt8]) -> LSN? {
-            guard case .success(let (header, _)) = WALSegmentHeader.decode(bytes) else { return nil }
-            return header.firstLSN
-        }
         do throws(FileSystemError) {
             for file in files.reversed() {
                 // A bad read is read again (bounded); one that never settles is an error, never
                 // a reason to keep uncommitted records.
                 let read = try fileSystem.readFile(file.path) { bytes in
                     guard let firstLSN = headerFirstLSN(bytes) else { return false }
-                    return firstLSN > lsn || firstOffsetAfter(bytes) != nil
+                    return firstLSN > lsn || firstOffset(after: lsn, in: bytes) != nil
                 }
                 guard read.verified, let firstLSN = headerFirstLSN(read.bytes) else {
                     throw FileSystemError(.ioError, operation: "discard", path: file.path, detail: "the segment does not read back as recovery verified it")
@@ -138,17 +115,9 @@ public final class WriteAheadLog: Sendable {
                     discardedBytes += UInt64(bytes.count)
                     continue
                 }
-                if let cut = firstOffsetAfter(bytes)! {
-                    let copyPath = file.path + ".uncommitted-\(cut)"
-                    let copy = try fileSystem.openFile(copyPath, options: OpenOptions(creation: .createIfMissing, writable: true, truncate: true))
-                    try copy.write(Array(bytes[cut...]), at: 0)
-                    try copy.sync()
-                    try copy.close()
-                    let segment = try fileSystem.openFile(file.path, options: .readWrite)
-                    try segment.truncate(to: UInt64(cut))
+                if let cut = firstOffset(after: lsn, in: bytes)! {
+                    try cutTail(of: file.path, bytes: bytes, at: cut, fileSystem: fileSystem)
                     discardedBytes += UInt64(bytes.count - cut)
-                    try segment.sync()
-                    try segment.close()
                 }
                 break
             }
@@ -170,6 +139,44 @@ public final class WriteAheadLog: Sendable {
         }
         if discardedBytes > 0 { Probe.walUncommittedDiscarded.hit() }
         return discardedBytes
+    }
+
+    /// Where the first record after `lsn` starts in a segment's bytes: `.some(nil)` when the
+    /// segment ends at or before it, `nil` when the bytes do not settle it (the walk stopped at a
+    /// frame that does not verify — recovery verified these frames, so that is a bad read, and
+    /// the segment is read again).
+    private static func firstOffset(after lsn: LSN, in bytes: [UInt8]) -> Int?? {
+        bytes.withUnsafeBytes { buffer -> Int?? in
+            var offset = WALFormat.segmentHeaderBytes
+            // Bounded by the segment size.
+            while offset < buffer.count {
+                guard case .frame(let frame) = WALFrameCodec.decode(buffer, at: offset) else {
+                    // Zero padding is where the data ends; anything else is a bad read.
+                    return buffer[offset...].allSatisfy { $0 == 0 } ? .some(nil) : nil
+                }
+                if frame.lsn > lsn { return .some(offset) }
+                offset += frame.frameLength
+            }
+            return .some(nil)
+        }
+    }
+
+    private static func headerFirstLSN(_ bytes: [UInt8]) -> LSN? {
+        guard case .success(let (header, _)) = WALSegmentHeader.decode(bytes) else { return nil }
+        return header.firstLSN
+    }
+
+    /// Copies the segment's bytes from `cut` on to `<segment>.uncommitted-<cut>` (synced), then
+    /// truncates the segment at `cut` (synced): the records are kept beside the log, never lost.
+    private static func cutTail(of path: String, bytes: [UInt8], at cut: Int, fileSystem: any FileSystem) throws(FileSystemError) {
+        let copy = try fileSystem.openFile(path + ".uncommitted-\(cut)", options: OpenOptions(creation: .createIfMissing, writable: true, truncate: true))
+        try copy.write(Array(bytes[cut...]), at: 0)
+        try copy.sync()
+        try copy.close()
+        let segment = try fileSystem.openFile(path, options: .readWrite)
+        try segment.truncate(to: UInt64(cut))
+        try segment.sync()
+        try segment.close()
     }
 
     public static func partitionDirectory(_ directory: String, _ partition: WALPartitionID) -> String {

@@ -203,14 +203,7 @@ public struct ScenarioRunner {
             run.commit()
             run.stop(.powerLoss)
         case .bitRotMidLog:
-            run.stop(.processCrash)
-            let path = try run.busiestLaneSegment()
-            let bytes = try fileSystem.readFile(path)
-            // A byte in the first half of the records: acknowledged, with later records after it.
-            let offset = WALFormat.segmentHeaderBytes + (bytes.count - WALFormat.segmentHeaderBytes) / 3
-            let handle = try fileSystem.openFile(path, options: .readWrite)
-            try handle.write([bytes[offset] ^ 0x10], at: UInt64(offset))
-            try handle.close()
+            try rotMidLog(run)
         case .misdirectedWrite:
             fileSystem.setPlan(FaultPlan(rates: [.misdirectedWrites: 1]))
             run.commit()
@@ -234,20 +227,7 @@ public struct ScenarioRunner {
             for _ in 0..<40 where !fileSystem.isHalted { run.commit() }
             run.stop(.powerLoss)
         case .crashDuringRecovery:
-            run.stop(.powerLoss)
-            // Crash at the 1st, 2nd, … 64th operation of recovery, then at ever later ones (each
-            // step an eighth further), until one recovery completes. Bounded: about 100 tries.
-            var step = 1
-            while step < 100_000 {
-                fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(step))
-                if let engine = try? run.open() {
-                    fileSystem.scheduleCrash(atOperation: nil)
-                    try engine.close()
-                    return
-                }
-                run.stop(.powerLoss)
-                step += step < 64 ? 1 : step / 8
-            }
+            try crashThroughRecovery(run)
         case .powerLossInBalancedWindow:
             fileSystem.setPlan(FaultPlan(rates: [.lostUnsyncedWrites: 1]))
             run.stop(.powerLoss)
@@ -266,13 +246,50 @@ public struct ScenarioRunner {
             let (path, _) = try run.lastFrame(lane: 0)
             try run.damage(path, at: 0, with: [UInt8](repeating: 0, count: WALFormat.segmentHeaderBytes))
         case .rotInWitnessedLastRecord:
-            precondition(run.configuration.laneCount >= 2, "the scenario needs two lanes")
-            run.commitToLane(0)
-            run.commitToLane(1)
-            run.stop(.processCrash)
-            let (path, offset) = try run.lastFrame(lane: 0)
-            let byte = offset + WALFormat.frameHeaderBytes + 3
-            try run.damage(path, at: byte, with: [try fileSystem.readFile(path)[byte] ^ 0x04])
+            try rotWitnessedLastRecord(run)
         }
+    }
+
+    /// Flips a byte a third of the way into the busiest lane segment's records: acknowledged,
+    /// with later records after it.
+    private func rotMidLog(_ run: Run) throws {
+        run.stop(.processCrash)
+        let path = try run.busiestLaneSegment()
+        let bytes = try run.fileSystem.readFile(path)
+        let offset = WALFormat.segmentHeaderBytes + (bytes.count - WALFormat.segmentHeaderBytes) / 3
+        // Not synced: the scenario has always left the flipped byte in the page cache only.
+        let handle = try run.fileSystem.openFile(path, options: .readWrite)
+        try handle.write([bytes[offset] ^ 0x10], at: UInt64(offset))
+        try handle.close()
+    }
+
+    /// Crashes at the 1st, 2nd, … 64th operation of recovery, then at ever later ones (each step
+    /// an eighth further), until one recovery completes. Bounded: about 100 tries.
+    private func crashThroughRecovery(_ run: Run) throws {
+        let fileSystem = run.fileSystem
+        run.stop(.powerLoss)
+        var step = 1
+        while step < 100_000 {
+            fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(step))
+            if let engine = try? run.open() {
+                fileSystem.scheduleCrash(atOperation: nil)
+                try engine.close()
+                return
+            }
+            run.stop(.powerLoss)
+            step += step < 64 ? 1 : step / 8
+        }
+    }
+
+    /// Rot in lane 0's last record, which lane 1's later block (its commit record's durable
+    /// height) witnesses as durable.
+    private func rotWitnessedLastRecord(_ run: Run) throws {
+        precondition(run.configuration.laneCount >= 2, "the scenario needs two lanes")
+        run.commitToLane(0)
+        run.commitToLane(1)
+        run.stop(.processCrash)
+        let (path, offset) = try run.lastFrame(lane: 0)
+        let byte = offset + WALFormat.frameHeaderBytes + 3
+        try run.damage(path, at: byte, with: [try run.fileSystem.readFile(path)[byte] ^ 0x04])
     }
 }
