@@ -123,7 +123,7 @@ public final class Engine: @unchecked Sendable {
     // @unchecked: the mutable state below is guarded by `lock`.
     public let configuration: EngineConfiguration
     public let recoveryReport: EngineRecoveryReport
-    private let fileSystem: any FileSystem
+    let fileSystem: any FileSystem
     private let clock: any WALClock
     private let executor: any LaneExecutor
     private let environment: RocksDBEnvironment
@@ -269,7 +269,32 @@ public final class Engine: @unchecked Sendable {
     public func commit(_ operations: [BlockOperation]) throws(EngineError) -> CommitResult {
         let byLane = try route(operations)
         let (result, targets) = try frame(byLane, operationCount: operations.count)
-        // Outside the lock: concurrent commits share syncs.
+        let durable = try waitDurable(targets)
+        return CommitResult(height: result.height, metaRoot: result.metaRoot, durable: durable)
+    }
+
+    /// Commits blocks fetched from a peer, in order, each only after it is checked: it is the
+    /// next height, it chains to this engine's MetaRoot, staging its operations gives exactly its
+    /// lane roots and MetaRoot, and that MetaRoot is `attested[height]` when the caller has an
+    /// attested root for the height. The first block that fails throws `peerBlockMismatch` with
+    /// nothing of it written (the blocks before it are committed; the engine stays usable).
+    /// The batch is made durable once, after its last block: catch-up pays one sync per batch.
+    /// Returns the last block's result; an empty batch returns nil.
+    public func commit(_ blocks: [SyncBlock], attested: [UInt64: Hash32] = [:]) throws(EngineError) -> CommitResult? {
+        var last: (CommitResult, [WALPartitionID: LSN])?
+        // Bounded by the batch.
+        for block in blocks {
+            let byLane = try route(block)
+            last = try frame(byLane, operationCount: block.operationCount, expected: (block, attested[block.height]))
+        }
+        guard let (result, targets) = last else { return nil }
+        let durable = try waitDurable(targets)
+        return CommitResult(height: result.height, metaRoot: result.metaRoot, durable: durable)
+    }
+
+    /// Waits (outside the lock, so concurrent commits share syncs) until every partition is
+    /// durable through `targets`, as the fsync policy promises; whether it is durable now.
+    private func waitDurable(_ targets: [WALPartitionID: LSN]) throws(EngineError) -> Bool {
         var durable = true
         for partition in partitions {
             guard let target = targets[partition] else { continue }
@@ -281,7 +306,20 @@ public final class Engine: @unchecked Sendable {
         }
         if configuration.wal.fsyncPolicy == .devFast { durable = false }
         lock.withLock { updateDurableHeight() }
-        return CommitResult(height: result.height, metaRoot: result.metaRoot, durable: durable)
+        return durable
+    }
+
+    /// A peer's block by lane, refusing one whose lane count is not this chain's or whose lanes
+    /// route elsewhere (a key in the wrong lane would change what the roots mean).
+    private func route(_ block: SyncBlock) throws(EngineError) -> [Int: [BlockOperation]] {
+        guard block.laneRoots.count == configuration.laneCount else {
+            throw EngineError(.peerBlockMismatch, height: block.height, "the block has \(block.laneRoots.count) lanes, the chain \(configuration.laneCount)")
+        }
+        let byLane = try route(block.lanes.flatMap(\.operations))
+        guard byLane.keys.sorted() == block.lanes.map(\.lane), block.lanes.allSatisfy({ byLane[$0.lane] == $0.operations }) else {
+            throw EngineError(.peerBlockMismatch, height: block.height, "the block's operations are not in the lanes their keys route to")
+        }
+        return byLane
     }
 
     /// Groups a block's operations by lane, in order, and refuses one whose lane record could
@@ -306,34 +344,22 @@ public final class Engine: @unchecked Sendable {
 
     /// Frames a block under the lock: lane records, commit record, lane batches. Returns the
     /// LSN each partition must be durable through for the block (and all before it) to be.
-    private func frame(_ byLane: [Int: [BlockOperation]], operationCount: Int) throws(EngineError) -> (CommitResult, [WALPartitionID: LSN]) {
+    private func frame(
+        _ byLane: [Int: [BlockOperation]], operationCount: Int, expected: (block: SyncBlock, attested: Hash32?)? = nil
+    ) throws(EngineError) -> (CommitResult, [WALPartitionID: LSN]) {
         lock.lock()
         defer { lock.unlock() }
         try checkUsable()
         let newHeight = height + 1
         let touched = byLane.keys.sorted()
-        let operationsByLane = byLane
-        let results = Mutex<[Int: (root: Hash32, lsn: LSN)]>([:])
-        do {
-            let lanes = self.lanes
-            let wal = self.wal
-            try executor.run(touched) { (lane) throws(EngineError) in
-                let laneOperations = operationsByLane[lane]!
-                let (root, tree) = try lanes[lane].stage(laneOperations)
-                let record = LaneBlockRecord(height: newHeight, laneRoot: root, operations: laneOperations)
-                let lsn: LSN
-                do throws(WALError) {
-                    lsn = try wal.partition(.lane(lane)).append([record.encoded()], recordType: EngineRecordType.laneBlock.rawValue).upperBound
-                } catch {
-                    throw EngineError.wal(error)
-                }
-                try lanes[lane].write(laneOperations, tree: tree, marker: LaneAppliedMarker(height: newHeight, lsn: lsn, laneRoot: root))
-                results.withLock { $0[lane] = (root, lsn) }
-            }
-        } catch {
-            throw failLocked(error)
+        var staged: [Int: StagedLane]?
+        if let expected {
+            // A peer's block: stage every lane in memory and check the claims before anything
+            // reaches the log or RocksDB.
+            staged = try stageLanes(byLane)
+            try check(expected.block, attested: expected.attested, staged: staged!, newHeight: newHeight)
         }
-        let laneResults = results.withLock { $0 }
+        let laneResults = try logAndApply(byLane, newHeight: newHeight, staged: staged)
         assert(laneResults.keys.sorted() == touched, "every touched lane logged its record, and no other")
         assert(
             !configuration.wal.mutations.isEmpty || laneResults.allSatisfy { $0.value.lsn > appliedLSNs[$0.key] },
@@ -378,6 +404,86 @@ public final class Engine: @unchecked Sendable {
             try checkpointLocked()
         }
         return (CommitResult(height: newHeight, metaRoot: newMetaRoot, durable: false), targets)
+    }
+
+    /// A lane staged in memory: its root after the block and the tree that gives it.
+    /// `@unchecked Sendable`: a staged lane is made by one lane task and used by one lane task
+    /// after it, never by two at once.
+    struct StagedLane: @unchecked Sendable {
+        var root: Hash32
+        var tree: SparseMerkleTree
+    }
+
+    /// Stages every lane of the block (reads only); the lock must be held.
+    private func stageLanes(_ byLane: [Int: [BlockOperation]]) throws(EngineError) -> [Int: StagedLane] {
+        let staged = Mutex<[Int: StagedLane]>([:])
+        do {
+            let lanes = self.lanes
+            try executor.run(byLane.keys.sorted()) { (lane) throws(EngineError) in
+                let (root, tree) = try lanes[lane].stage(byLane[lane]!)
+                staged.withLock { $0[lane] = StagedLane(root: root, tree: tree) }
+            }
+        } catch {
+            throw failLocked(error)
+        }
+        return staged.withLock { $0 }
+    }
+
+    /// A peer's block must be the next height, chain to this MetaRoot, and give exactly its lane
+    /// roots and MetaRoot (and the attested one); `peerBlockMismatch` otherwise, with nothing
+    /// written and the engine usable. The lock must be held.
+    private func check(_ block: SyncBlock, attested: Hash32?, staged: [Int: StagedLane], newHeight: UInt64) throws(EngineError) {
+        func mismatch(_ text: String) -> EngineError { EngineError(.peerBlockMismatch, height: block.height, text) }
+        guard block.height == newHeight else { throw mismatch("the block is height \(block.height), this chain is at \(height)") }
+        guard block.previousMetaRoot == metaRoot else {
+            throw mismatch("the block chains to MetaRoot \(block.previousMetaRoot.hex.prefix(16))…, this chain's is \(metaRoot.hex.prefix(16))…")
+        }
+        var roots = laneRoots
+        for (lane, result) in staged { roots[lane] = result.root }
+        if let lane = roots.indices.first(where: { roots[$0] != block.laneRoots[$0] }) {
+            throw EngineError(
+                .peerBlockMismatch, lane: lane, height: block.height,
+                "lane \(lane)'s root after the block is \(roots[lane].hex.prefix(16))…, the block claims \(block.laneRoots[lane].hex.prefix(16))…")
+        }
+        let computed = MetaRoot.compute(chainID: configuration.chainID, height: newHeight, laneRoots: roots)
+        guard computed == block.metaRoot else { throw mismatch("the MetaRoot is \(computed.hex.prefix(16))…, the block claims \(block.metaRoot.hex.prefix(16))…") }
+        if let attested, attested != computed {
+            throw mismatch("the block's MetaRoot \(computed.hex.prefix(16))… is not the attested \(attested.hex.prefix(16))…")
+        }
+    }
+
+    /// Logs each touched lane's record and applies it to the lane (staging it first unless
+    /// `staged` has it); returns each lane's root and record LSN. The lock must be held; a
+    /// failure fails the engine.
+    private func logAndApply(
+        _ byLane: [Int: [BlockOperation]], newHeight: UInt64, staged: [Int: StagedLane]?
+    ) throws(EngineError) -> [Int: (root: Hash32, lsn: LSN)] {
+        let results = Mutex<[Int: (root: Hash32, lsn: LSN)]>([:])
+        do {
+            let lanes = self.lanes
+            let wal = self.wal
+            try executor.run(byLane.keys.sorted()) { (lane) throws(EngineError) in
+                let laneOperations = byLane[lane]!
+                let (root, tree): (Hash32, SparseMerkleTree)
+                if let ready = staged?[lane] {
+                    (root, tree) = (ready.root, ready.tree)
+                } else {
+                    (root, tree) = try lanes[lane].stage(laneOperations)
+                }
+                let record = LaneBlockRecord(height: newHeight, laneRoot: root, operations: laneOperations)
+                let lsn: LSN
+                do throws(WALError) {
+                    lsn = try wal.partition(.lane(lane)).append([record.encoded()], recordType: EngineRecordType.laneBlock.rawValue).upperBound
+                } catch {
+                    throw EngineError.wal(error)
+                }
+                try lanes[lane].write(laneOperations, tree: tree, marker: LaneAppliedMarker(height: newHeight, lsn: lsn, laneRoot: root))
+                results.withLock { $0[lane] = (root, lsn) }
+            }
+        } catch {
+            throw failLocked(error)
+        }
+        return results.withLock { $0 }
     }
 
     private func updateDurableHeight() {
@@ -561,6 +667,20 @@ public final class Engine: @unchecked Sendable {
             let commit = CommitRecord.decode(record.payload), commit.height == blockHeight
         else { return nil }
         return BlockHeader(commit)
+    }
+
+    /// Committed blocks from `from` on for a peer: at most `maxBlocks`, stopping after the block
+    /// that takes their operations past `operationBytesMax`, and only blocks that are durable
+    /// here (a block this node could still lose in a power cut is never handed to a peer; under
+    /// `dev_fast`, which promises nothing, every committed block). Empty past the height;
+    /// `belowRetention` with the oldest servable height when the log no longer holds `from`.
+    public func servedBlocks(from: UInt64, maxBlocks: Int, operationBytesMax: Int) throws(EngineError) -> ServedBlocks {
+        precondition(from >= 1 && (1...BlockRangeCodec.blocksMax).contains(maxBlocks) && operationBytesMax > 0)
+        let servable = lock.withLock { configuration.wal.fsyncPolicy == .devFast ? height : durableHeightValue }
+        guard from <= servable else { return .blocks([]) }
+        return try BlockRangeReader.read(
+            fileSystem: fileSystem, walDirectory: configuration.resolvedWALDirectory, laneCount: configuration.laneCount, from: from,
+            through: min(servable, from + UInt64(maxBlocks) - 1), operationBytesMax: operationBytesMax)
     }
 
     /// For `balanced`: syncs each partition whose interval has passed. The node calls it from a

@@ -26,6 +26,10 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
         case invalidInput = "invalid_input"
         /// The data directory was never initialised (no genesis).
         case notInitialised = "not_initialised"
+        /// A block from a peer does not follow this chain or its roots are not what staging its
+        /// operations gives (or not the attested MetaRoot). Nothing was written; the engine stays
+        /// usable and the block must come from another peer.
+        case peerBlockMismatch = "peer_block_mismatch"
     }
 
     public var kind: Kind
@@ -63,7 +67,7 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
             true
         case .wal:
             walError?.kind == .midLogDamage || walError?.kind == .damageInAbsoluteMode
-        case .storage, .locked, .failed, .invalidInput, .notInitialised:
+        case .storage, .locked, .failed, .invalidInput, .notInitialised, .peerBlockMismatch:
             false
         }
     }
@@ -78,6 +82,7 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
         case .genesisMismatch: "point the node at this chain's data directory, or use an empty one"
         case .locked: "stop the other node using this data directory first"
         case .invalidInput: "fix the request"
+        case .peerBlockMismatch: "nothing was written; fetch the block from another peer and mark this one faulty"
         case .notInitialised: "check --data-dir; `rivellum-node run` initialises an empty data directory"
         }
     }
