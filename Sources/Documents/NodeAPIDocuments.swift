@@ -310,3 +310,88 @@ public struct BlockRequestDocument: Codable, Sendable, Equatable {
         self.ops = ops
     }
 }
+
+/// `GET /v1/sync/status`: what a syncing peer needs to decide whether and how to use this node.
+public struct SyncStatusDocument: Codable, Sendable, Equatable {
+    public var chainID: String
+    /// The MetaRoot of height 0 over empty lanes: binds the chain id and the lane count.
+    public var genesisDigest: String
+    public var lanes: Int
+    public var height: UInt64
+    /// The highest height served (blocks this node has made durable).
+    public var servableHeight: UInt64
+    public var metaRoot: String
+    /// The lowest height still served whole; `null` when the log holds no block.
+    @ExplicitNull public var oldestServableHeight: UInt64?
+    /// Whether this node keeps every block from genesis (peers can resync from it).
+    public var archive: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case lanes, height, archive
+        case chainID = "chain_id"
+        case genesisDigest = "genesis_digest"
+        case servableHeight = "servable_height"
+        case metaRoot = "meta_root"
+        case oldestServableHeight = "oldest_servable_height"
+    }
+
+    public init(
+        chainID: String, genesisDigest: String, lanes: Int, height: UInt64, servableHeight: UInt64, metaRoot: String,
+        oldestServableHeight: UInt64?, archive: Bool
+    ) {
+        self.chainID = chainID
+        self.genesisDigest = genesisDigest
+        self.lanes = lanes
+        self.height = height
+        self.servableHeight = servableHeight
+        self.metaRoot = metaRoot
+        self.oldestServableHeight = oldestServableHeight
+        self.archive = archive
+    }
+}
+
+/// `GET /v1/sync/headers?from=H&count=N`: consecutive chain links from `from` (fewer where the
+/// served log ends).
+public struct SyncHeadersDocument: Codable, Sendable, Equatable {
+    public struct Link: Codable, Sendable, Equatable {
+        public var height: UInt64
+        public var metaRoot: String
+        public var previousMetaRoot: String
+
+        enum CodingKeys: String, CodingKey {
+            case height
+            case metaRoot = "meta_root"
+            case previousMetaRoot = "previous_meta_root"
+        }
+
+        public init(height: UInt64, metaRoot: String, previousMetaRoot: String) {
+            self.height = height
+            self.metaRoot = metaRoot
+            self.previousMetaRoot = previousMetaRoot
+        }
+    }
+
+    public var headers: [Link]
+
+    public init(headers: [Link]) {
+        self.headers = headers
+    }
+}
+
+/// The 410 of `GET /v1/sync/blocks` and `/v1/sync/headers` below what the log holds.
+public struct BelowRetentionDocument: Codable, Sendable, Equatable {
+    public var error: String
+    public var kind: String
+    @ExplicitNull public var oldestServableHeight: UInt64?
+
+    enum CodingKeys: String, CodingKey {
+        case error, kind
+        case oldestServableHeight = "oldest_servable_height"
+    }
+
+    public init(error: String, oldestServableHeight: UInt64?) {
+        self.error = error
+        self.kind = "below_retention"
+        self.oldestServableHeight = oldestServableHeight
+    }
+}

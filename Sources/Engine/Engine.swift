@@ -53,6 +53,22 @@ public struct StateRoots: Sendable, Equatable {
     public var laneRoots: [Hash32]
 }
 
+/// A block's place in the chain: its height, its MetaRoot and the one it chains to.
+public struct ChainLink: Sendable, Equatable {
+    public var height: UInt64
+    public var metaRoot: Hash32
+    public var previousMetaRoot: Hash32
+
+    public init(height: UInt64, metaRoot: Hash32, previousMetaRoot: Hash32) {
+        self.height = height
+        self.metaRoot = metaRoot
+        self.previousMetaRoot = previousMetaRoot
+    }
+
+    /// The most links one answer holds.
+    public static let countMax = 4_096
+}
+
 /// What the node records of a committed block (from its commit record).
 public struct BlockHeader: Sendable, Equatable {
     public var height: UInt64
@@ -669,6 +685,12 @@ public final class Engine: @unchecked Sendable {
         return BlockHeader(commit)
     }
 
+    /// The highest height served to peers: the durable height (under `dev_fast`, which promises
+    /// nothing, the height).
+    public var servableHeight: UInt64 {
+        lock.withLock { configuration.wal.fsyncPolicy == .devFast ? height : durableHeightValue }
+    }
+
     /// Committed blocks from `from` on for a peer: at most `maxBlocks`, stopping after the block
     /// that takes their operations past `operationBytesMax`, and only blocks that are durable
     /// here (a block this node could still lose in a power cut is never handed to a peer; under
@@ -676,11 +698,34 @@ public final class Engine: @unchecked Sendable {
     /// `belowRetention` with the oldest servable height when the log no longer holds `from`.
     public func servedBlocks(from: UInt64, maxBlocks: Int, operationBytesMax: Int) throws(EngineError) -> ServedBlocks {
         precondition(from >= 1 && (1...BlockRangeCodec.blocksMax).contains(maxBlocks) && operationBytesMax > 0)
-        let servable = lock.withLock { configuration.wal.fsyncPolicy == .devFast ? height : durableHeightValue }
+        let servable = servableHeight
         guard from <= servable else { return .blocks([]) }
         return try BlockRangeReader.read(
             fileSystem: fileSystem, walDirectory: configuration.resolvedWALDirectory, laneCount: configuration.laneCount, from: from,
             through: min(servable, from + UInt64(maxBlocks) - 1), operationBytesMax: operationBytesMax)
+    }
+
+    /// The durable blocks' chain links from `from` on (height, MetaRoot, the MetaRoot before):
+    /// what peers compare to attest a height. At most `count`; fewer where the log stops.
+    public func servedLinks(from: UInt64, count: Int) throws(EngineError) -> [ChainLink] {
+        precondition(from >= 1 && (1...ChainLink.countMax).contains(count))
+        let servable = servableHeight
+        guard from <= servable else { return [] }
+        let commits = try BlockRangeReader.commitRecords(
+            fileSystem: fileSystem, walDirectory: configuration.resolvedWALDirectory, heights: from...min(servable, from + UInt64(count) - 1))
+        return commits.map { ChainLink(height: $0.height, metaRoot: $0.metaRoot, previousMetaRoot: $0.previousMetaRoot) }
+    }
+
+    /// The lowest height whose block the log still holds whole (nil when it holds none).
+    public func oldestServableHeight() throws(EngineError) -> UInt64? {
+        try BlockRangeReader.oldestServableHeight(
+            fileSystem: fileSystem, walDirectory: configuration.resolvedWALDirectory, laneCount: configuration.laneCount)
+    }
+
+    /// The chain's identity as peers compare it: the MetaRoot of height 0, over empty lanes,
+    /// which binds the chain id and the lane count.
+    public static func genesisDigest(chainID: String, laneCount: Int) -> Hash32 {
+        MetaRoot.compute(chainID: chainID, height: 0, laneRoots: Array(repeating: StateHashing.emptyTree, count: laneCount))
     }
 
     /// For `balanced`: syncs each partition whose interval has passed. The node calls it from a

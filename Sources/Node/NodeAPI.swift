@@ -76,6 +76,9 @@ public struct NodeAPI: Sendable {
             return json(stateRead(try engine.get(Array(key.utf8))))
         }
         router.post("/v1/blocks") { request, _ in try await commit(request) }
+        router.get("/v1/sync/status") { _, _ in json(try await syncStatus()) }
+        router.get("/v1/sync/headers") { request, _ in json(try await syncHeaders(request)) }
+        router.get("/v1/sync/blocks") { request, _ in try await syncBlocks(request) }
         router.post("/v1/admin/snapshots") { request, context in try await createSnapshot(request, context: context) }
         return router
     }
@@ -147,6 +150,69 @@ public struct NodeAPI: Sendable {
             throw APIError(status, error.description, kind: "snapshot_\(error.kind.rawValue)")
         }
         return json(SnapshotCreated(path: result.path, manifest: result.manifest, seconds: result.seconds))
+    }
+
+    // MARK: Serving peers
+
+    private func syncStatus() async throws -> SyncStatusDocument {
+        let engine = self.engine
+        let oldest = try await commitPool.runIfActive { () throws -> UInt64? in try engine.oldestServableHeight() }
+        let roots = engine.stateRoots()
+        let chain = configuration.node
+        return SyncStatusDocument(
+            chainID: chain.chainID, genesisDigest: Engine.genesisDigest(chainID: chain.chainID, laneCount: chain.laneCount).hex,
+            lanes: chain.laneCount, height: roots.height, servableHeight: engine.servableHeight, metaRoot: roots.metaRoot.hex,
+            oldestServableHeight: oldest, archive: false)
+    }
+
+    /// `?from=H&count=N` (N ≤ 4096, default 1024): chain links of durable blocks.
+    private func syncHeaders(_ request: Request) async throws -> SyncHeadersDocument {
+        let from = try Self.query(request, "from", in: 1...UInt64.max)
+        let count = Int(try Self.query(request, "count", in: 1...UInt64(ChainLink.countMax), default: 1_024))
+        let engine = self.engine
+        let links = try await commitPool.runIfActive { () throws -> [ChainLink] in try engine.servedLinks(from: from, count: count) }
+        return SyncHeadersDocument(headers: links.map { .init(height: $0.height, metaRoot: $0.metaRoot.hex, previousMetaRoot: $0.previousMetaRoot.hex) })
+    }
+
+    /// `?from=H&max_blocks=N&max_bytes=B` (N ≤ 1024, default 256; B ≤ 16 MiB, default 4 MiB):
+    /// durable blocks as `application/x-rivellum-blocks`; 410 naming the oldest servable height
+    /// below what the log holds; an empty range past the servable height.
+    private func syncBlocks(_ request: Request) async throws -> Response {
+        let from = try Self.query(request, "from", in: 1...UInt64.max)
+        let maxBlocks = Int(try Self.query(request, "max_blocks", in: 1...UInt64(BlockRangeCodec.blocksMax), default: 256))
+        let maxBytes = Int(try Self.query(request, "max_bytes", in: 1...UInt64(BlockRangeCodec.rangeBytesMax), default: 4 << 20))
+        let engine = self.engine
+        let served = try await commitPool.runIfActive { () throws -> ServedBlocks in
+            try engine.servedBlocks(from: from, maxBlocks: maxBlocks, operationBytesMax: maxBytes)
+        }
+        switch served {
+        case .belowRetention(let oldest):
+            let text = "height \(from) is no longer held" + (oldest.map { "; the oldest servable height is \($0)" } ?? "; no block is held")
+            return json(BelowRetentionDocument(error: text, oldestServableHeight: oldest), status: .gone)
+        case .blocks(var blocks):
+            var encoded = BlockRangeCodec.encode(blocks)
+            // Bounded by the blocks: drop the last until the range fits (one block always does,
+            // being at most api.max_body_bytes of operations).
+            while encoded.count > BlockRangeCodec.rangeBytesMax && blocks.count > 1 {
+                blocks.removeLast()
+                encoded = BlockRangeCodec.encode(blocks)
+            }
+            return Response(
+                status: .ok, headers: [.contentType: BlockRangeCodec.contentType], body: .init(byteBuffer: ByteBuffer(bytes: encoded)))
+        }
+    }
+
+    /// A query parameter as an integer in `range`; 400 when it is malformed, out of range, or
+    /// missing without a default.
+    static func query(_ request: Request, _ name: String, in range: ClosedRange<UInt64>, default fallback: UInt64? = nil) throws -> UInt64 {
+        guard let text = request.uri.queryParameters[name[...]] else {
+            guard let fallback else { throw APIError(.badRequest, "the query parameter \(name) is required") }
+            return fallback
+        }
+        guard let value = UInt64(text), range.contains(value) else {
+            throw APIError(.badRequest, "\(name) must be an integer in \(range.lowerBound)...\(range.upperBound), got \(quoted(String(text)))")
+        }
+        return value
     }
 
     /// The whole body, at most `limit` bytes: 413 past it, 400 when it cannot be read (a broken

@@ -94,6 +94,8 @@ public enum BlockRangeCodec {
     public static let blocksMax = 1_024
     /// The most bytes one range may take.
     public static let rangeBytesMax = 16 << 20
+    /// The HTTP media type of an encoded range.
+    public static let contentType = "application/x-rivellum-blocks"
 
     /// Encodes consecutive blocks (heights running on by one). An empty range is allowed.
     public static func encode(_ blocks: [SyncBlock]) -> [UInt8] {
