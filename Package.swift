@@ -109,6 +109,8 @@ let package = Package(
         .testTarget(
             name: "NodeTests", dependencies: ["Node", "Documents", "PeerSync", "Engine", "FaultFS", "NodeHarness", "rivellum-node", "rivellum-killtest", "rivellum-loadtest"]),
         .testTarget(name: "SimRunnerTests", dependencies: ["SimRunner", "Engine", "FaultFS"]),
+        // The sync state machine's decision table (no I/O).
+        .testTarget(name: "PeerSyncTests", dependencies: ["PeerSync", "Engine"]),
         // The benchmark harness itself (baselines that fail must fail the run).
         .testTarget(name: "BenchTests", dependencies: ["rivellum-bench"]),
     ],

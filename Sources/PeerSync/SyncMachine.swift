@@ -1,0 +1,430 @@
+import Engine
+
+/// How a node syncs: its chain's identity, its peers and quorum, and the bounds on everything
+/// the machine holds and asks for.
+public struct SyncConfiguration: Sendable, Equatable {
+    public var chainID: String
+    public var laneCount: Int
+    public var peerCount: Int
+    /// Peers that must report the same MetaRoot at a height before it is trusted; 0 means a
+    /// majority of the peers.
+    public var quorum: Int
+    /// A height and its MetaRoot obtained out of band, trusted as if a quorum reported it.
+    public var trustAnchor: ChainLink?
+    /// Keep applying new blocks after catching up (a standby or read replica).
+    public var follow: Bool
+    public var linksPerRequest = 512
+    public var blocksPerRequest = 128
+    public var requestsPerPeerMax = 2
+    public var requestsMax = 8
+    /// Heights above the local one that votes and buffered blocks may cover.
+    public var windowBlocks: UInt64 = 4_096
+    public var applyBatchMax = 256
+    /// Operation bytes of fetched blocks held before they can be applied.
+    public var bufferBytesMax = 64 << 20
+    public var backoffInitialNanoseconds: UInt64 = 250_000_000
+    public var backoffMaxNanoseconds: UInt64 = 30_000_000_000
+    public var faultyNanoseconds: UInt64 = 600_000_000_000
+    public var statusRefreshNanoseconds: UInt64 = 1_000_000_000
+    public var requestTimeoutNanoseconds: UInt64 = 60_000_000_000
+
+    public init(chainID: String, laneCount: Int, peerCount: Int, quorum: Int = 0, trustAnchor: ChainLink? = nil, follow: Bool = false) {
+        precondition(peerCount >= 1 && peerCount <= 64 && quorum >= 0 && quorum <= peerCount, "1...64 peers and a quorum among them")
+        self.chainID = chainID
+        self.laneCount = laneCount
+        self.peerCount = peerCount
+        self.quorum = quorum
+        self.trustAnchor = trustAnchor
+        self.follow = follow
+    }
+
+    /// The quorum in peers: the configured one, or a majority.
+    public var resolvedQuorum: Int { quorum > 0 ? quorum : peerCount / 2 + 1 }
+
+    public var genesisDigest: Hash32 { Engine.genesisDigest(chainID: chainID, laneCount: laneCount) }
+}
+
+/// Every sync decision, with no I/O of its own: which peer to ask for what, when to retry, which
+/// MetaRoots are attested, which blocks may be applied, which peer lied, and when to stop. The
+/// node drives it over HTTP (`SyncService`), the simulator over a simulated network; both feed
+/// `handle` the same inputs. Bounded: requests in flight (per peer and in all), the window of
+/// heights it keeps votes and blocks for, and every list it returns.
+///
+/// Trust: a height's MetaRoot is attested when `resolvedQuorum` peers report it in their chain
+/// links, or it is the trust anchor's. Blocks are applied only up to the highest height attested
+/// without a gap, each with its attested root, and the engine checks every block against it
+/// before writing anything. A quorum attesting another root at the local height is a fork.
+public struct SyncMachine: Sendable {
+    public let configuration: SyncConfiguration
+    public private(set) var localHeight: UInt64
+    public private(set) var localMetaRoot: Hash32
+    public private(set) var peers: [SyncPeer]
+    /// votes[height][root]: the peers that reported `root` at `height` (heights from the local
+    /// one up to the window).
+    private var votes: [UInt64: [Hash32: Set<Int>]] = [:]
+    private var buffered: [UInt64: (block: SyncBlock, peer: Int)] = [:]
+    private var bufferedBytes = 0
+    /// Block ranges in flight by first height: who was asked and when.
+    private var blockRequests: [UInt64: (peer: Int, count: Int, sentAt: UInt64)] = [:]
+    private var applyInFlight = false
+    private var reportedCaughtUp = false
+    private var stopped: SyncStop?
+
+    public init(configuration: SyncConfiguration, localHeight: UInt64, localMetaRoot: Hash32) {
+        self.configuration = configuration
+        self.localHeight = localHeight
+        self.localMetaRoot = localMetaRoot
+        peers = Array(repeating: SyncPeer(), count: configuration.peerCount)
+    }
+
+    // MARK: Reading
+
+    /// The height a quorum of healthy peers serve: what catching up aims at (nil without a quorum).
+    public var targetHeight: UInt64? {
+        let heights = peers.compactMap(\.status?.servableHeight).sorted(by: >)
+        let quorum = configuration.resolvedQuorum
+        return heights.count >= quorum ? heights[quorum - 1] : nil
+    }
+
+    /// The root trusted at `height`, if any.
+    public func attestedRoot(at height: UInt64) -> Hash32? {
+        if let anchor = configuration.trustAnchor, anchor.height == height { return anchor.metaRoot }
+        return votes[height]?.first { $0.value.count >= configuration.resolvedQuorum }?.key
+    }
+
+    /// The highest height attested with every height from the local one's next up to it.
+    public var attestedThrough: UInt64 {
+        var height = localHeight
+        // Bounded by the window.
+        while height < localHeight + configuration.windowBlocks, attestedRoot(at: height + 1) != nil { height += 1 }
+        return height
+    }
+
+    public func phase(now: UInt64) -> SyncPhase {
+        guard let target = targetHeight else { return .stalled }
+        if localHeight < target { return peers.contains { $0.isUsable(now: now) } ? .catchingUp : .stalled }
+        return configuration.follow ? .following : .synced
+    }
+
+    // MARK: Stepping
+
+    /// Feeds one input at time `now` (nanoseconds, the driver's clock) and returns what to do.
+    public mutating func handle(_ input: SyncInput, now: UInt64) -> [SyncOutput] {
+        guard stopped == nil else { return [] }
+        var outputs: [SyncOutput] = []
+        switch input {
+        case .tick:
+            expireRequests(now: now)
+        case .status(let peer, let result):
+            receiveStatus(peer, result, now: now, into: &outputs)
+        case .links(let peer, let from, let result):
+            peers[peer].linksInFlight = false
+            receiveLinks(peer, from: from, result, now: now, into: &outputs)
+        case .blocks(let peer, let from, let result):
+            receiveBlocks(peer, from: from, result, now: now, into: &outputs)
+        case .applied(let height, let metaRoot):
+            applyInFlight = false
+            advance(to: height, metaRoot: metaRoot)
+        case .applyRefused(let height, let reason):
+            refuseApplied(height, reason: reason, now: now, into: &outputs)
+        }
+        if let stop = checkStops(now: now) {
+            stopped = stop
+            return outputs + [.stop(stop)]
+        }
+        plan(now: now, into: &outputs)
+        return outputs
+    }
+
+    // MARK: Inputs
+
+    private mutating func receiveStatus(_ peer: Int, _ result: Result<PeerStatus, PeerFault>, now: UInt64, into outputs: inout [SyncOutput]) {
+        peers[peer].statusInFlight = false
+        switch result {
+        case .failure(let fault):
+            punish(peer, fault, now: now, into: &outputs)
+        case .success(let status):
+            guard status.chainID == configuration.chainID, status.laneCount == configuration.laneCount,
+                status.genesisDigest == configuration.genesisDigest
+            else {
+                peers[peer].state = .otherChain("chain \(status.chainID) with \(status.laneCount) lanes")
+                outputs.append(.peerFaulty(peer: peer, why: "another chain: \(status.chainID), \(status.laneCount) lanes"))
+                return
+            }
+            if case .faulty(let until, _) = peers[peer].state, now < until { return }
+            peers[peer].state = .healthy(status, refreshedAt: now)
+            peers[peer].attempts = 0
+        }
+    }
+
+    private mutating func receiveLinks(
+        _ peer: Int, from: UInt64, _ result: Result<[ChainLink], PeerFault>, now: UInt64, into outputs: inout [SyncOutput]
+    ) {
+        let links: [ChainLink]
+        switch result {
+        case .failure(let fault): return punish(peer, fault, now: now, into: &outputs)
+        case .success(let answer): links = answer
+        }
+        let consecutive = links.indices.allSatisfy { links[$0].height == from + UInt64($0) }
+        let chained = zip(links, links.dropFirst()).allSatisfy { $0.metaRoot == $1.previousMetaRoot }
+        guard consecutive, chained, links.count <= configuration.linksPerRequest else {
+            return punish(peer, .misbehaved("chain links that do not run on from \(from)"), now: now, into: &outputs)
+        }
+        guard !links.isEmpty else { return punish(peer, .unreachable("no links from \(from)"), now: now, into: &outputs) }
+        // Bounded by the answer (at most linksPerRequest).
+        for link in links where link.height >= localHeight && link.height <= localHeight + configuration.windowBlocks {
+            if let earlier = votes[link.height]?.first(where: { $0.value.contains(peer) })?.key, earlier != link.metaRoot {
+                return punish(peer, .misbehaved("two MetaRoots for height \(link.height)"), now: now, into: &outputs)
+            }
+            votes[link.height, default: [:]][link.metaRoot, default: []].insert(peer)
+        }
+        peers[peer].linkedThrough = max(peers[peer].linkedThrough, links.last!.height)
+    }
+
+    private mutating func receiveBlocks(
+        _ peer: Int, from: UInt64, _ result: Result<[SyncBlock], PeerFault>, now: UInt64, into outputs: inout [SyncOutput]
+    ) {
+        guard let request = blockRequests[from], request.peer == peer else { return }
+        blockRequests[from] = nil
+        peers[peer].blocksInFlight -= 1
+        let blocks: [SyncBlock]
+        switch result {
+        case .failure(let fault): return punish(peer, fault, now: now, into: &outputs)
+        case .success(let answer): blocks = answer
+        }
+        guard blocks.count <= request.count, blocks.indices.allSatisfy({ blocks[$0].height == from + UInt64($0) }) else {
+            return punish(peer, .misbehaved("blocks that are not the \(request.count) asked for from \(from)"), now: now, into: &outputs)
+        }
+        guard !blocks.isEmpty else { return punish(peer, .unreachable("no blocks from \(from)"), now: now, into: &outputs) }
+        if let lie = blocks.first(where: { block in attestedRoot(at: block.height).map { $0 != block.metaRoot } ?? false }) {
+            return punish(peer, .misbehaved("block \(lie.height) has a MetaRoot the quorum does not attest"), now: now, into: &outputs)
+        }
+        for block in blocks where block.height > localHeight && buffered[block.height] == nil {
+            buffered[block.height] = (block, peer)
+            bufferedBytes += Self.operationBytes(block)
+        }
+    }
+
+    private mutating func advance(to height: UInt64, metaRoot: Hash32) {
+        precondition(height >= localHeight, "the engine's height went back")
+        localHeight = height
+        localMetaRoot = metaRoot
+        // Bounded by the window: drop what is now below the local height.
+        dropBuffered { $0.key <= height }
+        votes = votes.filter { $0.key >= height }
+    }
+
+    private mutating func dropBuffered(where drop: ((key: UInt64, value: (block: SyncBlock, peer: Int))) -> Bool) {
+        for entry in buffered where drop(entry) {
+            buffered[entry.key] = nil
+            bufferedBytes -= Self.operationBytes(entry.value.block)
+        }
+        assert(bufferedBytes >= 0 && (!buffered.isEmpty || bufferedBytes == 0), "the buffer's byte count")
+    }
+
+    static func operationBytes(_ block: SyncBlock) -> Int {
+        block.lanes.reduce(0) { total, lane in lane.operations.reduce(total) { $0 + LaneBlockRecord.encodedBytes(of: $1) } }
+    }
+
+    private mutating func refuseApplied(_ height: UInt64, reason: String, now: UInt64, into outputs: inout [SyncOutput]) {
+        applyInFlight = false
+        guard let entry = buffered[height] else { return }
+        let liar = entry.peer
+        dropBuffered { $0.value.peer == liar }
+        punish(liar, .misbehaved("block \(height) refused: \(reason)"), now: now, into: &outputs)
+    }
+
+    /// Unreachable: back off, doubling. Misbehaved: faulty for `faultyNanoseconds`.
+    private mutating func punish(_ peer: Int, _ fault: PeerFault, now: UInt64, into outputs: inout [SyncOutput]) {
+        guard !peers[peer].isOtherChain else { return }
+        switch fault {
+        case .unreachable:
+            let delay = min(configuration.backoffMaxNanoseconds, configuration.backoffInitialNanoseconds << UInt64(min(peers[peer].attempts, 20)))
+            peers[peer].attempts += 1
+            if case .faulty = peers[peer].state { return }
+            peers[peer].state = .backingOff(until: now + delay, last: peers[peer].status)
+        case .misbehaved(let why):
+            peers[peer].state = .faulty(until: now + configuration.faultyNanoseconds, why: why)
+            peers[peer].faults += 1
+            // A peer that lied once does not vote: its reports are withdrawn.
+            for height in votes.keys {
+                for root in votes[height]!.keys { votes[height]![root]!.remove(peer) }
+            }
+            outputs.append(.peerFaulty(peer: peer, why: why))
+        }
+    }
+
+    /// Forgets requests a driver never answered (bounded time), backing their peers off.
+    private mutating func expireRequests(now: UInt64) {
+        var ignored: [SyncOutput] = []
+        for peer in peers.indices where peers[peer].hasExpired(now: now, timeout: configuration.requestTimeoutNanoseconds) {
+            peers[peer].statusInFlight = false
+            peers[peer].linksInFlight = false
+            punish(peer, .unreachable("a status or links request timed out"), now: now, into: &ignored)
+        }
+        for (from, request) in blockRequests where now - request.sentAt >= configuration.requestTimeoutNanoseconds {
+            blockRequests[from] = nil
+            peers[request.peer].blocksInFlight -= 1
+            punish(request.peer, .unreachable("blocks from \(from) timed out"), now: now, into: &ignored)
+        }
+    }
+
+    // MARK: Decisions
+
+    private func checkStops(now: UInt64) -> SyncStop? {
+        let quorum = configuration.resolvedQuorum
+        let usable = peers.filter { !$0.isOtherChain }.count
+        if usable < quorum { return .noQuorumPossible(usable: usable, quorum: quorum) }
+        if localHeight > 0, let attested = attestedRoot(at: localHeight), attested != localMetaRoot {
+            return .fork(height: localHeight, local: localMetaRoot, attested: attested)
+        }
+        let statuses = peers.compactMap(\.status)
+        let next = localHeight + 1
+        if statuses.count >= quorum, statuses.allSatisfy({ $0.servableHeight >= next }),
+            let oldest = statuses.compactMap(\.oldestServableHeight).min(), statuses.allSatisfy({ ($0.oldestServableHeight ?? .max) > next })
+        {
+            return .needsStateSync(nextHeight: next, oldestServable: oldest)
+        }
+        return nil
+    }
+
+    /// Asks for what is missing, within the bounds, and hands over what may be applied.
+    private mutating func plan(now: UInt64, into outputs: inout [SyncOutput]) {
+        for peer in peers.indices {
+            peers[peer].wakeIfDue(now: now)
+            if peers[peer].needsStatus(now: now, refresh: configuration.statusRefreshNanoseconds) {
+                peers[peer].statusInFlight = true
+                peers[peer].sentAt = now
+                outputs.append(.request(peer: peer, .status))
+            }
+        }
+        requestLinks(now: now, into: &outputs)
+        requestBlocks(now: now, into: &outputs)
+        emitApply(into: &outputs)
+        if let target = targetHeight, localHeight >= target, !reportedCaughtUp {
+            reportedCaughtUp = true
+            outputs.append(.caughtUp(height: localHeight))
+        }
+    }
+
+    private var requestsInFlight: Int { blockRequests.count + peers.filter(\.linksInFlight).count }
+
+    private mutating func requestLinks(now: UInt64, into outputs: inout [SyncOutput]) {
+        let windowEnd = localHeight + configuration.windowBlocks
+        for peer in peers.indices where requestsInFlight < configuration.requestsMax {
+            guard let status = peers[peer].status, peers[peer].isAskable(now: now), !peers[peer].linksInFlight else { continue }
+            let from = max(max(1, localHeight), peers[peer].linkedThrough + 1)
+            guard from <= min(status.servableHeight, windowEnd) else { continue }
+            let count = Int(min(UInt64(configuration.linksPerRequest), min(status.servableHeight, windowEnd) - from + 1))
+            peers[peer].linksInFlight = true
+            peers[peer].sentAt = now
+            outputs.append(.request(peer: peer, .links(from: from, count: count)))
+        }
+    }
+
+    private mutating func requestBlocks(now: UInt64, into outputs: inout [SyncOutput]) {
+        let through = attestedThrough
+        var from = localHeight + 1
+        // Bounded by the attested window, one range per round; nothing past the buffer's bound.
+        while from <= through && requestsInFlight < configuration.requestsMax && bufferedBytes < configuration.bufferBytesMax {
+            if buffered[from] != nil {
+                from += 1
+                continue
+            }
+            if let inFlight = blockRequests[from] {
+                from += UInt64(inFlight.count)
+                continue
+            }
+            var count = Int(min(UInt64(configuration.blocksPerRequest), through - from + 1))
+            if let next = blockRequests.keys.filter({ $0 > from }).min() { count = min(count, Int(next - from)) }
+            let candidates = peers.indices.filter { peer in
+                peers[peer].isAskable(now: now) && peers[peer].blocksInFlight < configuration.requestsPerPeerMax
+                    && (peers[peer].status?.servableHeight ?? 0) >= from && (peers[peer].status?.oldestServableHeight ?? .max) <= from
+            }
+            // The least busy, then the lowest index: deterministic.
+            guard let peer = candidates.min(by: { (peers[$0].blocksInFlight, $0) < (peers[$1].blocksInFlight, $1) }) else { return }
+            blockRequests[from] = (peer, count, now)
+            peers[peer].blocksInFlight += 1
+            outputs.append(.request(peer: peer, .blocks(from: from, count: count)))
+            from += UInt64(count)
+        }
+    }
+
+    private mutating func emitApply(into outputs: inout [SyncOutput]) {
+        guard !applyInFlight else { return }
+        var blocks: [SyncBlock] = []
+        var attested: [UInt64: Hash32] = [:]
+        var height = localHeight + 1
+        // Bounded by applyBatchMax.
+        while blocks.count < configuration.applyBatchMax, let entry = buffered[height], let root = attestedRoot(at: height) {
+            blocks.append(entry.block)
+            attested[height] = root
+            height += 1
+        }
+        guard !blocks.isEmpty else { return }
+        applyInFlight = true
+        outputs.append(.apply(blocks, attested: attested))
+    }
+}
+
+/// One peer as the machine sees it.
+public struct SyncPeer: Sendable, Equatable {
+    public enum State: Sendable, Equatable {
+        case unknown
+        case healthy(PeerStatus, refreshedAt: UInt64)
+        case backingOff(until: UInt64, last: PeerStatus?)
+        case faulty(until: UInt64, why: String)
+        /// Another chain id, genesis or lane count: never used.
+        case otherChain(String)
+    }
+
+    public var state = State.unknown
+    /// Consecutive failures to reach it (the backoff's exponent).
+    public var attempts = 0
+    /// Times it answered falsely.
+    public var faults = 0
+    var statusInFlight = false
+    var linksInFlight = false
+    var blocksInFlight = 0
+    /// The highest height it has sent chain links for.
+    var linkedThrough: UInt64 = 0
+    /// When the status or links request in flight was sent.
+    var sentAt: UInt64 = 0
+
+    func hasExpired(now: UInt64, timeout: UInt64) -> Bool {
+        (statusInFlight || linksInFlight) && now - sentAt >= timeout
+    }
+
+    public var status: PeerStatus? {
+        if case .healthy(let status, _) = state { return status }
+        return nil
+    }
+
+    var isOtherChain: Bool {
+        if case .otherChain = state { return true }
+        return false
+    }
+
+    func isUsable(now: UInt64) -> Bool { status != nil }
+
+    func isAskable(now: UInt64) -> Bool { status != nil }
+
+    /// A backoff or a faulty spell that has run out: ask for its status again.
+    mutating func wakeIfDue(now: UInt64) {
+        switch state {
+        case .backingOff(let until, _) where now >= until, .faulty(let until, _) where now >= until:
+            state = .unknown
+        default:
+            break
+        }
+    }
+
+    func needsStatus(now: UInt64, refresh: UInt64) -> Bool {
+        guard !statusInFlight else { return false }
+        switch state {
+        case .unknown: return true
+        case .healthy(_, let refreshedAt): return now - refreshedAt >= refresh
+        case .backingOff, .faulty, .otherChain: return false
+        }
+    }
+}

@@ -1,0 +1,239 @@
+import Engine
+import PeerSync
+import Testing
+
+/// A chain of made-up MetaRoots (the machine checks agreement and chaining, the engine checks
+/// the roots themselves): `variant` 0 is the honest chain, others fork from `forkHeight` on.
+struct FakeChain {
+    var variant: UInt8 = 0
+    var forkHeight: UInt64 = 1
+
+    func root(_ height: UInt64) -> Hash32 {
+        if height == 0 { return Hash32(bytes: [UInt8](repeating: 0, count: 32)) }
+        let fork = height >= forkHeight ? variant : 0
+        return Hash32(bytes: [fork, UInt8(truncatingIfNeeded: height), UInt8(truncatingIfNeeded: height >> 8)] + [UInt8](repeating: 1, count: 29))
+    }
+
+    func links(_ heights: ClosedRange<UInt64>) -> [ChainLink] {
+        heights.map { ChainLink(height: $0, metaRoot: root($0), previousMetaRoot: root($0 - 1)) }
+    }
+
+    func blocks(_ heights: ClosedRange<UInt64>) -> [SyncBlock] {
+        heights.map { SyncBlock(height: $0, metaRoot: root($0), previousMetaRoot: root($0 - 1), laneRoots: [root($0)], lanes: []) }
+    }
+}
+
+/// Drives a machine by hand: each helper feeds one input and returns the outputs.
+struct Harness {
+    var machine: SyncMachine
+    var now: UInt64 = 0
+    let chain = FakeChain()
+
+    init(peers: Int = 3, quorum: Int = 0, localHeight: UInt64 = 0, follow: Bool = false, anchor: ChainLink? = nil, configure: (inout SyncConfiguration) -> Void = { _ in }) {
+        var configuration = SyncConfiguration(chainID: "c", laneCount: 1, peerCount: peers, quorum: quorum, trustAnchor: anchor, follow: follow)
+        configure(&configuration)
+        machine = SyncMachine(configuration: configuration, localHeight: localHeight, localMetaRoot: FakeChain().root(localHeight))
+    }
+
+    func status(height: UInt64, oldest: UInt64? = 1, chainID: String = "c", lanes: Int = 1) -> PeerStatus {
+        PeerStatus(
+            chainID: chainID, genesisDigest: Engine.genesisDigest(chainID: chainID, laneCount: lanes), laneCount: lanes, servableHeight: height,
+            oldestServableHeight: oldest, archive: oldest == 1)
+    }
+
+    mutating func feed(_ input: SyncInput) -> [SyncOutput] { machine.handle(input, now: now) }
+
+    /// Every peer healthy at `height`.
+    mutating func allHealthy(at height: UInt64) -> [SyncOutput] {
+        _ = feed(.tick)
+        var outputs: [SyncOutput] = []
+        for peer in 0..<machine.configuration.peerCount { outputs += feed(.status(peer: peer, .success(status(height: height)))) }
+        return outputs
+    }
+}
+
+func requests(_ outputs: [SyncOutput]) -> [(peer: Int, request: SyncRequest)] {
+    outputs.compactMap { if case .request(let peer, let request) = $0 { (peer, request) } else { nil } }
+}
+
+func blockRequests(_ outputs: [SyncOutput]) -> [(peer: Int, from: UInt64, count: Int)] {
+    requests(outputs).compactMap { if case .blocks(let from, let count) = $0.request { ($0.peer, from, count) } else { nil } }
+}
+
+func applied(_ outputs: [SyncOutput]) -> [SyncBlock]? {
+    outputs.lazy.compactMap { if case .apply(let blocks, _) = $0 { blocks } else { nil } }.first
+}
+
+@Suite("Sync machine: decision table")
+struct SyncMachineTests {
+    @Test func theFirstTickAsksEveryPeerForItsStatus() {
+        var harness = Harness(peers: 3)
+        let outputs = harness.feed(.tick)
+        #expect(requests(outputs).map(\.peer) == [0, 1, 2] && requests(outputs).allSatisfy { $0.request == .status })
+        #expect(harness.feed(.tick).isEmpty, "a status in flight is not asked again")
+    }
+
+    @Test func aPeerOnAnotherChainIsNeverUsedAndTooFewUsablePeersStop() {
+        var harness = Harness(peers: 3)
+        _ = harness.feed(.tick)
+        var outputs = harness.feed(.status(peer: 0, .success(harness.status(height: 10, chainID: "other"))))
+        #expect(outputs.contains(.peerFaulty(peer: 0, why: "another chain: other, 1 lanes")))
+        outputs = harness.feed(.status(peer: 1, .success(harness.status(height: 10, lanes: 2))))
+        #expect(outputs.contains(.stop(.noQuorumPossible(usable: 1, quorum: 2))))
+        #expect(harness.feed(.tick).isEmpty, "stopped for good")
+    }
+
+    @Test func blocksAreFetchedOnlyForHeightsAQuorumAttests() {
+        var harness = Harness(peers: 3)
+        let outputs = harness.allHealthy(at: 20)
+        let linkAsks = requests(outputs).filter { if case .links = $0.request { true } else { false } }
+        #expect(linkAsks.count == 3 && linkAsks.allSatisfy { $0.request == .links(from: 1, count: 20) })
+        var next = harness.feed(.links(peer: 0, from: 1, .success(harness.chain.links(1...20))))
+        #expect(blockRequests(next).isEmpty, "one peer's word attests nothing")
+        #expect(harness.machine.attestedThrough == 0)
+        next = harness.feed(.links(peer: 1, from: 1, .success(harness.chain.links(1...20))))
+        #expect(harness.machine.attestedThrough == 20)
+        let asks = blockRequests(next)
+        #expect(asks.map(\.from) == [1] && asks.first?.count == 20)
+    }
+
+    @Test func attestedBlocksAreAppliedInOrderAndCatchingUpIsReportedOnce() throws {
+        var harness = Harness(peers: 3)
+        _ = harness.allHealthy(at: 5)
+        _ = harness.feed(.links(peer: 0, from: 1, .success(harness.chain.links(1...5))))
+        let asks = blockRequests(harness.feed(.links(peer: 1, from: 1, .success(harness.chain.links(1...5)))))
+        let ask = try #require(asks.first)
+        let outputs = harness.feed(.blocks(peer: ask.peer, from: 1, .success(harness.chain.blocks(1...5))))
+        #expect(applied(outputs)?.map(\.height) == [1, 2, 3, 4, 5])
+        guard case .apply(_, let attested) = outputs.first(where: { if case .apply = $0 { true } else { false } })! else { return }
+        #expect(attested[3] == harness.chain.root(3))
+        let after = harness.feed(.applied(height: 5, metaRoot: harness.chain.root(5)))
+        #expect(after.contains(.caughtUp(height: 5)) && harness.machine.phase(now: 0) == .synced)
+        #expect(!harness.feed(.tick).contains(.caughtUp(height: 5)), "reported once")
+    }
+
+    @Test func aBlockTheQuorumContradictsMakesItsPeerFaultyAndIsFetchedElsewhere() throws {
+        var harness = Harness(peers: 3)
+        _ = harness.allHealthy(at: 3)
+        _ = harness.feed(.links(peer: 0, from: 1, .success(harness.chain.links(1...3))))
+        let ask = try #require(blockRequests(harness.feed(.links(peer: 1, from: 1, .success(harness.chain.links(1...3))))).first)
+        // The third peer's word too: the liar's votes are withdrawn, two honest ones remain.
+        _ = harness.feed(.links(peer: 2, from: 1, .success(harness.chain.links(1...3))))
+        let forged = FakeChain(variant: 9, forkHeight: 2).blocks(1...3)
+        let outputs = harness.feed(.blocks(peer: ask.peer, from: 1, .success(forged)))
+        #expect(outputs.contains { if case .peerFaulty(ask.peer, _) = $0 { true } else { false } })
+        #expect(applied(outputs) == nil)
+        let again = try #require(blockRequests(outputs).first)
+        #expect(again.peer != ask.peer && again.from == 1)
+    }
+
+    @Test func aBlockTheEngineRefusesDropsItsPeersBlocksAndRefetches() throws {
+        var harness = Harness(peers: 3)
+        _ = harness.allHealthy(at: 4)
+        _ = harness.feed(.links(peer: 0, from: 1, .success(harness.chain.links(1...4))))
+        let ask = try #require(blockRequests(harness.feed(.links(peer: 1, from: 1, .success(harness.chain.links(1...4))))).first)
+        _ = harness.feed(.links(peer: 2, from: 1, .success(harness.chain.links(1...4))))
+        _ = harness.feed(.blocks(peer: ask.peer, from: 1, .success(harness.chain.blocks(1...4))))
+        _ = harness.feed(.applied(height: 1, metaRoot: harness.chain.root(1)))
+        let outputs = harness.feed(.applyRefused(height: 2, reason: "lane 0's root differs"))
+        #expect(outputs.contains { if case .peerFaulty(ask.peer, _) = $0 { true } else { false } })
+        let again = try #require(blockRequests(outputs).first)
+        #expect(again.peer != ask.peer && again.from == 2, "refetched from the refused height")
+        #expect(harness.machine.peers[ask.peer].faults == 1)
+    }
+
+    @Test func aQuorumAttestingAnotherRootAtTheLocalHeightIsAFork() {
+        var harness = Harness(peers: 3, localHeight: 7)
+        _ = harness.allHealthy(at: 9)
+        let forked = FakeChain(variant: 3, forkHeight: 6)
+        _ = harness.feed(.links(peer: 0, from: 7, .success(forked.links(7...9))))
+        let outputs = harness.feed(.links(peer: 2, from: 7, .success(forked.links(7...9))))
+        #expect(outputs.last == .stop(.fork(height: 7, local: harness.chain.root(7), attested: forked.root(7))))
+        #expect(applied(outputs) == nil && blockRequests(outputs).isEmpty)
+    }
+
+    @Test func anUnreachablePeerBacksOffDoublingThenIsAskedAgain() {
+        var harness = Harness(peers: 1, quorum: 1)
+        _ = harness.feed(.tick)
+        #expect(requests(harness.feed(.status(peer: 0, .failure(.unreachable("refused"))))).isEmpty)
+        harness.now = 249_000_000
+        #expect(requests(harness.feed(.tick)).isEmpty, "still backing off at 249 ms")
+        harness.now = 250_000_000
+        #expect(requests(harness.feed(.tick)).map(\.request) == [.status])
+        _ = harness.feed(.status(peer: 0, .failure(.unreachable("refused"))))
+        harness.now += 499_000_000
+        #expect(requests(harness.feed(.tick)).isEmpty, "the second backoff is 500 ms")
+        harness.now += 1_000_000
+        #expect(requests(harness.feed(.tick)).map(\.request) == [.status])
+    }
+
+    @Test func withNoPeerHoldingTheNextHeightStateSyncIsNeeded() {
+        var harness = Harness(peers: 2, quorum: 2)
+        _ = harness.feed(.tick)
+        _ = harness.feed(.status(peer: 0, .success(harness.status(height: 100, oldest: 50))))
+        let outputs = harness.feed(.status(peer: 1, .success(harness.status(height: 90, oldest: 40))))
+        #expect(outputs.last == .stop(.needsStateSync(nextHeight: 1, oldestServable: 40)))
+    }
+
+    @Test func requestsStayWithinTheirBounds() {
+        var harness = Harness(peers: 2, quorum: 2) { $0.blocksPerRequest = 4; $0.requestsMax = 3; $0.requestsPerPeerMax = 2 }
+        _ = harness.allHealthy(at: 100)
+        _ = harness.feed(.links(peer: 0, from: 1, .success(harness.chain.links(1...100))))
+        let outputs = harness.feed(.links(peer: 1, from: 1, .success(harness.chain.links(1...100))))
+        let asks = blockRequests(outputs)
+        #expect(asks.count == 3, "requestsMax")
+        #expect(asks.map(\.from) == [1, 5, 9] && asks.allSatisfy { $0.count == 4 })
+        #expect(Dictionary(grouping: asks, by: \.peer).values.allSatisfy { $0.count <= 2 }, "requestsPerPeerMax")
+    }
+
+    @Test func linksThatDoNotChainMakeThePeerFaultyAndWithdrawItsVotes() {
+        var harness = Harness(peers: 3)
+        _ = harness.allHealthy(at: 5)
+        _ = harness.feed(.links(peer: 0, from: 1, .success(harness.chain.links(1...5))))
+        var broken = harness.chain.links(1...5)
+        broken[3].previousMetaRoot = harness.chain.root(1)
+        let outputs = harness.feed(.links(peer: 1, from: 1, .success(broken)))
+        #expect(outputs.contains { if case .peerFaulty(1, _) = $0 { true } else { false } })
+        #expect(harness.machine.attestedThrough == 0)
+        // Peer 0 says one thing for height 3 and then another: it is faulty, and its votes go.
+        var second = FakeChain(variant: 5, forkHeight: 3).links(3...5)
+        second[0].previousMetaRoot = harness.chain.root(2)
+        _ = harness.feed(.links(peer: 2, from: 1, .success(harness.chain.links(1...5))))
+        #expect(harness.machine.attestedThrough == 5)
+        _ = harness.feed(.links(peer: 0, from: 3, .success(second)))
+        #expect(harness.machine.attestedThrough == 0, "peer 0 lied, so only peer 2 vouches for anything")
+    }
+
+    @Test func aTrustAnchorAttestsItsHeightWithoutAQuorum() {
+        let anchor = ChainLink(height: 3, metaRoot: FakeChain().root(3), previousMetaRoot: FakeChain().root(2))
+        let harness = Harness(peers: 3, anchor: anchor)
+        #expect(harness.machine.attestedRoot(at: 3) == anchor.metaRoot && harness.machine.attestedRoot(at: 2) == nil)
+    }
+
+    @Test func aFollowerAsksForNewLinksWhenItsPeersGrow() {
+        var harness = Harness(peers: 1, quorum: 1, localHeight: 5, follow: true)
+        _ = harness.feed(.tick)
+        _ = harness.feed(.status(peer: 0, .success(harness.status(height: 5))))
+        _ = harness.feed(.links(peer: 0, from: 5, .success(harness.chain.links(5...5))))
+        #expect(harness.machine.phase(now: harness.now) == .following)
+        harness.now += 1_000_000_000
+        let refresh = harness.feed(.tick)
+        #expect(requests(refresh).map(\.request) == [.status])
+        let outputs = harness.feed(.status(peer: 0, .success(harness.status(height: 8))))
+        #expect(requests(outputs).map(\.request) == [.links(from: 6, count: 3)])
+        #expect(harness.machine.phase(now: harness.now) == .catchingUp)
+    }
+
+    @Test func aBlockRequestNeverAnsweredTimesOutAndGoesElsewhere() throws {
+        var harness = Harness(peers: 2, quorum: 2) { $0.requestTimeoutNanoseconds = 5_000_000_000 }
+        _ = harness.allHealthy(at: 3)
+        _ = harness.feed(.links(peer: 0, from: 1, .success(harness.chain.links(1...3))))
+        let ask = try #require(blockRequests(harness.feed(.links(peer: 1, from: 1, .success(harness.chain.links(1...3))))).first)
+        harness.now = 5_000_000_000
+        let outputs = harness.feed(.tick)
+        let again = try #require(blockRequests(outputs).first)
+        #expect(again.peer != ask.peer && again.from == 1)
+        // The late answer of the first peer is ignored.
+        #expect(applied(harness.feed(.blocks(peer: ask.peer, from: 1, .success(harness.chain.blocks(1...3))))) == nil)
+    }
+}
