@@ -1,4 +1,4 @@
-/// The JSON documents of the node's HTTP API (`docs/API.md`), shared by the server that writes
+/// The JSON documents of the node's HTTP API (README, "The node"), shared by the server that writes
 /// them and the clients that read them (the CLI, the kill test, peer sync). Hashes are lower-case
 /// hex; heights and LSNs are JSON numbers.
 
@@ -378,7 +378,7 @@ public struct SyncHeadersDocument: Codable, Sendable, Equatable {
     }
 }
 
-/// The 410 of `GET /v1/sync/blocks` and `/v1/sync/headers` below what the log holds.
+/// The 410 of `GET /v1/sync/blocks` below what the log holds (`/v1/sync/headers` answers an empty list there).
 public struct BelowRetentionDocument: Codable, Sendable, Equatable {
     public var error: String
     public var kind: String

@@ -291,17 +291,30 @@ public final class Engine: @unchecked Sendable {
 
     /// Commits blocks fetched from a peer, in order, each only after it is checked: it is the
     /// next height, it chains to this engine's MetaRoot, staging its operations gives exactly its
-    /// lane roots and MetaRoot, and that MetaRoot is `attested[height]` when the caller has an
-    /// attested root for the height. The first block that fails throws `peerBlockMismatch` with
-    /// nothing of it written (the blocks before it are committed; the engine stays usable).
-    /// The batch is made durable once, after its last block: catch-up pays one sync per batch.
-    /// Returns the last block's result; an empty batch returns nil.
-    public func commit(_ blocks: [SyncBlock], attested: [UInt64: Hash32] = [:]) throws(EngineError) -> CommitResult? {
+    /// lane roots and MetaRoot, and that MetaRoot is `attested[height]` — the root a quorum of
+    /// peers or a trust anchor vouches for, which every block must have (a block that is merely
+    /// self-consistent proves nothing: a liar can recompute roots). The first block that fails
+    /// throws `peerBlockMismatch` with nothing of it written and the engine usable; the blocks
+    /// before it are committed and made durable before the throw. The batch is made durable once,
+    /// after its last block: catch-up pays one sync per batch. Returns the last block's result;
+    /// an empty batch returns nil.
+    public func commit(_ blocks: [SyncBlock], attested: [UInt64: Hash32]) throws(EngineError) -> CommitResult? {
+        precondition(blocks.allSatisfy { attested[$0.height] != nil }, "every block from a peer needs its attested MetaRoot")
         var last: (CommitResult, [WALPartitionID: LSN])?
-        // Bounded by the batch.
-        for block in blocks {
-            let byLane = try route(block)
-            last = try frame(byLane, operationCount: block.operationCount, expected: (block, attested[block.height]))
+        do throws(EngineError) {
+            // Bounded by the batch.
+            for block in blocks {
+                let byLane: [Int: [BlockOperation]]
+                do throws(EngineError) {
+                    byLane = try route(block)
+                } catch where error.kind == .invalidInput {
+                    throw EngineError(.peerBlockMismatch, lane: error.lane, height: block.height, error.message)
+                }
+                last = try frame(byLane, operationCount: block.operationCount, expected: (block, attested[block.height]))
+            }
+        } catch {
+            if let (_, targets) = last { _ = try waitDurable(targets) }
+            throw error
         }
         guard let (result, targets) = last else { return nil }
         let durable = try waitDurable(targets)
@@ -692,17 +705,17 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// Committed blocks from `from` on for a peer: at most `maxBlocks`, stopping after the block
-    /// that takes their operations past `operationBytesMax`, and only blocks that are durable
+    /// whose encoded range stays within `rangeBytesMax` (the first block always whole), and only blocks that are durable
     /// here (a block this node could still lose in a power cut is never handed to a peer; under
     /// `dev_fast`, which promises nothing, every committed block). Empty past the height;
     /// `belowRetention` with the oldest servable height when the log no longer holds `from`.
-    public func servedBlocks(from: UInt64, maxBlocks: Int, operationBytesMax: Int) throws(EngineError) -> ServedBlocks {
-        precondition(from >= 1 && (1...BlockRangeCodec.blocksMax).contains(maxBlocks) && operationBytesMax > 0)
+    public func servedBlocks(from: UInt64, maxBlocks: Int, rangeBytesMax: Int) throws(EngineError) -> ServedBlocks {
+        precondition(from >= 1 && (1...BlockRangeCodec.blocksMax).contains(maxBlocks) && rangeBytesMax > 0)
         let servable = servableHeight
         guard from <= servable else { return .blocks([]) }
         return try BlockRangeReader.read(
             fileSystem: fileSystem, walDirectory: configuration.resolvedWALDirectory, laneCount: configuration.laneCount, from: from,
-            through: min(servable, from + UInt64(maxBlocks) - 1), operationBytesMax: operationBytesMax)
+            through: min(servable, from + UInt64(maxBlocks) - 1), rangeBytesMax: rangeBytesMax)
     }
 
     /// The durable blocks' chain links from `from` on (height, MetaRoot, the MetaRoot before):

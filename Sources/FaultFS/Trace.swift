@@ -2,7 +2,7 @@ import Documents
 
 /// One line of a simulation trace: a file-system operation with its outcome and any faults that
 /// were injected into it, or an event the engine or simulator recorded.
-public struct TraceEvent: Codable, Sendable, Equatable {
+public struct TraceEvent: Encodable, Sendable, Equatable {
     /// The operation number (1-based) the event belongs to; engine events carry the number of
     /// the last operation before them.
     public var index: UInt64
@@ -19,6 +19,18 @@ public struct TraceEvent: Codable, Sendable, Equatable {
         case index = "i"
         case operation = "op"
         case path, offset, length, outcome, injected
+    }
+
+    /// `injected` only when something was injected, so that `grep '"injected"'` finds the faults.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(index, forKey: .index)
+        try container.encode(operation, forKey: .operation)
+        try container.encode(path, forKey: .path)
+        try container.encodeIfPresent(offset, forKey: .offset)
+        try container.encodeIfPresent(length, forKey: .length)
+        try container.encode(outcome, forKey: .outcome)
+        if !injected.isEmpty { try container.encode(injected, forKey: .injected) }
     }
 
     /// The event as one JSON object, for JSONL trace files.

@@ -19,6 +19,8 @@ public struct NodeAPI: Sendable {
     let logger: Logger
     let commitPool: NIOThreadPool
     let inflightCommits: InflightCounter
+    /// Peer reads (`/v1/sync/...`) in progress.
+    let syncReads = InflightCounter()
     /// The API's open connections (the connection guard counts them; `/v1/status` shows them).
     let connections = ConnectionCounter()
     /// The bytes of request bodies being read, on every connection.
@@ -156,12 +158,13 @@ public struct NodeAPI: Sendable {
 
     private func syncStatus() async throws -> SyncStatusDocument {
         let engine = self.engine
-        let oldest = try await commitPool.runIfActive { () throws -> UInt64? in try engine.oldestServableHeight() }
+        let servable = engine.servableHeight
+        let oldest = try await servingPeer { () throws -> UInt64? in try engine.oldestServableHeight().map { min($0, servable) } }
         let roots = engine.stateRoots()
         let chain = configuration.node
         return SyncStatusDocument(
             chainID: chain.chainID, genesisDigest: Engine.genesisDigest(chainID: chain.chainID, laneCount: chain.laneCount).hex,
-            lanes: chain.laneCount, height: roots.height, servableHeight: engine.servableHeight, metaRoot: roots.metaRoot.hex,
+            lanes: chain.laneCount, height: roots.height, servableHeight: servable, metaRoot: roots.metaRoot.hex,
             oldestServableHeight: oldest, archive: false)
     }
 
@@ -170,7 +173,7 @@ public struct NodeAPI: Sendable {
         let from = try Self.query(request, "from", in: 1...UInt64.max)
         let count = Int(try Self.query(request, "count", in: 1...UInt64(ChainLink.countMax), default: 1_024))
         let engine = self.engine
-        let links = try await commitPool.runIfActive { () throws -> [ChainLink] in try engine.servedLinks(from: from, count: count) }
+        let links = try await servingPeer { () throws -> [ChainLink] in try engine.servedLinks(from: from, count: count) }
         return SyncHeadersDocument(headers: links.map { .init(height: $0.height, metaRoot: $0.metaRoot.hex, previousMetaRoot: $0.previousMetaRoot.hex) })
     }
 
@@ -180,27 +183,35 @@ public struct NodeAPI: Sendable {
     private func syncBlocks(_ request: Request) async throws -> Response {
         let from = try Self.query(request, "from", in: 1...UInt64.max)
         let maxBlocks = Int(try Self.query(request, "max_blocks", in: 1...UInt64(BlockRangeCodec.blocksMax), default: 256))
-        let maxBytes = Int(try Self.query(request, "max_bytes", in: 1...UInt64(BlockRangeCodec.rangeBytesMax), default: 4 << 20))
+        let maxBytes = Int(try Self.query(request, "max_bytes", in: 1...UInt64(BlockRangeCodec.requestBytesMax), default: 4 << 20))
         let engine = self.engine
-        let served = try await commitPool.runIfActive { () throws -> ServedBlocks in
-            try engine.servedBlocks(from: from, maxBlocks: maxBlocks, operationBytesMax: maxBytes)
+        let served = try await servingPeer { () throws -> ServedBlocks in
+            try engine.servedBlocks(from: from, maxBlocks: maxBlocks, rangeBytesMax: maxBytes)
         }
         switch served {
         case .belowRetention(let oldest):
             let text = "height \(from) is no longer held" + (oldest.map { "; the oldest servable height is \($0)" } ?? "; no block is held")
             return json(BelowRetentionDocument(error: text, oldestServableHeight: oldest), status: .gone)
-        case .blocks(var blocks):
-            var encoded = BlockRangeCodec.encode(blocks)
-            // Bounded by the blocks: drop the last until the range fits (one block always does,
-            // being at most api.max_body_bytes of operations).
-            while encoded.count > BlockRangeCodec.rangeBytesMax && blocks.count > 1 {
-                blocks.removeLast()
-                encoded = BlockRangeCodec.encode(blocks)
-            }
+        case .blocks(let blocks):
+            let encoded = BlockRangeCodec.encode(blocks)
+            assert(blocks.count <= 1 || encoded.count <= maxBytes, "the range keeps to the bytes asked for")
             return Response(
                 status: .ok, headers: [.contentType: BlockRangeCodec.contentType], body: .init(byteBuffer: ByteBuffer(bytes: encoded)))
         }
     }
+
+    /// At most `syncReadsMax` peer reads at once, on the commit pool (they read the log); past
+    /// it, 503 (`overloaded`): peers cannot crowd out local commits.
+    private func servingPeer<Value: Sendable>(_ read: @escaping @Sendable () throws -> Value) async throws -> Value {
+        let admitted = syncReads.value.wrappingAdd(1, ordering: .relaxed).newValue
+        defer { syncReads.value.wrappingSubtract(1, ordering: .relaxed) }
+        guard admitted <= Self.syncReadsMax else {
+            throw APIError(.serviceUnavailable, "\(admitted - 1) peer reads are in progress; retry shortly", kind: "overloaded")
+        }
+        return try await commitPool.runIfActive(read)
+    }
+
+    static let syncReadsMax = 4
 
     /// A query parameter as an integer in `range`; 400 when it is malformed, out of range, or
     /// missing without a default.

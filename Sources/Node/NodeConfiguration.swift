@@ -78,11 +78,25 @@ public struct NodeConfiguration: Sendable, Equatable {
         public var keep = 7
     }
 
+    /// `[sync]`: the peers this node catches up from and follows.
+    public struct SyncSection: Sendable, Equatable {
+        /// `http://host:port` of each peer; empty: no sync.
+        public var peers: [String] = []
+        /// Peers that must report the same MetaRoot at a height; 0: a majority of the peers.
+        public var quorum = 0
+        /// A trust anchor obtained out of band (0: none): this height's MetaRoot is `trustMetaRoot`.
+        public var trustHeight: UInt64 = 0
+        public var trustMetaRoot = ""
+        /// Keep applying the peers' new blocks after catching up; local `POST /v1/blocks` is 409.
+        public var follow = false
+    }
+
     public var node = NodeSection()
     public var wal = WALSection()
     public var api = APISection()
     public var logging = LoggingSection()
     public var snapshot = SnapshotSection()
+    public var sync = SyncSection()
 
     public init() {}
 
@@ -93,6 +107,7 @@ public struct NodeConfiguration: Sendable, Equatable {
     /// default is written in one place; the comments say what each key does.
     public static let defaultTOML: String = {
         let node = NodeSection(), wal = WALSection(), api = APISection(), logging = LoggingSection(), snapshot = SnapshotSection()
+        let sync = SyncSection()
         let lanes = EngineConfiguration.laneCountRange
         return """
             # rivellum-node configuration. Every key is optional; these are the defaults.
@@ -133,6 +148,13 @@ public struct NodeConfiguration: Sendable, Equatable {
             # dir = "/var/lib/rivellum/snapshots"  # default: <data_dir>/snapshots
             interval_hours = \(snapshot.intervalHours)                # 0: no scheduled snapshots
             keep = \(snapshot.keep)
+
+            [sync]
+            peers = []                        # e.g. ["http://10.0.0.2:7070", "http://10.0.0.3:7070"]; empty: no sync
+            quorum = \(sync.quorum)                        # peers that must agree on a height's MetaRoot; 0: a majority
+            trust_height = \(sync.trustHeight)                  # optional trust anchor, obtained out of band (0: none)
+            trust_meta_root = ""
+            follow = \(sync.follow)                    # true: keep applying the peers' new blocks (standby); local writes 409
 
             """
     }()
@@ -226,6 +248,30 @@ public struct NodeConfiguration: Sendable, Equatable {
         try check(snapshot.directory.map { !$0.isEmpty } ?? true, "snapshot.dir", "must not be empty (leave it out for <data_dir>/snapshots)")
         try check(snapshot.intervalHours <= 24 * 365, "snapshot.interval_hours", "must be at most 8760")
         try check((1...10_000).contains(snapshot.keep), "snapshot.keep", "must be in 1...10000")
+        try validateSync(file: file)
+    }
+
+    private func validateSync(file: String) throws(NodeConfigurationError) {
+        func check(_ condition: Bool, _ key: String, _ message: String) throws(NodeConfigurationError) {
+            if !condition { throw NodeConfigurationError(file: file, key: key, message) }
+        }
+        try check(sync.peers.count <= 64, "sync.peers", "at most 64 peers, got \(sync.peers.count)")
+        for peer in sync.peers {
+            try check(Self.isPeerURL(peer), "sync.peers", "\(quoted(peer)) is not http://HOST:PORT")
+        }
+        try check(Set(sync.peers).count == sync.peers.count, "sync.peers", "a peer is listed twice")
+        try check(sync.quorum >= 0 && sync.quorum <= sync.peers.count, "sync.quorum", "must be in 0...\(sync.peers.count) (the number of peers), got \(sync.quorum)")
+        try check(
+            (sync.trustHeight == 0) == sync.trustMetaRoot.isEmpty, "sync.trust_meta_root",
+            "trust_height and trust_meta_root come together (a height and its MetaRoot), or neither")
+        try check(sync.trustMetaRoot.isEmpty || Hash32(hex: sync.trustMetaRoot) != nil, "sync.trust_meta_root", "must be 64 hex digits")
+        try check(!sync.follow || !sync.peers.isEmpty, "sync.follow", "a follower needs sync.peers")
+    }
+
+    /// `http://HOST:PORT` with nothing after the port.
+    static func isPeerURL(_ text: String) -> Bool {
+        guard text.hasPrefix("http://"), let (host, port) = parseListen(String(text.dropFirst(7))) else { return false }
+        return (1...65_535).contains(port) && !host.contains("/")
     }
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -271,6 +317,15 @@ public struct NodeConfiguration: Sendable, Equatable {
         var api: RawAPI?
         var logging: RawLogging?
         var snapshot: RawSnapshot?
+        var sync: RawSync?
+    }
+
+    struct RawSync: Decodable {
+        var peers: [String]?
+        var quorum: Int?
+        var trust_height: Int?
+        var trust_meta_root: String?
+        var follow: Bool?
     }
 
     struct RawNode: Decodable {
@@ -376,6 +431,13 @@ public struct NodeConfiguration: Sendable, Equatable {
             if let value = section.dir { snapshot.directory = value }
             if let value = section.interval_hours { snapshot.intervalHours = try unsigned(value, "snapshot.interval_hours") }
             if let value = section.keep { snapshot.keep = value }
+        }
+        if let section = raw.sync {
+            if let value = section.peers { sync.peers = value }
+            if let value = section.quorum { sync.quorum = value }
+            if let value = section.trust_height { sync.trustHeight = try unsigned(value, "sync.trust_height") }
+            if let value = section.trust_meta_root { sync.trustMetaRoot = value }
+            if let value = section.follow { sync.follow = value }
         }
     }
 }

@@ -67,6 +67,18 @@ public final class NodeMetrics: WALObserver, Sendable {
         counter.increment()
     }
 
+    /// Counts a peer that answered falsely (`rivellum_sync_peer_faults_total{peer}`).
+    public func countPeerFault(peer: String) {
+        let counter = errors.withLock { counters in
+            let key = "peer-fault " + peer
+            if let existing = counters[key] { return existing }
+            let created = CoreMetrics.Counter(label: "rivellum_sync_peer_faults_total", dimensions: [("peer", peer)], factory: factory)
+            counters[key] = created
+            return created
+        }
+        counter.increment()
+    }
+
     public func walSynced(_ event: WALSyncEvent) {
         let key = event.partition.rawValue
         let timer = syncDurations.withLock { timers in

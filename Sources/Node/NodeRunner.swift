@@ -45,6 +45,8 @@ public enum ExitCodes {
     public static let cantCreate: Int32 = 73
     public static let ioError: Int32 = 74
     public static let config: Int32 = 78
+    /// Peer sync: no peer holds the next height any more; state sync (a snapshot) is needed.
+    public static let needsStateSync: Int32 = 79
 }
 
 /// Runs the daemon: opens (recovering) the engine, serves the API, ticks the WAL, and shuts

@@ -1,7 +1,7 @@
 import Documents
 import Engine
 
-/// The JSON documents the offline commands print under `--json` (see `docs/OPERATIONS.md`), built
+/// The JSON documents the offline commands print under `--json` (README, "The node"), built
 /// from the engine's reports. Partitions are spelled `meta` or `lane-N`; hashes are hex.
 
 /// `rivellum-node status --json`.

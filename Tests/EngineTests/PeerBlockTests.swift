@@ -19,8 +19,13 @@ struct PeerBlockTests {
         try Engine(fileSystem: SimulatedFileSystem(seed: seed, plan: .none), configuration: EngineTests.configuration(), clock: ManualClock())
     }
 
+    /// The roots the tests trust: the primary's own.
+    static func attest(_ blocks: [SyncBlock]) -> [UInt64: Hash32] {
+        Dictionary(uniqueKeysWithValues: blocks.map { ($0.height, $0.metaRoot) })
+    }
+
     static func served(_ engine: Engine, from: UInt64, maxBlocks: Int = 1_024, bytes: Int = 16 << 20) throws -> [SyncBlock] {
-        guard case .blocks(let blocks) = try engine.servedBlocks(from: from, maxBlocks: maxBlocks, operationBytesMax: bytes) else {
+        guard case .blocks(let blocks) = try engine.servedBlocks(from: from, maxBlocks: maxBlocks, rangeBytesMax: bytes) else {
             Issue.record("blocks from \(from) are below retention")
             return []
         }
@@ -40,7 +45,7 @@ struct PeerBlockTests {
         defer { Self.close(primary, follower) }
         var height: UInt64 = 0
         for batch in stride(from: 0, to: blocks.count, by: 16).map({ Array(blocks[$0..<min($0 + 16, blocks.count)]) }) {
-            let result = try #require(try follower.commit(batch))
+            let result = try #require(try follower.commit(batch, attested: Self.attest(batch)))
             #expect(result.durable && result.height == batch.last!.height)
             height = result.height
         }
@@ -56,8 +61,8 @@ struct PeerBlockTests {
         let batched = try Self.follower(), oneByOne = try Self.follower(seed: 10)
         defer { Self.close(primary, batched, oneByOne) }
         let (batchedBefore, oneByOneBefore) = (metaSyncs(batched), metaSyncs(oneByOne))
-        _ = try batched.commit(blocks)
-        for block in blocks { _ = try oneByOne.commit([block]) }
+        _ = try batched.commit(blocks, attested: Self.attest(blocks))
+        for block in blocks { _ = try oneByOne.commit([block], attested: Self.attest([block])) }
         let batchedSyncs = metaSyncs(batched) - batchedBefore, oneByOneSyncs = metaSyncs(oneByOne) - oneByOneBefore
         // One wait for the batch; checkpoints (every 16 blocks) and segment rolls sync as well.
         #expect(oneByOneSyncs >= 40 && batchedSyncs * 5 <= oneByOneSyncs, "batched \(batchedSyncs) syncs, one by one \(oneByOneSyncs)")
@@ -75,9 +80,9 @@ struct PeerBlockTests {
         let blocks = try Self.served(primary, from: 1)
         let follower = try Self.follower()
         defer { Self.close(primary, follower) }
-        _ = try follower.commit(Array(blocks[0..<5]))
+        _ = try follower.commit(Array(blocks[0..<5]), attested: Self.attest(blocks))
         var block = blocks[5]
-        var attested: [UInt64: Hash32] = [:]
+        var attested = Self.attest(blocks).merging([7: blocks[5].metaRoot]) { $1 }
         switch lie {
         case "operation": block.lanes[0].operations[0].value = Array("forged".utf8)
         case "lane root": block.laneRoots[block.lanes[0].lane] = Hash32(bytes: [UInt8](repeating: 7, count: 32))
@@ -106,6 +111,41 @@ struct PeerBlockTests {
         #expect(follower.stateRoots() == primary.stateRoots())
     }
 
+    /// A liar that recomputes every root for its forged block passes every self-check; only the
+    /// attested MetaRoot tells: refused, nothing written.
+    @Test func aSelfConsistentForgedBlockIsRefusedByItsAttestedRoot() throws {
+        let (primary, _) = try Self.primary(blocks: 6)
+        let (liar, _) = try Self.primary(blocks: 5)
+        _ = try liar.commit([BlockOperation(key: Array("account-1".utf8), value: Array("forged".utf8))])
+        let truth = try Self.served(primary, from: 1), forged = try Self.served(liar, from: 6)
+        let follower = try Self.follower()
+        defer { Self.close(primary, liar, follower) }
+        _ = try follower.commit(Array(truth[0..<5]), attested: Self.attest(truth))
+        let written = follower.walPositions.map(\.written)
+        do {
+            _ = try follower.commit(forged, attested: Self.attest(truth))
+            Issue.record("a forged block with consistent roots was committed")
+        } catch {
+            #expect(error.kind == .peerBlockMismatch && error.message.contains("attested"), "\(error)")
+        }
+        #expect(follower.walPositions.map(\.written) == written)
+    }
+
+    /// A lie in the middle of a batch: the blocks before it are committed and durable, the lie is
+    /// not, and the engine goes on.
+    @Test func aLieMidBatchKeepsTheBlocksBeforeItDurable() throws {
+        let (primary, _) = try Self.primary(blocks: 8)
+        let blocks = try Self.served(primary, from: 1)
+        let follower = try Self.follower()
+        defer { Self.close(primary, follower) }
+        var batch = blocks
+        batch[6].lanes[0].operations[0].value = Array("forged".utf8)
+        #expect(throws: EngineError.self) { try follower.commit(batch, attested: Self.attest(blocks)) }
+        #expect(follower.stateRoots().height == 6 && follower.durableHeight == 6)
+        _ = try follower.commit(Array(blocks[6...]), attested: Self.attest(blocks))
+        #expect(follower.stateRoots() == primary.stateRoots())
+    }
+
     @Test func onlyDurableBlocksAreServed() throws {
         let (primary, _) = try Self.primary(blocks: 10, .balanced)
         defer { Self.close(primary) }
@@ -131,7 +171,7 @@ struct PeerBlockTests {
         let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
         defer { Self.close(engine) }
         for height in 1...200 { _ = try engine.commit(makeBlock(height, seed: 3)) }
-        let served = try engine.servedBlocks(from: 1, maxBlocks: 10, operationBytesMax: 1 << 20)
+        let served = try engine.servedBlocks(from: 1, maxBlocks: 10, rangeBytesMax: 1 << 20)
         guard case .belowRetention(let oldest?) = served else {
             Issue.record("the first block is still served: \(served)")
             return
@@ -140,7 +180,7 @@ struct PeerBlockTests {
         let blocks = try Self.served(engine, from: oldest, maxBlocks: 10)
         #expect(blocks.first?.height == oldest)
         if oldest > 1 {
-            #expect(try engine.servedBlocks(from: oldest - 1, maxBlocks: 10, operationBytesMax: 1 << 20) == .belowRetention(oldestServableHeight: oldest))
+            #expect(try engine.servedBlocks(from: oldest - 1, maxBlocks: 10, rangeBytesMax: 1 << 20) == .belowRetention(oldestServableHeight: oldest))
         }
     }
 }

@@ -97,6 +97,13 @@ struct NodeConfigurationTests {
         ("[api]\nrequest_body_timeout_ms = -5", "api.request_body_timeout_ms"),
         ("[api]\nidle_timeout_ms = 99999999", "api.idle_timeout_ms"),
         ("[api]\nmax_body_bytes = 4096\nmax_body_bytes_in_flight = 2048", "api.max_body_bytes_in_flight"),
+        ("[sync]\npeers = [\"10.0.0.2:7070\"]", "sync.peers"),
+        ("[sync]\npeers = [\"http://10.0.0.2:7070/v1\"]", "sync.peers"),
+        ("[sync]\npeers = [\"http://a:1\", \"http://a:1\"]", "sync.peers"),
+        ("[sync]\npeers = [\"http://a:1\"]\nquorum = 2", "sync.quorum"),
+        ("[sync]\ntrust_height = 5", "sync.trust_meta_root"),
+        ("[sync]\npeers = [\"http://a:1\"]\ntrust_height = 5\ntrust_meta_root = \"xyz\"", "sync.trust_meta_root"),
+        ("[sync]\nfollow = true", "sync.follow"),
     ])
     func badValuesAreRefusedNamingTheKey(text: String, key: String) {
         do {
@@ -118,7 +125,7 @@ struct NodeConfigurationTests {
         ("[api]\nmax_conections = 5", "api.max_conections", "unknown key; did you mean max_connections?"),
         ("[api]\nbanana = 5", "api.banana", "unknown key"),
         ("[wal.extra]\nx = 1", "wal.extra", "unknown key"),
-        ("lanes = 4", "lanes", "unknown key outside any section; keys belong in [node], [wal], [api], [logging], [snapshot]"),
+        ("lanes = 4", "lanes", "unknown key outside any section; keys belong in [node], [wal], [api], [logging], [snapshot], [sync]"),
     ])
     func unknownNamesAreNamedWithTheNearestValidOne(text: String, key: String?, message: String) {
         do {

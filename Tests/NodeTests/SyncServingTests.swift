@@ -40,7 +40,7 @@ struct SyncServingTests {
         let follower = try Engine(
             fileSystem: PosixFileSystem(), configuration: EngineConfiguration(dataDirectory: scratch.path + "/follower"), clock: ManualClock())
         defer { try? follower.close() }
-        _ = try follower.commit(blocks)
+        _ = try follower.commit(blocks, attested: Dictionary(uniqueKeysWithValues: blocks.map { ($0.height, $0.metaRoot) }))
         let roots = try JSONDocument.decode(StateRootsDocument.self, from: try get(node.port, "/v1/state_roots").body)
         #expect(follower.stateRoots().metaRoot.hex == roots.metaRoot && follower.stateRoots().height == roots.globalHeight)
 

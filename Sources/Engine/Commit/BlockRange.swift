@@ -35,6 +35,12 @@ public struct SyncBlock: Sendable, Equatable {
 
     /// The block's operations over all lanes.
     public var operationCount: Int { lanes.reduce(0) { $0 + $1.operations.count } }
+
+    /// The bytes the block takes in an encoded range, its frame header included.
+    public var encodedBytes: Int {
+        let fixed = BlockRangeCodec.frameHeaderBytes + 8 + 32 + 32 + 4 + 32 * laneRoots.count + 4
+        return lanes.reduce(fixed) { total, lane in lane.operations.reduce(total + 8) { $0 + LaneBlockRecord.encodedBytes(of: $1) } }
+    }
 }
 
 /// Why a block range did not decode. `offset` is where in the bytes the problem was found;
@@ -79,7 +85,7 @@ public struct BlockRangeError: Error, Sendable, Equatable, CustomStringConvertib
 /// length and body, and a trailer that repeats the count and chains every checksum, so that a
 /// flipped bit, a cut at any byte, a dropped or reordered block and trailing garbage are all
 /// refused. Decoding checks form only; whether the claims are true is the engine's to check
-/// (`Engine.commit(_:expecting:)`).
+/// (`Engine.commit(_:attested:)`).
 public enum BlockRangeCodec {
     static let headerMagic: [UInt8] = Array("RVBLOCKS".utf8)
     static let trailerMagic: [UInt8] = Array("RVBLKEND".utf8)
@@ -92,8 +98,12 @@ public enum BlockRangeCodec {
     public static let frameHeaderBytes = 8
     /// The most blocks one range may hold.
     public static let blocksMax = 1_024
-    /// The most bytes one range may take.
-    public static let rangeBytesMax = 16 << 20
+    /// The most bytes one range may take: a request asks for at most `requestBytesMax`, but the
+    /// first block of a range is always whole, and one block (at most `api.max_body_bytes`, 16
+    /// MiB, of operations, plus its roots) fits here.
+    public static let rangeBytesMax = 20 << 20
+    /// The most bytes a request may ask a range to take (its first block aside).
+    public static let requestBytesMax = 16 << 20
     /// The HTTP media type of an encoded range.
     public static let contentType = "application/x-rivellum-blocks"
 
@@ -111,6 +121,7 @@ public enum BlockRangeCodec {
         var chain = headerChecksum
         for block in blocks {
             let body = encodeBody(block)
+            assert(BlockRangeCodec.frameHeaderBytes + body.count == block.encodedBytes, "the block's size formula")
             var frame: [UInt8] = []
             frame.appendLittleEndian(UInt32(body.count))
             let checksum = CRC32C.checksum(frame + body)

@@ -15,22 +15,21 @@ public enum ServedBlocks: Sendable, Equatable {
 /// durable. A record that is held but does not agree with its commit record (height, lane root)
 /// is damage and throws: a node never serves a block it cannot vouch for.
 public enum BlockRangeReader {
-    /// Blocks `from`…`through` (at most `BlockRangeCodec.blocksMax`), stopping after the block
-    /// that takes the operations' bytes past `operationBytesMax` (so at least one block comes
-    /// back when `from` is held).
+    /// Blocks `from`…`through` (at most `BlockRangeCodec.blocksMax`) whose encoded range stays
+    /// within `rangeBytesMax`, except that the first block is always whole. Lane records are read
+    /// with the same byte budget, so a request costs at most about that many bytes of reading
+    /// (plus whole segments, which reads come in). `belowRetention` only when `from` is below the
+    /// oldest servable height; a height that is held but cannot be read whole is an error.
     public static func read(
-        fileSystem: any FileSystem, walDirectory: String, laneCount: Int, from: UInt64, through: UInt64, operationBytesMax: Int
+        fileSystem: any FileSystem, walDirectory: String, laneCount: Int, from: UInt64, through: UInt64, rangeBytesMax: Int
     ) throws(EngineError) -> ServedBlocks {
         precondition(from >= 1 && through >= from && through - from < UInt64(BlockRangeCodec.blocksMax), "a range of 1...blocksMax blocks")
         let commits = try commitRecords(fileSystem: fileSystem, walDirectory: walDirectory, heights: from...through)
-        guard !commits.isEmpty else {
-            return .belowRetention(oldestServableHeight: try oldestServableHeight(fileSystem: fileSystem, walDirectory: walDirectory, laneCount: laneCount))
-        }
         var blocks: [SyncBlock] = []
-        var operationBytes = 0
+        var rangeBytes = BlockRangeCodec.headerBytes + BlockRangeCodec.trailerBytes
         var laneOperations: [[LSN: [BlockOperation]]] = Array(repeating: [:], count: laneCount)
         // Bounded by the commit records read (at most blocksMax).
-        for commit in commits {
+        blocks: for commit in commits {
             guard commit.lanes.count == laneCount else {
                 throw EngineError(.wal, height: commit.height, "the commit record names \(commit.lanes.count) lanes, the chain has \(laneCount)")
             }
@@ -39,23 +38,23 @@ public enum BlockRangeReader {
                 guard let lsn = entry.lsn else { continue }
                 if laneOperations[lane][lsn] == nil {
                     laneOperations[lane] = try laneRecords(
-                        fileSystem: fileSystem, walDirectory: walDirectory, lane: lane, commits: commits, from: lsn, atOrAfter: commit.height)
+                        fileSystem: fileSystem, walDirectory: walDirectory, lane: lane, commits: commits, from: lsn, atOrAfter: commit.height,
+                        payloadBytesMax: max(1, rangeBytesMax - rangeBytes))
                 }
-                guard let operations = laneOperations[lane][lsn] else {
-                    return blocks.isEmpty
-                        ? .belowRetention(oldestServableHeight: try oldestServableHeight(fileSystem: fileSystem, walDirectory: walDirectory, laneCount: laneCount))
-                        : .blocks(blocks)
-                }
+                guard let operations = laneOperations[lane][lsn] else { break blocks }
                 lanes.append(SyncBlock.Lane(lane: lane, operations: operations))
-                operationBytes += operations.reduce(0) { $0 + LaneBlockRecord.encodedBytes(of: $1) }
             }
-            blocks.append(
-                SyncBlock(
-                    height: commit.height, metaRoot: commit.metaRoot, previousMetaRoot: commit.previousMetaRoot,
-                    laneRoots: commit.lanes.map(\.laneRoot), lanes: lanes))
-            if operationBytes >= operationBytesMax { break }
+            let block = SyncBlock(
+                height: commit.height, metaRoot: commit.metaRoot, previousMetaRoot: commit.previousMetaRoot,
+                laneRoots: commit.lanes.map(\.laneRoot), lanes: lanes)
+            guard blocks.isEmpty || rangeBytes + block.encodedBytes <= rangeBytesMax else { break }
+            blocks.append(block)
+            rangeBytes += block.encodedBytes
         }
-        return .blocks(blocks)
+        guard blocks.isEmpty else { return .blocks(blocks) }
+        let oldest = try oldestServableHeight(fileSystem: fileSystem, walDirectory: walDirectory, laneCount: laneCount)
+        guard let oldest, from >= oldest else { return .belowRetention(oldestServableHeight: oldest) }
+        throw EngineError(.wal, height: from, "height \(from) is held (the oldest servable is \(oldest)) but its records cannot be read whole")
     }
 
     /// The commit records of `heights` as far as the meta partition holds them without a break.
@@ -79,13 +78,15 @@ public enum BlockRangeReader {
     /// The lane's records for the blocks of `commits` from LSN `from` on (heights up to the end of
     /// `commits`), read in one pass, each checked against its commit record.
     private static func laneRecords(
-        fileSystem: any FileSystem, walDirectory: String, lane: Int, commits: [CommitRecord], from: LSN, atOrAfter height: UInt64
+        fileSystem: any FileSystem, walDirectory: String, lane: Int, commits: [CommitRecord], from: LSN, atOrAfter height: UInt64,
+        payloadBytesMax: Int
     ) throws(EngineError) -> [LSN: [BlockOperation]] {
         let wanted = commits.filter { $0.height >= height }.compactMap { commit in commit.lanes[lane].lsn.map { ($0, commit) } }
         guard let last = wanted.last?.0 else { return [:] }
         let records: [WALRecordReader.Record]
         do {
-            records = try WALRecordReader.records(fileSystem: fileSystem, walDirectory: walDirectory, partition: .lane(lane), lsns: from...last)
+            records = try WALRecordReader.records(
+                fileSystem: fileSystem, walDirectory: walDirectory, partition: .lane(lane), lsns: from...last, payloadBytesMax: payloadBytesMax)
         } catch {
             throw EngineError.wal(error)
         }
