@@ -164,6 +164,39 @@ public struct StatusDocument: Codable, Sendable, Equatable {
         }
     }
 
+    /// Sync from peers: the phase (`catching_up`, `following`, `synced`, `stalled`), the height a
+    /// quorum of peers serves, how far behind it this node is, and each peer's state.
+    public struct Sync: Codable, Sendable, Equatable {
+        public struct Peer: Codable, Sendable, Equatable {
+            public var url: String
+            public var state: String
+            public var faults: Int
+
+            public init(url: String, state: String, faults: Int) {
+                self.url = url
+                self.state = state
+                self.faults = faults
+            }
+        }
+
+        public var phase: String
+        @ExplicitNull public var targetHeight: UInt64?
+        @ExplicitNull public var lag: UInt64?
+        public var peers: [Peer]
+
+        enum CodingKeys: String, CodingKey {
+            case phase, lag, peers
+            case targetHeight = "target_height"
+        }
+
+        public init(phase: String, targetHeight: UInt64?, lag: UInt64?, peers: [Peer]) {
+            self.phase = phase
+            self.targetHeight = targetHeight
+            self.lag = lag
+            self.peers = peers
+        }
+    }
+
     public var chainID: String
     public var height: UInt64
     public var durableHeight: UInt64
@@ -174,9 +207,11 @@ public struct StatusDocument: Codable, Sendable, Equatable {
     public var wal: [WALPosition]
     public var api: APILoad
     public var lastRecovery: LastRecovery
+    /// Absent when the node has no peers.
+    public var sync: Sync?
 
     enum CodingKeys: String, CodingKey {
-        case height, lanes, wal, api
+        case height, lanes, wal, api, sync
         case chainID = "chain_id"
         case durableHeight = "durable_height"
         case metaRoot = "meta_root"
@@ -187,8 +222,9 @@ public struct StatusDocument: Codable, Sendable, Equatable {
 
     public init(
         chainID: String, height: UInt64, durableHeight: UInt64, metaRoot: String, laneRoots: [String], fsyncPolicy: String,
-        wal: [WALPosition], api: APILoad, lastRecovery: LastRecovery
+        wal: [WALPosition], api: APILoad, lastRecovery: LastRecovery, sync: Sync? = nil
     ) {
+        self.sync = sync
         self.chainID = chainID
         self.height = height
         self.durableHeight = durableHeight

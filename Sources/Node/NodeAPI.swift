@@ -21,6 +21,8 @@ public struct NodeAPI: Sendable {
     let inflightCommits: InflightCounter
     /// Peer reads (`/v1/sync/...`) in progress.
     let syncReads = InflightCounter()
+    /// Where sync stands, when this node syncs from peers.
+    let syncBoard: SyncBoard?
     /// The API's open connections (the connection guard counts them; `/v1/status` shows them).
     let connections = ConnectionCounter()
     /// The bytes of request bodies being read, on every connection.
@@ -31,9 +33,10 @@ public struct NodeAPI: Sendable {
 
     public init(
         engine: Engine, configuration: NodeConfiguration, metrics: NodeMetrics, logger: Logger, commitPool: NIOThreadPool,
-        snapshots: NodeSnapshots, onFatal: @escaping @Sendable (EngineError) -> Void
+        snapshots: NodeSnapshots, syncBoard: SyncBoard? = nil, onFatal: @escaping @Sendable (EngineError) -> Void
     ) {
         self.snapshots = snapshots
+        self.syncBoard = syncBoard
         self.engine = engine
         self.configuration = configuration
         self.metrics = metrics
@@ -88,6 +91,11 @@ public struct NodeAPI: Sendable {
     // MARK: Handlers
 
     private func commit(_ request: Request) async throws -> Response {
+        if configuration.sync.follow {
+            throw APIError(
+                .conflict, "this node follows its peers (sync.follow = true) and takes no blocks of its own; send them to the chain's writer",
+                kind: "follower")
+        }
         let limit = configuration.api.maxBodyBytes
         if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > limit {
             throw APIError(.contentTooLarge, "the body is \(declared) bytes; the limit is \(limit) (api.max_body_bytes)")
@@ -273,7 +281,12 @@ public struct NodeAPI: Sendable {
             chainID: configuration.node.chainID, height: roots.height, durableHeight: engine.durableHeight, metaRoot: roots.metaRoot.hex,
             laneRoots: roots.laneRoots.map(\.hex), fsyncPolicy: configuration.wal.fsyncPolicy.rawValue,
             wal: engine.walPositions.map { .init(partition: $0.partition.name, writtenLSN: $0.written, durableLSN: $0.durable) },
-            api: .init(connections: connections.value, commitsInFlight: commitsInFlight), lastRecovery: recovery)
+            api: .init(connections: connections.value, commitsInFlight: commitsInFlight), lastRecovery: recovery,
+            sync: syncBoard?.snapshot.map { board in
+                StatusDocument.Sync(
+                    phase: board.phase.rawValue, targetHeight: board.targetHeight, lag: board.targetHeight.map { $0 > roots.height ? $0 - roots.height : 0 },
+                    peers: board.peers.map { .init(url: $0.url, state: $0.state, faults: $0.faults) })
+            })
     }
 }
 

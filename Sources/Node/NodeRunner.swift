@@ -66,30 +66,41 @@ public enum NodeRunner {
         let fatal = FatalEngineError()
         let engineService = EngineService(engine: engine, configuration: configuration, logger: walLogger, fatal: fatal)
         let snapshots = NodeSnapshots(engine: engine, configuration: configuration, metrics: metrics, logger: Logger(label: "rivellum_snapshot"), clock: clock)
+        let board = SyncBoard()
         let api = NodeAPI(
             engine: engine, configuration: configuration, metrics: metrics, logger: Logger(label: "rivellum_api"),
-            commitPool: commitPool, snapshots: snapshots
+            commitPool: commitPool, snapshots: snapshots, syncBoard: configuration.sync.peers.isEmpty ? nil : board
         ) { error in
             if fatal.record(error) { logger.critical("the engine failed; stopping so that a restart recovers", metadata: ["error": "\(error)"]) }
         }
         OpenFileLimit.raise(toFit: configuration.api.maxConnections, logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [
-                    // Shut down in reverse order: the API first (in-flight requests finish), then the engine.
-                    .init(service: engineService, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
-                    .init(service: SnapshotScheduleService(snapshots: snapshots, intervalHours: configuration.snapshot.intervalHours),
-                          successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore),
-                    .init(
-                        service: makeApplication(api: api, configuration: configuration, metrics: metrics, logger: logger),
-                        successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                cancellationSignals: [],
-                logger: logger))
+        // Shut down in reverse order: the API first (in-flight requests finish), then sync, then the engine.
+        let before: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: engineService, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: SnapshotScheduleService(snapshots: snapshots, intervalHours: configuration.snapshot.intervalHours),
+                  successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore),
+        ]
+        let application = ServiceGroupConfiguration.ServiceConfiguration(
+            service: makeApplication(api: api, configuration: configuration, metrics: metrics, logger: logger),
+            successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
+        func runGroup(_ services: [ServiceGroupConfiguration.ServiceConfiguration]) async throws {
+            let group = ServiceGroup(
+                configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
+            try await group.run()
+        }
         var runError: (any Error)?
         do {
-            try await group.run()
+            if configuration.sync.peers.isEmpty {
+                try await runGroup(before + [application])
+            } else {
+                try await HTTPPeerTransport.withTransport { transport in
+                    let sync = SyncService(
+                        engine: engine, configuration: configuration, transport: transport, commitPool: commitPool, clock: clock, metrics: metrics,
+                        board: board, logger: Logger(label: "rivellum_sync"))
+                    try await runGroup(
+                        before + [.init(service: sync, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup), application])
+                }
+            }
         } catch {
             runError = error
         }
@@ -172,6 +183,7 @@ public enum NodeRunner {
             throw NodeExit(ExitCodes.ioError, "rivellum-node: closing the engine failed: \(closeError)")
         }
         if let runError {
+            if let stopped = runError as? SyncStopped { throw NodeExit(stopped.exitCode, "rivellum-node: \(stopped)") }
             if isAddressInUse(runError) {
                 let listen = "\(configuration.api.listenHost):\(configuration.api.listenPort)"
                 throw NodeExit(ExitCodes.unavailable, "rivellum-node: cannot listen on \(listen): address already in use")

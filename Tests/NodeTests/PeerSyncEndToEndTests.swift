@@ -1,0 +1,85 @@
+import Documents
+import Foundation
+import NodeHarness
+import Testing
+
+/// Two real nodes on loopback: B, with A as its peer and `follow = true`, catches up from an
+/// empty data directory and then follows A's new blocks, to A's roots and values; B refuses
+/// local writes.
+@Suite("Peer sync (end to end, two real nodes)", .serialized)
+struct PeerSyncEndToEndTests {
+    static func post(_ port: Int, _ ops: [BlockRequestDocument.Operation]) throws -> LoopbackHTTP.Response {
+        try LoopbackHTTP.request("POST", "/v1/blocks", port: port, body: JSONDocument.encodeBytes(BlockRequestDocument(ops: ops)))
+    }
+
+    static func roots(_ port: Int) throws -> StateRootsDocument {
+        try JSONDocument.decode(StateRootsDocument.self, from: try get(port, "/v1/state_roots").body)
+    }
+
+    /// Waits (bounded: 60 s) until `follower` reaches `height`; its roots then.
+    static func waitFor(height: UInt64, on follower: Int) throws -> StateRootsDocument {
+        // Bounded: 600 rounds of 100 ms.
+        for _ in 0..<600 {
+            if let roots = try? roots(follower), roots.globalHeight >= height { return roots }
+            usleep(100_000)
+        }
+        throw LoopbackHTTP.Failure(message: "the follower did not reach height \(height)")
+    }
+
+    @Test func aFollowerCatchesUpFromGenesisThenFollowsTheWriter() throws {
+        let scratch = ScratchDirectory("peer-sync")
+        let writer = try NodeProcess.start(
+            binary: NodeProcess.siblingBinary(), arguments: ["--data-dir", scratch.path + "/a", "--log-level", "warning"],
+            logPath: scratch.path + "/a.log")
+        defer { _ = writer.terminate() }
+        for index in 1...40 {
+            #expect(try Self.post(writer.port, [.init(key: "k\(index % 9)", value: "v\(index)"), .init(key: "gone\(index % 4)", value: index % 5 == 0 ? nil : "x")]).status == 200)
+        }
+        let config = scratch.file(
+            "b.toml", "[node]\ndata_dir = \"\(scratch.path)/b\"\n[sync]\npeers = [\"http://127.0.0.1:\(writer.port)\"]\nfollow = true\n")
+        let follower = try NodeProcess.start(
+            binary: NodeProcess.siblingBinary(), arguments: ["--config", config, "--log-level", "warning"], logPath: scratch.path + "/b.log")
+        defer { _ = follower.terminate() }
+
+        let caughtUp = try Self.waitFor(height: 40, on: follower.port)
+        let writerRoots = try Self.roots(writer.port)
+        #expect(caughtUp == writerRoots, "the same roots at height 40")
+
+        // Following: the writer keeps writing, the follower keeps up.
+        for index in 41...55 { #expect(try Self.post(writer.port, [.init(key: "k\(index % 9)", value: "w\(index)")]).status == 200) }
+        let followed = try Self.waitFor(height: 55, on: follower.port)
+        let writerNow = try Self.roots(writer.port)
+        #expect(followed == writerNow)
+        for key in ["k1", "k5", "gone0", "gone3"] {
+            let mine = try JSONDocument.decode(StateReadDocument.self, from: try get(follower.port, "/v1/state/\(key)").body)
+            let theirs = try JSONDocument.decode(StateReadDocument.self, from: try get(writer.port, "/v1/state/\(key)").body)
+            #expect(mine == theirs, "\(key): the same value and proof")
+        }
+
+        // One chain, one writer: the follower refuses blocks of its own.
+        let refused = try Self.post(follower.port, [.init(key: "x", value: "y")])
+        let refusal = try JSONDocument.decode(ErrorDocument.self, from: refused.body)
+        #expect(refused.status == 409 && refusal.kind == "follower")
+        let status = try JSONDocument.decode(StatusDocument.self, from: try get(follower.port, "/v1/status").body)
+        let sync = try #require(status.sync)
+        #expect(sync.phase == "following" && sync.lag == 0 && sync.peers.map(\.state) == ["healthy"], "\(sync)")
+    }
+
+    /// A node whose config names the writer's chain id but another lane count is on another
+    /// chain: the peer is never used, no quorum is possible, and the node exits with the config
+    /// code (78) without having written a block.
+    @Test func aNodeWithAnotherLaneCountIsRefusedWithTheConfigExitCode() throws {
+        let scratch = ScratchDirectory("peer-sync-lanes")
+        let writer = try NodeProcess.start(
+            binary: NodeProcess.siblingBinary(), arguments: ["--data-dir", scratch.path + "/a", "--log-level", "warning"],
+            logPath: scratch.path + "/a.log")
+        defer { _ = writer.terminate() }
+        #expect(try Self.post(writer.port, [.init(key: "k", value: "v")]).status == 200)
+        let config = scratch.file(
+            "c.toml", "[node]\ndata_dir = \"\(scratch.path)/c\"\nlanes = 8\n[api]\nlisten = \"127.0.0.1:\(try NodeProcess.freePort())\"\n"
+                + "[sync]\npeers = [\"http://127.0.0.1:\(writer.port)\"]\n")
+        let result = try runNodeCommand(["run", "--config", config, "--log-level", "warning"])
+        #expect(result.status == 78, "exit \(result.status): \(result.error)")
+        #expect(result.error.contains("sync.peers") || result.error.contains("quorum"), "\(result.error)")
+    }
+}
