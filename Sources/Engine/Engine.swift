@@ -17,6 +17,9 @@ public struct EngineConfiguration: Sendable, Equatable {
     public var flushEveryBlocks: UInt64 = 256
     /// WAL segments are kept at least this long after they are no longer needed. Default 24.
     public var walRetentionHours: UInt64 = 24
+    /// Keep every WAL segment from genesis (retention deletes nothing), so that peers can resync
+    /// from this node. The default is false.
+    public var archive = false
     /// Headers of this many recent blocks are served from memory; older ones are read from the
     /// meta partition of the log while it still holds them. The default is 65,536.
     public var recentBlockHeadersKept = 65_536
@@ -562,6 +565,28 @@ public final class Engine: @unchecked Sendable {
         try checkpointLocked()
     }
 
+    /// Deletes the WAL segments every lane has flushed past, that no catalogued snapshot needs,
+    /// once older than the retention; the lock must be held. A failure fails the engine.
+    private func retireSegments(floors: (lanes: [LSN], meta: LSN)?, nowSeconds: UInt64) throws(EngineError) {
+        do {
+            for lane in 0..<configuration.laneCount {
+                _ = try WALRetention.deleteSegments(
+                    fileSystem: fileSystem,
+                    directory: WriteAheadLog.partitionDirectory(configuration.resolvedWALDirectory, .lane(lane)),
+                    partition: .lane(lane), below: min(appliedLSNs[lane], floors?.lanes[lane] ?? .max) + 1,
+                    retentionHours: configuration.walRetentionHours, nowSeconds: nowSeconds)
+            }
+            // The meta record at the lowest flushed height stays: recovery checks it.
+            _ = try WALRetention.deleteSegments(
+                fileSystem: fileSystem, directory: WriteAheadLog.partitionDirectory(configuration.resolvedWALDirectory, .meta),
+                partition: .meta, below: max(1, min(height, floors?.meta ?? .max)), retentionHours: configuration.walRetentionHours,
+                nowSeconds: nowSeconds)
+        } catch {
+            failure = EngineError.wal(error)
+            throw failure!
+        }
+    }
+
     private func checkpointLocked() throws(EngineError) {
         do {
             if !configuration.wal.mutations.active(.flushLanesBeforeLogSync) {
@@ -593,22 +618,9 @@ public final class Engine: @unchecked Sendable {
         // Snapshots still on disk keep the log they need to replay to the present.
         let floors = SnapshotCatalog.walFloors(
             fileSystem: fileSystem, dataDirectory: configuration.dataDirectory, laneCount: configuration.laneCount)
-        do {
-            for lane in 0..<configuration.laneCount {
-                _ = try WALRetention.deleteSegments(
-                    fileSystem: fileSystem,
-                    directory: WriteAheadLog.partitionDirectory(configuration.resolvedWALDirectory, .lane(lane)),
-                    partition: .lane(lane), below: min(appliedLSNs[lane], floors?.lanes[lane] ?? .max) + 1,
-                    retentionHours: configuration.walRetentionHours, nowSeconds: nowSeconds)
-            }
-            // The meta record at the lowest flushed height stays: recovery checks it.
-            _ = try WALRetention.deleteSegments(
-                fileSystem: fileSystem, directory: WriteAheadLog.partitionDirectory(configuration.resolvedWALDirectory, .meta),
-                partition: .meta, below: max(1, min(height, floors?.meta ?? .max)), retentionHours: configuration.walRetentionHours,
-                nowSeconds: nowSeconds)
-        } catch {
-            failure = EngineError.wal(error)
-            throw failure!
+        // An archive keeps every block for its peers.
+        if !configuration.archive {
+            try retireSegments(floors: floors, nowSeconds: nowSeconds)
         }
         // Where RocksDB does not compact on its own (a simulation), each checkpoint added a
         // level-0 file to every lane; they are merged here, lane by lane, while the caller waits.

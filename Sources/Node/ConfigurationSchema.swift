@@ -8,7 +8,7 @@ import TOMLKit
 enum ConfigurationSchema {
     /// Section → its keys, in the order `config default` prints them.
     static let sections: KeyValuePairs<String, [String]> = [
-        "node": ["data_dir", "chain_id", "lanes"],
+        "node": ["data_dir", "chain_id", "lanes", "archive"],
         "wal": [
             "wal_dir", "wal_fsync_policy", "wal_sync_interval_ms", "wal_sync_bytes", "wal_segment_size_mb",
             "wal_retention_hours", "wal_recovery_mode",

@@ -96,6 +96,12 @@ public struct NodeAPI: Sendable {
                 .conflict, "this node follows its peers (sync.follow = true) and takes no blocks of its own; send them to the chain's writer",
                 kind: "follower")
         }
+        if let board = syncBoard, !board.writesAllowed {
+            let target = board.snapshot?.targetHeight.map { " of \($0)" } ?? ""
+            throw APIError(
+                .serviceUnavailable, "catching up with the peers before taking new blocks (height \(engine.stateRoots().height)\(target)); retry shortly",
+                kind: "catching_up")
+        }
         let limit = configuration.api.maxBodyBytes
         if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > limit {
             throw APIError(.contentTooLarge, "the body is \(declared) bytes; the limit is \(limit) (api.max_body_bytes)")
@@ -173,7 +179,7 @@ public struct NodeAPI: Sendable {
         return SyncStatusDocument(
             chainID: chain.chainID, genesisDigest: Engine.genesisDigest(chainID: chain.chainID, laneCount: chain.laneCount).hex,
             lanes: chain.laneCount, height: roots.height, servableHeight: servable, metaRoot: roots.metaRoot.hex,
-            oldestServableHeight: oldest, archive: false)
+            oldestServableHeight: oldest, archive: chain.archive)
     }
 
     /// `?from=H&count=N` (N ≤ 4096, default 1024): chain links of durable blocks.

@@ -17,6 +17,8 @@ public struct NodeConfiguration: Sendable, Equatable {
         public var dataDirectory = "./rivellum-data"
         public var chainID = NodeConfiguration.engineDefaults.chainID
         public var laneCount = NodeConfiguration.engineDefaults.laneCount
+        /// Keep every block from genesis (WAL segments are never retired), so peers can resync.
+        public var archive = NodeConfiguration.engineDefaults.archive
     }
 
     /// `[wal]`
@@ -117,6 +119,7 @@ public struct NodeConfiguration: Sendable, Equatable {
             data_dir = "\(node.dataDirectory)"      # production: /var/lib/rivellum
             chain_id = "\(node.chainID)"         # fixed at genesis
             lanes = \(node.laneCount)                         # fixed at genesis, \(lanes.lowerBound)..\(lanes.upperBound)
+            archive = \(node.archive)                   # true: keep every block from genesis so that peers can resync (WAL never retired)
 
             [wal]
             # wal_dir = "/var/lib/rivellum/wal"   # default: <data_dir>/wal
@@ -299,6 +302,7 @@ public struct NodeConfiguration: Sendable, Equatable {
         configuration.laneCount = node.laneCount
         configuration.walDirectory = wal.walDirectory
         configuration.walRetentionHours = wal.retentionHours
+        configuration.archive = node.archive
         configuration.wal.fsyncPolicy = wal.fsyncPolicy
         configuration.wal.syncIntervalMilliseconds = wal.syncIntervalMilliseconds
         configuration.wal.syncBytes = wal.syncBytes
@@ -332,6 +336,7 @@ public struct NodeConfiguration: Sendable, Equatable {
         var data_dir: String?
         var chain_id: String?
         var lanes: Int?
+        var archive: Bool?
     }
 
     struct RawWAL: Decodable {
@@ -386,6 +391,7 @@ public struct NodeConfiguration: Sendable, Equatable {
             if let value = section.data_dir { node.dataDirectory = value }
             if let value = section.chain_id { node.chainID = value }
             if let value = section.lanes { node.laneCount = value }
+            if let value = section.archive { node.archive = value }
         }
         if let section = raw.wal {
             if let value = section.wal_dir { wal.walDirectory = value }

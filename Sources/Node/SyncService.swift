@@ -20,12 +20,20 @@ public final class SyncBoard: Sendable {
     }
 
     private let current = Mutex<Snapshot?>(nil)
+    private let writes = Atomic<Bool>(false)
 
     public init() {}
 
     public var snapshot: Snapshot? { current.withLock { $0 } }
 
+    /// Whether a writer with peers may take new blocks: once it has caught up with them, or once
+    /// every peer has answered (or failed) and no quorum can be heard (it cannot be behind
+    /// anyone it can hear). Until then `POST /v1/blocks` is 503 `catching_up`.
+    public var writesAllowed: Bool { writes.load(ordering: .acquiring) }
+
     func publish(_ snapshot: Snapshot) { current.withLock { $0 = snapshot } }
+
+    func allowWrites() { writes.store(true, ordering: .releasing) }
 }
 
 /// Why the sync service stopped the node; `NodeRunner` maps it to the exit code.
@@ -90,10 +98,23 @@ struct SyncService: Service {
                 }
             }
             defer { group.cancelAll() }
+            var answered = Set<Int>()
             // Bounded: the stream ends when the task is cancelled; each input is one step.
             for await input in inputs {
-                let outputs = machine.handle(input, now: clock.nowNanoseconds())
+                if case .status(let peer, _) = input { answered.insert(peer) }
+                var outputs: [SyncOutput] = []
+                let roots = engine.stateRoots()
+                if case .tick = input, roots.height > machine.localHeight {
+                    outputs += machine.handle(.committedLocally(height: roots.height, metaRoot: roots.metaRoot), now: clock.nowNanoseconds())
+                }
+                outputs += machine.handle(input, now: clock.nowNanoseconds())
                 board.publish(snapshot(of: machine))
+                if !board.writesAllowed, outputs.contains(where: { if case .caughtUp = $0 { true } else { false } })
+                    || (answered.count == configuration.sync.peers.count && machine.targetHeight == nil)
+                {
+                    if machine.targetHeight == nil { logger.warning("no quorum of peers answers; taking new blocks without catching up") }
+                    board.allowWrites()
+                }
                 try perform(outputs, group: &group, continuation: continuation)
             }
         }

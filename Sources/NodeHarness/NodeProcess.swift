@@ -66,6 +66,14 @@ public struct NodeProcess {
         process.waitUntilExit()
     }
 
+    /// Waits up to `timeoutSeconds` for the node to exit on its own; its exit status, or nil
+    /// while it still runs.
+    public func waitForExit(timeoutSeconds: Double) -> Int32? {
+        // Bounded: polls every 50 ms up to the timeout.
+        for _ in 0..<max(1, Int(timeoutSeconds * 20)) where process.isRunning { usleep(50_000) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
     /// SIGTERM (graceful shutdown), wait, and return the exit status.
     @discardableResult
     public func terminate() -> Int32 {

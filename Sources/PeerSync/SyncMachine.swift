@@ -127,6 +127,8 @@ public struct SyncMachine: Sendable {
             advance(to: height, metaRoot: metaRoot)
         case .applyRefused(let height, let reason):
             refuseApplied(height, reason: reason, now: now, into: &outputs)
+        case .committedLocally(let height, let metaRoot):
+            if height > localHeight { advance(to: height, metaRoot: metaRoot) }
         }
         if let stop = checkStops(now: now) {
             stopped = stop

@@ -54,6 +54,9 @@ public enum SyncInput: Sendable, Equatable {
     case applied(height: UInt64, metaRoot: Hash32)
     /// The engine refused the block at `height` (`peer_block_mismatch`); nothing of it was written.
     case applyRefused(height: UInt64, reason: String)
+    /// The engine is at `height` with `metaRoot` by its own commits (a writer's): the machine
+    /// checks that height against its peers too.
+    case committedLocally(height: UInt64, metaRoot: Hash32)
 }
 
 /// Why syncing stops for good; the driver maps each to an exit code.

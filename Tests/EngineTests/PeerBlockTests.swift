@@ -162,6 +162,21 @@ struct PeerBlockTests {
         #expect(try Self.served(primary, from: 5, bytes: 1).map(\.height) == [5], "at least one block, then the byte bound")
     }
 
+    /// The same log with `archive` on: retention deletes nothing, block 1 is still served.
+    @Test func anArchiveServesEveryBlockFromGenesis() throws {
+        let fileSystem = SimulatedFileSystem(seed: 3, plan: .none)
+        var configuration = EngineTests.configuration()
+        configuration.walRetentionHours = 0
+        configuration.wal.segmentSizeBytes = 4_096
+        configuration.flushEveryBlocks = 4
+        configuration.archive = true
+        let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
+        defer { Self.close(engine) }
+        for height in 1...200 { _ = try engine.commit(makeBlock(height, seed: 3)) }
+        #expect(try Self.served(engine, from: 1, maxBlocks: 10).map(\.height) == Array(1...10))
+        #expect(try engine.oldestServableHeight() == 1)
+    }
+
     @Test func belowRetentionNamesTheOldestServableHeight() throws {
         let fileSystem = SimulatedFileSystem(seed: 3, plan: .none)
         var configuration = EngineTests.configuration()

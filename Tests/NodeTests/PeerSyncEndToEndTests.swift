@@ -83,3 +83,45 @@ struct PeerSyncEndToEndTests {
         #expect(result.error.contains("sync.peers") || result.error.contains("quorum"), "\(result.error)")
     }
 }
+
+/// A writer with peers catches up before it takes a block, and two writers on one chain are a
+/// fork that the one behind detects and stops on (exit 65) without overwriting anything.
+@Suite("Peer sync: a writer with peers (end to end, two real nodes)", .serialized)
+struct PeerSyncWriterTests {
+    @Test func aWriterCatchesUpFirstAndAForkStopsItWithTheDataErrorCode() throws {
+        let scratch = ScratchDirectory("peer-sync-writer")
+        let first = try NodeProcess.start(
+            binary: NodeProcess.siblingBinary(), arguments: ["--data-dir", scratch.path + "/a", "--log-level", "warning"],
+            logPath: scratch.path + "/a.log")
+        defer { _ = first.terminate() }
+        for index in 1...30 { #expect(try PeerSyncEndToEndTests.post(first.port, [.init(key: "k\(index % 5)", value: "v\(index)")]).status == 200) }
+        let config = scratch.file("b.toml", "[node]\ndata_dir = \"\(scratch.path)/b\"\n[sync]\npeers = [\"http://127.0.0.1:\(first.port)\"]\n")
+        let second = try NodeProcess.start(
+            binary: NodeProcess.siblingBinary(), arguments: ["--config", config, "--log-level", "warning"], logPath: scratch.path + "/b.log")
+        defer { _ = second.terminate() }
+        // A write before it has caught up is 503 catching_up, never committed at a height the peers hold.
+        let early = try PeerSyncEndToEndTests.post(second.port, [.init(key: "early", value: "x")])
+        if early.status != 200 {
+            let refusal = try JSONDocument.decode(ErrorDocument.self, from: early.body)
+            #expect(early.status == 503 && refusal.kind == "catching_up")
+        }
+        _ = try PeerSyncEndToEndTests.waitFor(height: 30, on: second.port)
+        let atThirty = try JSONDocument.decode(BlockHeaderDocument.self, from: try get(second.port, "/v1/blocks/30").body)
+        let theirs = try JSONDocument.decode(BlockHeaderDocument.self, from: try get(first.port, "/v1/blocks/30").body)
+        #expect(atThirty == theirs, "block 30 is the first writer's, not a block taken early")
+        // Both take a different block 31 (or 32, if the early write landed after catching up): a fork.
+        var taken: LoopbackHTTP.Response = early
+        // Bounded: the catch-up gate opens within the wait above; a few tries cover the last step.
+        for _ in 0..<50 where taken.status != 200 {
+            taken = try PeerSyncEndToEndTests.post(second.port, [.init(key: "mine", value: "b")])
+            if taken.status != 200 { usleep(100_000) }
+        }
+        #expect(taken.status == 200)
+        let height = try JSONDocument.decode(CommitResultDocument.self, from: taken.body).height
+        for _ in 31...height { #expect(try PeerSyncEndToEndTests.post(first.port, [.init(key: "theirs", value: "a")]).status == 200) }
+        let exit = second.waitForExit(timeoutSeconds: 30)
+        #expect(exit == 65, "the node behind stops on the fork: exit \(exit.map(String.init) ?? "none")")
+        let log = (try? String(contentsOfFile: scratch.path + "/b.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("fork at height"), "\(log.suffix(600))")
+    }
+}

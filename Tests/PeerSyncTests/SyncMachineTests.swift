@@ -236,4 +236,18 @@ struct SyncMachineTests {
         // The late answer of the first peer is ignored.
         #expect(applied(harness.feed(.blocks(peer: ask.peer, from: 1, .success(harness.chain.blocks(1...3))))) == nil)
     }
+
+    @Test func aLocalCommitIsCheckedAgainstThePeersToo() {
+        var harness = Harness(peers: 1, quorum: 1, localHeight: 4)
+        _ = harness.feed(.tick)
+        _ = harness.feed(.status(peer: 0, .success(harness.status(height: 4))))
+        _ = harness.feed(.links(peer: 0, from: 4, .success(harness.chain.links(4...4))))
+        let mine = FakeChain(variant: 7, forkHeight: 5)
+        _ = harness.feed(.committedLocally(height: 5, metaRoot: mine.root(5)))
+        #expect(harness.machine.localHeight == 5)
+        let asks = requests(harness.feed(.status(peer: 0, .success(harness.status(height: 5)))))
+        #expect(asks.map(\.request) == [.links(from: 5, count: 1)])
+        let outputs = harness.feed(.links(peer: 0, from: 5, .success(harness.chain.links(5...5))))
+        #expect(outputs.last == .stop(.fork(height: 5, local: mine.root(5), attested: harness.chain.root(5))))
+    }
 }
