@@ -162,30 +162,30 @@ struct PeerBlockTests {
         #expect(try Self.served(primary, from: 5, bytes: 1).map(\.height) == [5], "at least one block, then the byte bound")
     }
 
-    /// The same log with `archive` on: retention deletes nothing, block 1 is still served.
-    @Test func anArchiveServesEveryBlockFromGenesis() throws {
-        let fileSystem = SimulatedFileSystem(seed: 3, plan: .none)
+    /// 200 blocks under 0-hour retention, 4 KiB segments and a checkpoint every 4 blocks: old
+    /// segments are retired unless `archive` is on.
+    static func retiring(archive: Bool) throws -> Engine {
         var configuration = EngineTests.configuration()
         configuration.walRetentionHours = 0
         configuration.wal.segmentSizeBytes = 4_096
         configuration.flushEveryBlocks = 4
-        configuration.archive = true
-        let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
-        defer { Self.close(engine) }
+        configuration.archive = archive
+        let engine = try Engine(fileSystem: SimulatedFileSystem(seed: 3, plan: .none), configuration: configuration, clock: ManualClock())
         for height in 1...200 { _ = try engine.commit(makeBlock(height, seed: 3)) }
+        return engine
+    }
+
+    /// The same log with `archive` on: retention deletes nothing, block 1 is still served.
+    @Test func anArchiveServesEveryBlockFromGenesis() throws {
+        let engine = try Self.retiring(archive: true)
+        defer { Self.close(engine) }
         #expect(try Self.served(engine, from: 1, maxBlocks: 10).map(\.height) == Array(1...10))
         #expect(try engine.oldestServableHeight() == 1)
     }
 
     @Test func belowRetentionNamesTheOldestServableHeight() throws {
-        let fileSystem = SimulatedFileSystem(seed: 3, plan: .none)
-        var configuration = EngineTests.configuration()
-        configuration.walRetentionHours = 0
-        configuration.wal.segmentSizeBytes = 4_096
-        configuration.flushEveryBlocks = 4
-        let engine = try Engine(fileSystem: fileSystem, configuration: configuration, clock: ManualClock())
+        let engine = try Self.retiring(archive: false)
         defer { Self.close(engine) }
-        for height in 1...200 { _ = try engine.commit(makeBlock(height, seed: 3)) }
         let served = try engine.servedBlocks(from: 1, maxBlocks: 10, rangeBytesMax: 1 << 20)
         guard case .belowRetention(let oldest?) = served else {
             Issue.record("the first block is still served: \(served)")
