@@ -36,6 +36,50 @@ public final class SyncBoard: Sendable {
     func allowWrites() { writes.store(true, ordering: .releasing) }
 }
 
+/// A tick waiting to be consumed: the ticker raises it (and yields a tick only if it was down),
+/// the loop lowers it when it takes the tick.
+final class PendingFlag: Sendable {
+    private let pending = Atomic<Bool>(false)
+
+    /// Raises the flag; true when it was down (a tick should be sent).
+    func raise() -> Bool { !pending.exchange(true, ordering: .acquiringAndReleasing) }
+
+    func lower() { pending.store(false, ordering: .releasing) }
+}
+
+/// The first error an apply task met, for the loop to throw once the stream has ended.
+final class FailureBox: Sendable {
+    private let stored = Mutex<(any Error)?>(nil)
+
+    var error: (any Error)? { stored.withLock { $0 } }
+
+    func record(_ error: any Error) { stored.withLock { if $0 == nil { $0 = error } } }
+}
+
+/// When a writer with peers may take new blocks: once it has caught up with them, or once every
+/// peer has answered at least once (an answer or a failure) and none has ever reported a height
+/// above the writer's — it cannot be behind anyone it can hear. A peer that was ahead and then
+/// went away keeps the gate shut until the writer catches up (restart without peers to override).
+struct WriterGate {
+    let peerCount: Int
+    private var answered = Set<Int>()
+    private var someoneAhead = false
+    private(set) var caughtUp = false
+
+    init(peerCount: Int) {
+        self.peerCount = peerCount
+    }
+
+    mutating func opens(after input: SyncInput, outputs: [SyncOutput], localHeight: UInt64) -> Bool {
+        if case .status(let peer, let result) = input {
+            answered.insert(peer)
+            if case .success(let status) = result, status.servableHeight > localHeight { someoneAhead = true }
+        }
+        if outputs.contains(where: { if case .caughtUp = $0 { true } else { false } }) { caughtUp = true }
+        return caughtUp || (answered.count == peerCount && !someoneAhead)
+    }
+}
+
 /// Why the sync service stopped the node; `NodeRunner` maps it to the exit code.
 public struct SyncStopped: Error, Sendable, CustomStringConvertible {
     public var stop: SyncStop
@@ -83,41 +127,46 @@ struct SyncService: Service {
         try await cancelWhenGracefulShutdown { try await self.loop() }
     }
 
-    /// Until graceful shutdown (which cancels it) or a stop: one machine step per input.
+    /// Until graceful shutdown (which cancels it), a stop, or an engine failure: one machine
+    /// step per input. Answers are never dropped (the stream is unbounded, and the machine bounds
+    /// how many requests are out); ticks are coalesced, one waiting at most.
     private func loop() async throws {
         let roots = engine.stateRoots()
         var machine = SyncMachine(configuration: machineConfiguration, localHeight: roots.height, localMetaRoot: roots.metaRoot)
-        let (inputs, continuation) = AsyncStream.makeStream(of: SyncInput.self, bufferingPolicy: .bufferingNewest(1_024))
+        let (inputs, continuation) = AsyncStream.makeStream(of: SyncInput.self, bufferingPolicy: .unbounded)
+        let tickPending = PendingFlag()
+        let engineFailure = FailureBox()
         logger.info("syncing", metadata: ["peers": "\(configuration.sync.peers.joined(separator: ","))", "height": "\(roots.height)"])
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 // Bounded: one tick per interval until graceful shutdown cancels the group.
                 while !Task.isCancelled {
-                    continuation.yield(.tick)
+                    if tickPending.raise() { continuation.yield(.tick) }
                     try? await Task.sleep(for: .milliseconds(Self.tickMilliseconds))
                 }
             }
             defer { group.cancelAll() }
-            var answered = Set<Int>()
-            // Bounded: the stream ends when the task is cancelled; each input is one step.
+            var gate = WriterGate(peerCount: configuration.sync.peers.count)
+            // Bounded: the stream ends when the task is cancelled or an apply failed; each input is one step.
             for await input in inputs {
-                if case .status(let peer, _) = input { answered.insert(peer) }
                 var outputs: [SyncOutput] = []
-                let roots = engine.stateRoots()
-                if case .tick = input, roots.height > machine.localHeight {
-                    outputs += machine.handle(.committedLocally(height: roots.height, metaRoot: roots.metaRoot), now: clock.nowNanoseconds())
+                if case .tick = input {
+                    tickPending.lower()
+                    let roots = engine.stateRoots()
+                    if !configuration.sync.follow, roots.height > machine.localHeight {
+                        outputs += machine.handle(.committedLocally(height: roots.height, metaRoot: roots.metaRoot), now: clock.nowNanoseconds())
+                    }
                 }
                 outputs += machine.handle(input, now: clock.nowNanoseconds())
                 board.publish(snapshot(of: machine))
-                if !board.writesAllowed, outputs.contains(where: { if case .caughtUp = $0 { true } else { false } })
-                    || (answered.count == configuration.sync.peers.count && machine.targetHeight == nil)
-                {
-                    if machine.targetHeight == nil { logger.warning("no quorum of peers answers; taking new blocks without catching up") }
+                if !board.writesAllowed, gate.opens(after: input, outputs: outputs, localHeight: machine.localHeight) {
+                    if !gate.caughtUp { logger.warning("no peer answers with a higher height; taking new blocks without catching up") }
                     board.allowWrites()
                 }
-                try perform(outputs, group: &group, continuation: continuation)
+                try perform(outputs, group: &group, continuation: continuation, engineFailure: engineFailure)
             }
         }
+        if let failure = engineFailure.error { throw failure }
     }
 
     var machineConfiguration: SyncConfiguration {
@@ -131,7 +180,8 @@ struct SyncService: Service {
     }
 
     private func perform(
-        _ outputs: [SyncOutput], group: inout ThrowingTaskGroup<Void, any Error>, continuation: AsyncStream<SyncInput>.Continuation
+        _ outputs: [SyncOutput], group: inout ThrowingDiscardingTaskGroup<any Error>, continuation: AsyncStream<SyncInput>.Continuation,
+        engineFailure: FailureBox
     ) throws {
         for output in outputs {
             switch output {
@@ -151,12 +201,16 @@ struct SyncService: Service {
             case .apply(let blocks, let attested):
                 let engine = self.engine, commitPool = self.commitPool
                 group.addTask {
-                    let refused: EngineError?
+                    var refused: EngineError?
                     do {
                         _ = try await commitPool.runIfActive { () throws -> CommitResult? in try engine.commit(blocks, attested: attested) }
-                        refused = nil
                     } catch let error as EngineError where error.kind == .peerBlockMismatch {
                         refused = error
+                    } catch {
+                        // The engine failed (or the pool stopped): sync ends, and the node with it.
+                        engineFailure.record(error)
+                        continuation.finish()
+                        return
                     }
                     let roots = engine.stateRoots()
                     continuation.yield(.applied(height: roots.height, metaRoot: roots.metaRoot))

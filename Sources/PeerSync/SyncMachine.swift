@@ -124,7 +124,7 @@ public struct SyncMachine: Sendable {
             receiveBlocks(peer, from: from, result, now: now, into: &outputs)
         case .applied(let height, let metaRoot):
             applyInFlight = false
-            advance(to: height, metaRoot: metaRoot)
+            if height > localHeight { advance(to: height, metaRoot: metaRoot) }
         case .applyRefused(let height, let reason):
             refuseApplied(height, reason: reason, now: now, into: &outputs)
         case .committedLocally(let height, let metaRoot):
@@ -172,7 +172,7 @@ public struct SyncMachine: Sendable {
         guard consecutive, chained, links.count <= configuration.linksPerRequest else {
             return punish(peer, .misbehaved("chain links that do not run on from \(from)"), now: now, into: &outputs)
         }
-        guard !links.isEmpty else { return punish(peer, .unreachable("no links from \(from)"), now: now, into: &outputs) }
+        guard !links.isEmpty else { return punishEmpty(peer, from: from, what: "links", now: now, into: &outputs) }
         // Bounded by the answer (at most linksPerRequest).
         for link in links where link.height >= localHeight && link.height <= localHeight + configuration.windowBlocks {
             if let earlier = votes[link.height]?.first(where: { $0.value.contains(peer) })?.key, earlier != link.metaRoot {
@@ -197,7 +197,7 @@ public struct SyncMachine: Sendable {
         guard blocks.count <= request.count, blocks.indices.allSatisfy({ blocks[$0].height == from + UInt64($0) }) else {
             return punish(peer, .misbehaved("blocks that are not the \(request.count) asked for from \(from)"), now: now, into: &outputs)
         }
-        guard !blocks.isEmpty else { return punish(peer, .unreachable("no blocks from \(from)"), now: now, into: &outputs) }
+        guard !blocks.isEmpty else { return punishEmpty(peer, from: from, what: "blocks", now: now, into: &outputs) }
         if let lie = blocks.first(where: { block in attestedRoot(at: block.height).map { $0 != block.metaRoot } ?? false }) {
             return punish(peer, .misbehaved("block \(lie.height) has a MetaRoot the quorum does not attest"), now: now, into: &outputs)
         }
@@ -208,7 +208,7 @@ public struct SyncMachine: Sendable {
     }
 
     private mutating func advance(to height: UInt64, metaRoot: Hash32) {
-        precondition(height >= localHeight, "the engine's height went back")
+        assert(height > localHeight, "the local height only moves forward")
         localHeight = height
         localMetaRoot = metaRoot
         // Bounded by the window: drop what is now below the local height.
@@ -248,12 +248,26 @@ public struct SyncMachine: Sendable {
         case .misbehaved(let why):
             peers[peer].state = .faulty(until: now + configuration.faultyNanoseconds, why: why)
             peers[peer].faults += 1
-            // A peer that lied once does not vote: its reports are withdrawn.
+            // A peer that lied once does not vote: its reports are withdrawn, and once it is
+            // healthy again its links are asked for from the local height on.
             for height in votes.keys {
                 for root in votes[height]!.keys { votes[height]![root]!.remove(peer) }
             }
+            peers[peer].linkedThrough = 0
+            // Its answers in flight are not waited for (nor taken: the request is gone).
+            for (from, request) in blockRequests where request.peer == peer {
+                blockRequests[from] = nil
+                peers[peer].blocksInFlight -= 1
+            }
             outputs.append(.peerFaulty(peer: peer, why: why))
         }
+    }
+
+    /// An empty answer from a peer whose last status said it serves `from` is a lie; otherwise
+    /// it is a peer that has not got there yet (back off).
+    private mutating func punishEmpty(_ peer: Int, from: UInt64, what: String, now: UInt64, into outputs: inout [SyncOutput]) {
+        let claimed = peers[peer].status.map { $0.servableHeight >= from } ?? false
+        punish(peer, claimed ? .misbehaved("no \(what) from \(from), though it serves that height") : .unreachable("no \(what) from \(from)"), now: now, into: &outputs)
     }
 
     /// Forgets requests a driver never answered (bounded time), backing their peers off.
@@ -282,7 +296,7 @@ public struct SyncMachine: Sendable {
         }
         let statuses = peers.compactMap(\.status)
         let next = localHeight + 1
-        if statuses.count >= quorum, statuses.allSatisfy({ $0.servableHeight >= next }),
+        if statuses.count == usable, statuses.allSatisfy({ $0.servableHeight >= next }),
             let oldest = statuses.compactMap(\.oldestServableHeight).min(), statuses.allSatisfy({ ($0.oldestServableHeight ?? .max) > next })
         {
             return .needsStateSync(nextHeight: next, oldestServable: oldest)
@@ -301,8 +315,12 @@ public struct SyncMachine: Sendable {
             }
         }
         requestLinks(now: now, into: &outputs)
-        requestBlocks(now: now, into: &outputs)
-        emitApply(into: &outputs)
+        // A writer fetches only until it has caught up; after that its own commits move it, and
+        // links keep checking them against the peers (a second writer is a fork).
+        if configuration.follow || !reportedCaughtUp {
+            requestBlocks(now: now, into: &outputs)
+            emitApply(into: &outputs)
+        }
         if let target = targetHeight, localHeight >= target, !reportedCaughtUp {
             reportedCaughtUp = true
             outputs.append(.caughtUp(height: localHeight))
@@ -328,7 +346,9 @@ public struct SyncMachine: Sendable {
         let through = attestedThrough
         var from = localHeight + 1
         // Bounded by the attested window, one range per round; nothing past the buffer's bound.
-        while from <= through && requestsInFlight < configuration.requestsMax && bufferedBytes < configuration.bufferBytesMax {
+        while from <= through && requestsInFlight < configuration.requestsMax
+            && (bufferedBytes < configuration.bufferBytesMax || from == localHeight + 1)
+        {
             if buffered[from] != nil {
                 from += 1
                 continue

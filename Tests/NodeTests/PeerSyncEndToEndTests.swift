@@ -60,9 +60,14 @@ struct PeerSyncEndToEndTests {
         let refused = try Self.post(follower.port, [.init(key: "x", value: "y")])
         let refusal = try JSONDocument.decode(ErrorDocument.self, from: refused.body)
         #expect(refused.status == 409 && refusal.kind == "follower")
-        let status = try JSONDocument.decode(StatusDocument.self, from: try get(follower.port, "/v1/status").body)
-        let sync = try #require(status.sync)
-        #expect(sync.phase == "following" && sync.lag == 0 && sync.peers.map(\.state) == ["healthy"], "\(sync)")
+        // The board is published after each step: poll (bounded: 5 s) until it shows the last one.
+        var sync: StatusDocument.Sync?
+        for _ in 0..<50 {
+            sync = try JSONDocument.decode(StatusDocument.self, from: try get(follower.port, "/v1/status").body).sync
+            if sync?.phase == "following" && sync?.lag == 0 { break }
+            usleep(100_000)
+        }
+        #expect(sync?.phase == "following" && sync?.lag == 0 && sync?.peers.map(\.state) == ["healthy"], "\(String(describing: sync))")
     }
 
     /// A node whose config names the writer's chain id but another lane count is on another

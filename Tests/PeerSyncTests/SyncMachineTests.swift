@@ -250,4 +250,51 @@ struct SyncMachineTests {
         let outputs = harness.feed(.links(peer: 0, from: 5, .success(harness.chain.links(5...5))))
         #expect(outputs.last == .stop(.fork(height: 5, local: mine.root(5), attested: harness.chain.root(5))))
     }
+
+    @Test func stateSyncWaitsForEveryUsablePeersStatus() {
+        var harness = Harness(peers: 3, quorum: 2)
+        _ = harness.feed(.tick)
+        _ = harness.feed(.status(peer: 0, .success(harness.status(height: 100, oldest: 50))))
+        let two = harness.feed(.status(peer: 1, .success(harness.status(height: 100, oldest: 60))))
+        #expect(!two.contains { if case .stop = $0 { true } else { false } }, "the third peer may be an archive")
+        let three = harness.feed(.status(peer: 2, .success(harness.status(height: 100, oldest: 1))))
+        #expect(!three.contains { if case .stop = $0 { true } else { false } })
+    }
+
+    @Test func anEmptyAnswerForAHeightThePeerClaimsIsALie() throws {
+        var harness = Harness(peers: 3)
+        _ = harness.allHealthy(at: 5)
+        _ = harness.feed(.links(peer: 0, from: 1, .success(harness.chain.links(1...5))))
+        let ask = try #require(blockRequests(harness.feed(.links(peer: 2, from: 1, .success(harness.chain.links(1...5))))).first)
+        let outputs = harness.feed(.blocks(peer: ask.peer, from: 1, .success([])))
+        #expect(outputs.contains { if case .peerFaulty(ask.peer, _) = $0 { true } else { false } })
+    }
+
+    @Test func aPeerThatLiedIsAskedForLinksFromTheLocalHeightWhenItIsBack() {
+        var harness = Harness(peers: 1, quorum: 1, localHeight: 2)
+        _ = harness.feed(.tick)
+        _ = harness.feed(.status(peer: 0, .success(harness.status(height: 6))))
+        _ = harness.feed(.links(peer: 0, from: 2, .success(harness.chain.links(2...6))))
+        _ = harness.feed(.blocks(peer: 0, from: 3, .success(FakeChain(variant: 4, forkHeight: 3).blocks(3...6))))
+        #expect(harness.machine.attestedThrough == 2, "its votes were withdrawn")
+        harness.now += 600_000_000_001
+        let asks = requests(harness.feed(.tick))
+        #expect(asks.map(\.request) == [.status])
+        let back = requests(harness.feed(.status(peer: 0, .success(harness.status(height: 6)))))
+        #expect(back.map(\.request) == [.links(from: 2, count: 5)])
+    }
+
+    @Test func aWriterStopsFetchingOnceCaughtUpButKeepsCheckingLinks() {
+        var harness = Harness(peers: 1, quorum: 1, localHeight: 3)
+        _ = harness.feed(.tick)
+        let outputs = harness.feed(.status(peer: 0, .success(harness.status(height: 3))))
+        #expect(outputs.contains(.caughtUp(height: 3)))
+        _ = harness.feed(.links(peer: 0, from: 3, .success(harness.chain.links(3...3))))
+        harness.now += 1_000_000_000
+        _ = harness.feed(.tick)
+        let grown = harness.feed(.status(peer: 0, .success(harness.status(height: 6))))
+        #expect(requests(grown).map(\.request) == [.links(from: 4, count: 3)])
+        let after = harness.feed(.links(peer: 0, from: 4, .success(harness.chain.links(4...6))))
+        #expect(blockRequests(after).isEmpty, "a writer that caught up takes no more peer blocks")
+    }
 }
