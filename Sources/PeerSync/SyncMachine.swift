@@ -102,7 +102,7 @@ public struct SyncMachine: Sendable {
 
     public func phase(now: UInt64) -> SyncPhase {
         guard let target = targetHeight else { return .stalled }
-        if localHeight < target { return peers.contains { $0.isUsable(now: now) } ? .catchingUp : .stalled }
+        if localHeight < target { return peers.contains(where: \.isAskable) ? .catchingUp : .stalled }
         return configuration.follow ? .following : .synced
     }
 
@@ -332,7 +332,7 @@ public struct SyncMachine: Sendable {
     private mutating func requestLinks(now: UInt64, into outputs: inout [SyncOutput]) {
         let windowEnd = localHeight + configuration.windowBlocks
         for peer in peers.indices where requestsInFlight < configuration.requestsMax {
-            guard let status = peers[peer].status, peers[peer].isAskable(now: now), !peers[peer].linksInFlight else { continue }
+            guard let status = peers[peer].status, peers[peer].isAskable, !peers[peer].linksInFlight else { continue }
             let from = max(max(1, localHeight), peers[peer].linkedThrough + 1)
             guard from <= min(status.servableHeight, windowEnd) else { continue }
             let count = Int(min(UInt64(configuration.linksPerRequest), min(status.servableHeight, windowEnd) - from + 1))
@@ -360,7 +360,7 @@ public struct SyncMachine: Sendable {
             var count = Int(min(UInt64(configuration.blocksPerRequest), through - from + 1))
             if let next = blockRequests.keys.filter({ $0 > from }).min() { count = min(count, Int(next - from)) }
             let candidates = peers.indices.filter { peer in
-                peers[peer].isAskable(now: now) && peers[peer].blocksInFlight < configuration.requestsPerPeerMax
+                peers[peer].isAskable && peers[peer].blocksInFlight < configuration.requestsPerPeerMax
                     && (peers[peer].status?.servableHeight ?? 0) >= from && (peers[peer].status?.oldestServableHeight ?? .max) <= from
             }
             // The least busy, then the lowest index: deterministic.
@@ -427,9 +427,8 @@ public struct SyncPeer: Sendable, Equatable {
         return false
     }
 
-    func isUsable(now: UInt64) -> Bool { status != nil }
-
-    func isAskable(now: UInt64) -> Bool { status != nil }
+    /// Healthy with a known status: it may be asked for links and blocks.
+    var isAskable: Bool { status != nil }
 
     /// A backoff or a faulty spell that has run out: ask for its status again.
     mutating func wakeIfDue(now: UInt64) {

@@ -298,3 +298,31 @@ struct SyncMachineTests {
         #expect(blockRequests(after).isEmpty, "a writer that caught up takes no more peer blocks")
     }
 }
+
+/// When a writer with peers may take blocks: the gate's decision table.
+@Suite("Writer gate")
+struct WriterGateTests {
+    let harness = Harness(peers: 2, quorum: 2)
+
+    @Test func caughtUpOpensIt() {
+        var gate = WriterGate(peerCount: 2)
+        let before = gate.opens(after: .tick, outputs: [], localHeight: 5)
+        let after = gate.opens(after: .tick, outputs: [.caughtUp(height: 5)], localHeight: 5)
+        #expect(!before && after)
+    }
+
+    @Test func everyPeerAnsweredAndNoneAheadOpensIt() {
+        var gate = WriterGate(peerCount: 2)
+        let one = gate.opens(after: .status(peer: 0, .failure(.unreachable("refused"))), outputs: [], localHeight: 5)
+        let both = gate.opens(after: .status(peer: 1, .success(harness.status(height: 5))), outputs: [], localHeight: 5)
+        #expect(!one && both)
+    }
+
+    @Test func aPeerThatWasAheadKeepsItShutAfterItGoesAway() {
+        var gate = WriterGate(peerCount: 2)
+        _ = gate.opens(after: .status(peer: 0, .success(harness.status(height: 9))), outputs: [], localHeight: 5)
+        _ = gate.opens(after: .status(peer: 0, .failure(.unreachable("gone"))), outputs: [], localHeight: 5)
+        let open = gate.opens(after: .status(peer: 1, .failure(.unreachable("refused"))), outputs: [], localHeight: 5)
+        #expect(!open && !gate.caughtUp)
+    }
+}
