@@ -32,6 +32,18 @@ public enum Probe: String, CaseIterable, Sendable {
     case snapshotPartialRemoved = "snapshot.partial_removed"
     case snapshotRestoreRolledForward = "snapshot.restore_rolled_forward"
     case snapshotRestoreStagingDiscarded = "snapshot.restore_staging_discarded"
+    /// Peer sync (the `SyncMachine`): a peer answered falsely and was left alone.
+    case syncPeerFaulty = "sync.peer_faulty"
+    /// A peer could not be reached (or timed out) and was backed off.
+    case syncPeerBackedOff = "sync.peer_backed_off"
+    /// A block range was asked for again: its answer timed out or its block was refused.
+    case syncRangeRefetched = "sync.range_refetched"
+    /// A block whose MetaRoot the quorum does not attest (another chain's) was refused unapplied.
+    case syncForkedBlockRefused = "sync.forked_block_refused"
+    /// The engine refused a peer's block (its operations do not give its roots); nothing written.
+    case syncBlockRefusedByEngine = "sync.block_refused_by_engine"
+    /// Counted by the simulator: a node crashed while behind its peers, recovered, and caught up.
+    case syncResumedAfterCrash = "sync.resumed_after_crash"
 
     /// Branches a sweep of a few hundred seeds may well miss: a zero tail needs a crash between
     /// an extension and its data; a tail lost to corruption is the documented limit (rot in the

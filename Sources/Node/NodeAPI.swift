@@ -4,6 +4,7 @@ import FaultFS
 import Foundation
 import Hummingbird
 import Logging
+import PeerSync
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -72,12 +73,13 @@ public struct NodeAPI: Sendable {
                     height: header.height, metaRoot: header.metaRoot.hex, laneRoots: header.laneRoots.map(\.hex),
                     operationCount: header.operationCount))
         }
-        router.get("/v1/state/{key}") { _, context in
+        router.get("/v1/state/{key}") { request, context in
             let raw = try context.parameters.require("key")
             guard let key = raw.removingPercentEncoding, !key.isEmpty else { throw APIError(.badRequest, "the key is not valid percent-encoded UTF-8") }
             guard key.utf8.count <= configuration.api.maxKeyBytes else {
                 throw APIError(.contentTooLarge, "the key is \(key.utf8.count) bytes; the limit is \(configuration.api.maxKeyBytes)")
             }
+            if request.uri.queryParameters.get("allow_stale") != "true" { try requireCurrent("serving reads as current (allow_stale=true reads anyway)") }
             return json(stateRead(try engine.get(Array(key.utf8))))
         }
         router.post("/v1/blocks") { request, _ in try await commit(request) }
@@ -90,18 +92,22 @@ public struct NodeAPI: Sendable {
 
     // MARK: Handlers
 
+    /// 503 `catching_up` while a node with peers has not caught up with them (`SyncBoard.isCurrent`).
+    private func requireCurrent(_ what: String) throws {
+        guard let board = syncBoard, !board.isCurrent else { return }
+        let target = board.snapshot?.targetHeight.map { " of \($0)" } ?? ""
+        throw APIError(
+            .serviceUnavailable, "catching up with the peers before \(what) (height \(engine.stateRoots().height)\(target)); retry shortly",
+            kind: "catching_up")
+    }
+
     private func commit(_ request: Request) async throws -> Response {
         if configuration.sync.follow {
             throw APIError(
                 .conflict, "this node follows its peers (sync.follow = true) and takes no blocks of its own; send them to the chain's writer",
                 kind: "follower")
         }
-        if let board = syncBoard, !board.writesAllowed {
-            let target = board.snapshot?.targetHeight.map { " of \($0)" } ?? ""
-            throw APIError(
-                .serviceUnavailable, "catching up with the peers before taking new blocks (height \(engine.stateRoots().height)\(target)); retry shortly",
-                kind: "catching_up")
-        }
+        try requireCurrent("taking new blocks")
         let limit = configuration.api.maxBodyBytes
         if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > limit {
             throw APIError(.contentTooLarge, "the body is \(declared) bytes; the limit is \(limit) (api.max_body_bytes)")
@@ -172,14 +178,7 @@ public struct NodeAPI: Sendable {
 
     private func syncStatus() async throws -> SyncStatusDocument {
         let engine = self.engine
-        let servable = engine.servableHeight
-        let oldest = try await servingPeer { () throws -> UInt64? in try engine.oldestServableHeight().map { min($0, servable) } }
-        let roots = engine.stateRoots()
-        let chain = configuration.node
-        return SyncStatusDocument(
-            chainID: chain.chainID, genesisDigest: Engine.genesisDigest(chainID: chain.chainID, laneCount: chain.laneCount).hex,
-            lanes: chain.laneCount, height: roots.height, servableHeight: servable, metaRoot: roots.metaRoot.hex,
-            oldestServableHeight: oldest, archive: chain.archive)
+        return try await servingPeer { () throws -> SyncStatusDocument in try SyncServing.status(of: engine) }
     }
 
     /// `?from=H&count=N` (N ≤ 4096, default 1024): chain links of durable blocks.
@@ -187,8 +186,7 @@ public struct NodeAPI: Sendable {
         let from = try Self.query(request, "from", in: 1...UInt64.max)
         let count = Int(try Self.query(request, "count", in: 1...UInt64(ChainLink.countMax), default: 1_024))
         let engine = self.engine
-        let links = try await servingPeer { () throws -> [ChainLink] in try engine.servedLinks(from: from, count: count) }
-        return SyncHeadersDocument(headers: links.map { .init(height: $0.height, metaRoot: $0.metaRoot.hex, previousMetaRoot: $0.previousMetaRoot.hex) })
+        return try await servingPeer { () throws -> SyncHeadersDocument in try SyncServing.headers(of: engine, from: from, count: count) }
     }
 
     /// `?from=H&max_blocks=N&max_bytes=B` (N ≤ 1024, default 256; B ≤ 16 MiB, default 4 MiB):
@@ -199,19 +197,12 @@ public struct NodeAPI: Sendable {
         let maxBlocks = Int(try Self.query(request, "max_blocks", in: 1...UInt64(BlockRangeCodec.blocksMax), default: 256))
         let maxBytes = Int(try Self.query(request, "max_bytes", in: 1...UInt64(BlockRangeCodec.requestBytesMax), default: 4 << 20))
         let engine = self.engine
-        let served = try await servingPeer { () throws -> ServedBlocks in
-            try engine.servedBlocks(from: from, maxBlocks: maxBlocks, rangeBytesMax: maxBytes)
+        let answer = try await servingPeer { () throws -> PeerResponse in
+            try SyncServing.blocks(of: engine, from: from, maxBlocks: maxBlocks, maxBytes: maxBytes)
         }
-        switch served {
-        case .belowRetention(let oldest):
-            let text = "height \(from) is no longer held" + (oldest.map { "; the oldest servable height is \($0)" } ?? "; no block is held")
-            return json(BelowRetentionDocument(error: text, oldestServableHeight: oldest), status: .gone)
-        case .blocks(let blocks):
-            let encoded = BlockRangeCodec.encode(blocks)
-            assert(blocks.count <= 1 || encoded.count <= maxBytes, "the range keeps to the bytes asked for")
-            return Response(
-                status: .ok, headers: [.contentType: BlockRangeCodec.contentType], body: .init(byteBuffer: ByteBuffer(bytes: encoded)))
-        }
+        var headers = HTTPFields()
+        if let type = answer.headers["content-type"] { headers[.contentType] = type }
+        return Response(status: .init(code: answer.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
     }
 
     /// At most `syncReadsMax` peer reads at once, on the commit pool (they read the log); past

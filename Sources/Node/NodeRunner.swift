@@ -45,6 +45,8 @@ public enum ExitCodes {
     public static let cantCreate: Int32 = 73
     public static let ioError: Int32 = 74
     public static let config: Int32 = 78
+    /// `rivellum-node sync` was stopped (SIGTERM/SIGINT) before it caught up; run it again to resume.
+    public static let interrupted: Int32 = 75
     /// Peer sync: no peer holds the next height any more; state sync (a snapshot) is needed.
     public static let needsStateSync: Int32 = 79
 }
@@ -60,6 +62,7 @@ public enum NodeRunner {
     public static func run(configuration: NodeConfiguration, clock: any WALClock, logger: Logger) async throws {
         let walLogger = Logger(label: "rivellum_wal")
         let metrics = NodeMetrics()
+        try await confirmGenesis(configuration: configuration, logger: logger)
         let engine = try openEngine(configuration: configuration, clock: clock, metrics: metrics, logger: logger, walLogger: walLogger)
         let commitPool = NIOThreadPool(numberOfThreads: min(64, configuration.api.maxInflightCommits))
         commitPool.start()
@@ -184,6 +187,7 @@ public enum NodeRunner {
         }
         if let runError {
             if let stopped = runError as? SyncStopped { throw NodeExit(stopped.exitCode, "rivellum-node: \(stopped)") }
+            if let stalled = runError as? SyncStalled { throw NodeExit(ExitCodes.unavailable, "rivellum-node sync: \(stalled)") }
             if isAddressInUse(runError) {
                 let listen = "\(configuration.api.listenHost):\(configuration.api.listenPort)"
                 throw NodeExit(ExitCodes.unavailable, "rivellum-node: cannot listen on \(listen): address already in use")

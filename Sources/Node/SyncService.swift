@@ -20,20 +20,22 @@ public final class SyncBoard: Sendable {
     }
 
     private let current = Mutex<Snapshot?>(nil)
-    private let writes = Atomic<Bool>(false)
+    private let currentState = Atomic<Bool>(false)
 
     public init() {}
 
     public var snapshot: Snapshot? { current.withLock { $0 } }
 
-    /// Whether a writer with peers may take new blocks: once it has caught up with them, or once
-    /// every peer has answered (or failed) and no quorum can be heard (it cannot be behind
-    /// anyone it can hear). Until then `POST /v1/blocks` is 503 `catching_up`.
-    public var writesAllowed: Bool { writes.load(ordering: .acquiring) }
+    /// Whether the node's state is current (`WriterGate`): it has caught up with its peers, or
+    /// every peer has answered (or failed) and none is ahead (it cannot be behind anyone it can
+    /// hear). Until then `POST /v1/blocks` is 503 `catching_up`, and so is a state read that
+    /// does not say `allow_stale=true`. It stays current once it was (a follower's lag is in
+    /// `/v1/status`).
+    public var isCurrent: Bool { currentState.load(ordering: .acquiring) }
 
     func publish(_ snapshot: Snapshot) { current.withLock { $0 = snapshot } }
 
-    func allowWrites() { writes.store(true, ordering: .releasing) }
+    func markCurrent() { currentState.store(true, ordering: .releasing) }
 }
 
 /// A tick waiting to be consumed: the ticker raises it (and yields a tick only if it was down),
@@ -82,10 +84,34 @@ public struct SyncStopped: Error, Sendable, CustomStringConvertible {
     }
 }
 
+/// How far a sync has got, for the one-shot command's progress line and events.
+public struct SyncProgress: Sendable, Equatable {
+    public var height: UInt64
+    public var targetHeight: UInt64?
+    public var phase: SyncPhase
+    /// Blocks and their wire bytes applied since the sync started.
+    public var blocksApplied: UInt64
+    public var bytesApplied: UInt64
+    public var elapsedNanoseconds: UInt64
+}
+
+/// The one-shot sync gave up: no quorum of peers could be asked for `seconds` (exit 69).
+public struct SyncStalled: Error, Sendable, CustomStringConvertible {
+    public var height: UInt64
+    public var seconds: Int
+
+    public var description: String {
+        "no quorum of peers answered for \(seconds) s (at height \(height)). Remedy: check that the peers are up and reachable, then run sync again"
+    }
+}
+
 /// Drives the `SyncMachine` over HTTP: feeds it ticks (every 100 ms) and the peers' answers,
 /// sends what it asks for through the `PeerTransport`, and commits what it hands over through
 /// the engine's verified path (`Engine.commit(_:attested:)`, on the commit pool). Holds no sync
 /// decision of its own: what an answer means is `SyncExchange`'s, what to do is the machine's.
+///
+/// The daemon runs it until shutdown (`untilCaughtUp == false`); `rivellum-node sync` runs it
+/// until the machine reports catching up, or until no quorum was heard for `stallSeconds`.
 struct SyncService: Service {
     let engine: Engine
     let configuration: NodeConfiguration
@@ -95,27 +121,49 @@ struct SyncService: Service {
     let metrics: NodeMetrics
     let board: SyncBoard
     let logger: Logger
+    var machineConfiguration: SyncConfiguration
+    var untilCaughtUp = false
+    var stallSeconds: Int?
+    /// Called about once a second, and with `true` once caught up.
+    var onProgress: (@Sendable (SyncProgress, _ caughtUp: Bool) -> Void)?
 
     static let tickMilliseconds = 100
     static let requestTimeoutSeconds = 30.0
+
+    init(
+        engine: Engine, configuration: NodeConfiguration, transport: any PeerTransport, commitPool: NIOThreadPool, clock: any WALClock,
+        metrics: NodeMetrics, board: SyncBoard, logger: Logger
+    ) {
+        self.engine = engine
+        self.configuration = configuration
+        self.transport = transport
+        self.commitPool = commitPool
+        self.clock = clock
+        self.metrics = metrics
+        self.board = board
+        self.logger = logger
+        machineConfiguration = Self.machineConfiguration(of: configuration)
+    }
 
     func run() async throws {
         try await cancelWhenGracefulShutdown { try await self.loop() }
     }
 
-    /// Until graceful shutdown (which cancels it), a stop, or an engine failure: one machine
-    /// step per input. Answers are never dropped (the stream is unbounded, and the machine bounds
-    /// how many requests are out); ticks are coalesced, one waiting at most.
+    /// Until graceful shutdown (which cancels it), a stop, an engine failure, or (one-shot)
+    /// caught up: one machine step per input. Answers are never dropped (the stream is
+    /// unbounded, and the machine bounds how many requests are out); ticks are coalesced, one
+    /// waiting at most.
     private func loop() async throws {
         let roots = engine.stateRoots()
         var machine = SyncMachine(configuration: machineConfiguration, localHeight: roots.height, localMetaRoot: roots.metaRoot)
         let (inputs, continuation) = AsyncStream.makeStream(of: SyncInput.self, bufferingPolicy: .unbounded)
         let tickPending = PendingFlag()
         let engineFailure = FailureBox()
+        var progress = ProgressCounter(startedAt: clock.nowNanoseconds(), stallNanoseconds: stallSeconds.map { UInt64($0) * 1_000_000_000 })
         logger.info("syncing", metadata: ["peers": "\(configuration.sync.peers.joined(separator: ","))", "height": "\(roots.height)"])
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
-                // Bounded: one tick per interval until graceful shutdown cancels the group.
+                // Bounded: one tick per interval until the group is cancelled.
                 while !Task.isCancelled {
                     if tickPending.raise() { continuation.yield(.tick) }
                     try? await Task.sleep(for: .milliseconds(Self.tickMilliseconds))
@@ -125,27 +173,48 @@ struct SyncService: Service {
             var gate = WriterGate(peerCount: configuration.sync.peers.count)
             // Bounded: the stream ends when the task is cancelled or an apply failed; each input is one step.
             for await input in inputs {
+                let now = clock.nowNanoseconds()
                 var outputs: [SyncOutput] = []
                 if case .tick = input {
                     tickPending.lower()
                     let roots = engine.stateRoots()
-                    if !configuration.sync.follow, roots.height > machine.localHeight {
-                        outputs += machine.handle(.committedLocally(height: roots.height, metaRoot: roots.metaRoot), now: clock.nowNanoseconds())
+                    if !machineConfiguration.follow, roots.height > machine.localHeight {
+                        outputs += machine.handle(.committedLocally(height: roots.height, metaRoot: roots.metaRoot), now: now)
                     }
                 }
-                outputs += machine.handle(input, now: clock.nowNanoseconds())
+                outputs += machine.handle(input, now: now)
                 board.publish(snapshot(of: machine))
-                if !board.writesAllowed, gate.opens(after: input, outputs: outputs, localHeight: machine.localHeight) {
+                if !board.isCurrent, gate.opens(after: input, outputs: outputs, localHeight: machine.localHeight) {
                     if !gate.caughtUp { logger.warning("no peer answers with a higher height; taking new blocks without catching up") }
-                    board.allowWrites()
+                    board.markCurrent()
                 }
                 try perform(outputs, group: &group, continuation: continuation, engineFailure: engineFailure)
+                if try report(input, outputs, machine: machine, progress: &progress, now: now) { break }
             }
         }
         if let failure = engineFailure.error { throw failure }
     }
 
-    var machineConfiguration: SyncConfiguration {
+    /// Counts what was applied, tells `onProgress`, and decides whether a one-shot sync is over:
+    /// true once caught up; throws `SyncStalled` once no quorum was heard for the stall bound.
+    private func report(_ input: SyncInput, _ outputs: [SyncOutput], machine: SyncMachine, progress: inout ProgressCounter, now: UInt64) throws -> Bool {
+        for case .apply(let blocks, _) in outputs { progress.handedOver(blocks) }
+        if case .applied(let height, _) = input { progress.applied(through: height) }
+        let caughtUp = outputs.contains { if case .caughtUp = $0 { true } else { false } }
+        let phase = machine.phase(now: now)
+        // At most one report a second, and the last one.
+        if caughtUp || progress.isDueForReport(now: now) {
+            onProgress?(progress.snapshot(height: machine.localHeight, target: machine.targetHeight, phase: phase, now: now), caughtUp)
+        }
+        guard untilCaughtUp else { return false }
+        if caughtUp { return true }
+        if progress.hasStalled(phase == .stalled, now: now) {
+            throw SyncStalled(height: machine.localHeight, seconds: stallSeconds ?? 0)
+        }
+        return false
+    }
+
+    static func machineConfiguration(of configuration: NodeConfiguration) -> SyncConfiguration {
         let sync = configuration.sync
         let anchor = Hash32(hex: sync.trustMetaRoot).map {
             ChainLink(height: sync.trustHeight, metaRoot: $0, previousMetaRoot: Hash32(bytes: [UInt8](repeating: 0, count: 32)))
@@ -219,5 +288,57 @@ struct SyncService: Service {
             return (configuration.sync.peers[index], state, peer.faults)
         }
         return SyncBoard.Snapshot(phase: machine.phase(now: now), targetHeight: machine.targetHeight, localHeight: machine.localHeight, peers: peers)
+    }
+}
+
+/// What a sync has applied (blocks and wire bytes) and since when it has been stalled; bounded
+/// by the window of blocks handed over and not yet applied.
+struct ProgressCounter {
+    let startedAt: UInt64
+    let stallNanoseconds: UInt64?
+    private var pendingBytes: [UInt64: Int] = [:]
+    private var blocks: UInt64 = 0
+    private var bytes: UInt64 = 0
+    private var stalledSince: UInt64?
+    private var reportedAt: UInt64 = 0
+
+    static let reportIntervalNanoseconds: UInt64 = 1_000_000_000
+
+    init(startedAt: UInt64, stallNanoseconds: UInt64?) {
+        self.startedAt = startedAt
+        self.stallNanoseconds = stallNanoseconds
+    }
+
+    mutating func handedOver(_ handed: [SyncBlock]) {
+        for block in handed { pendingBytes[block.height] = block.encodedBytes }
+    }
+
+    mutating func applied(through height: UInt64) {
+        for (pending, size) in pendingBytes where pending <= height {
+            blocks += 1
+            bytes += UInt64(size)
+            pendingBytes[pending] = nil
+        }
+    }
+
+    mutating func isDueForReport(now: UInt64) -> Bool {
+        guard now - reportedAt >= Self.reportIntervalNanoseconds else { return false }
+        reportedAt = now
+        return true
+    }
+
+    /// True once `stalled` has held without a break for the stall bound.
+    mutating func hasStalled(_ stalled: Bool, now: UInt64) -> Bool {
+        guard stalled, let bound = stallNanoseconds else {
+            stalledSince = nil
+            return false
+        }
+        let since = stalledSince ?? now
+        stalledSince = since
+        return now - since >= bound
+    }
+
+    func snapshot(height: UInt64, target: UInt64?, phase: SyncPhase, now: UInt64) -> SyncProgress {
+        SyncProgress(height: height, targetHeight: target, phase: phase, blocksApplied: blocks, bytesApplied: bytes, elapsedNanoseconds: now - startedAt)
     }
 }

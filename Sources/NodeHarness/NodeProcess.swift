@@ -84,21 +84,32 @@ public struct NodeProcess {
 
     /// A port the kernel just handed out on loopback (closed again; the node binds it next).
     public static func freePort() throws -> Int {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw LoopbackHTTP.Failure(message: "socket: errno \(errno)") }
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
-                guard bind(descriptor, pointer, length) == 0 else { return -1 }
-                return getsockname(descriptor, pointer, &length)
-            }
-        }
-        guard bound == 0 else { throw LoopbackHTTP.Failure(message: "bind: errno \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        let (descriptor, port) = try bindLoopbackSocket(listenBacklog: nil)
+        close(descriptor)
+        return port
     }
+}
+
+/// A TCP socket bound to a free port on 127.0.0.1 (and listening, with `listenBacklog`): the
+/// descriptor and the port.
+func bindLoopbackSocket(listenBacklog: Int32?) throws(LoopbackHTTP.Failure) -> (Int32, Int) {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { throw LoopbackHTTP.Failure(message: "socket: errno \(errno)") }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+            bind(descriptor, pointer, length) == 0 && listenBacklog.map { listen(descriptor, $0) == 0 } ?? true
+                && getsockname(descriptor, pointer, &length) == 0
+        }
+    }
+    guard bound else {
+        let code = errno
+        close(descriptor)
+        throw LoopbackHTTP.Failure(message: "bind to loopback: errno \(code)")
+    }
+    return (descriptor, Int(UInt16(bigEndian: address.sin_port)))
 }

@@ -13,6 +13,8 @@ public struct SyncConfiguration: Sendable, Equatable {
     public var trustAnchor: ChainLink?
     /// Keep applying new blocks after catching up (a standby or read replica).
     public var follow: Bool
+    /// The highest height to sync to (`rivellum-node sync --to-height`); nil: the peers' height.
+    public var heightMax: UInt64?
     public var linksPerRequest = 512
     public var blocksPerRequest = 128
     public var requestsPerPeerMax = 2
@@ -28,8 +30,11 @@ public struct SyncConfiguration: Sendable, Equatable {
     public var statusRefreshNanoseconds: UInt64 = 1_000_000_000
     public var requestTimeoutNanoseconds: UInt64 = 60_000_000_000
 
-    public init(chainID: String, laneCount: Int, peerCount: Int, quorum: Int = 0, trustAnchor: ChainLink? = nil, follow: Bool = false) {
+    public init(
+        chainID: String, laneCount: Int, peerCount: Int, quorum: Int = 0, trustAnchor: ChainLink? = nil, follow: Bool = false, heightMax: UInt64? = nil
+    ) {
         precondition(peerCount >= 1 && peerCount <= 64 && quorum >= 0 && quorum <= peerCount, "1...64 peers and a quorum among them")
+        self.heightMax = heightMax
         self.chainID = chainID
         self.laneCount = laneCount
         self.peerCount = peerCount
@@ -79,12 +84,19 @@ public struct SyncMachine: Sendable {
 
     // MARK: Reading
 
-    /// The height a quorum of healthy peers serve: what catching up aims at (nil without a quorum).
+    /// The height a quorum of healthy peers serve, capped by `heightMax`: what catching up aims
+    /// at (nil without a quorum).
     public var targetHeight: UInt64? {
         let heights = peers.compactMap(\.status?.servableHeight).sorted(by: >)
         let quorum = configuration.resolvedQuorum
-        return heights.count >= quorum ? heights[quorum - 1] : nil
+        return heights.count >= quorum ? min(heights[quorum - 1], ceiling) : nil
     }
+
+    /// The highest height the machine asks for or applies.
+    private var ceiling: UInt64 { configuration.heightMax ?? .max }
+
+    /// The end of the window of heights votes and blocks are kept for.
+    private var windowEnd: UInt64 { min(localHeight + configuration.windowBlocks, ceiling) }
 
     /// The root trusted at `height`, if any.
     public func attestedRoot(at height: UInt64) -> Hash32? {
@@ -96,12 +108,15 @@ public struct SyncMachine: Sendable {
     public var attestedThrough: UInt64 {
         var height = localHeight
         // Bounded by the window.
-        while height < localHeight + configuration.windowBlocks, attestedRoot(at: height + 1) != nil { height += 1 }
+        while height < windowEnd, attestedRoot(at: height + 1) != nil { height += 1 }
         return height
     }
 
     public func phase(now: UInt64) -> SyncPhase {
-        guard let target = targetHeight else { return .stalled }
+        guard let target = targetHeight else {
+            // Before every peer has answered once, it is too early to call it stalled.
+            return peers.contains(where: \.isFirstAnswerAwaited) ? .catchingUp : .stalled
+        }
         if localHeight < target { return peers.contains(where: \.isAskable) ? .catchingUp : .stalled }
         return configuration.follow ? .following : .synced
     }
@@ -174,7 +189,7 @@ public struct SyncMachine: Sendable {
         }
         guard !links.isEmpty else { return punishEmpty(peer, from: from, what: "links", now: now, into: &outputs) }
         // Bounded by the answer (at most linksPerRequest).
-        for link in links where link.height >= localHeight && link.height <= localHeight + configuration.windowBlocks {
+        for link in links where link.height >= localHeight && link.height <= windowEnd {
             if let earlier = votes[link.height]?.first(where: { $0.value.contains(peer) })?.key, earlier != link.metaRoot {
                 return punish(peer, .misbehaved("two MetaRoots for height \(link.height)"), now: now, into: &outputs)
             }
@@ -199,6 +214,7 @@ public struct SyncMachine: Sendable {
         }
         guard !blocks.isEmpty else { return punishEmpty(peer, from: from, what: "blocks", now: now, into: &outputs) }
         if let lie = blocks.first(where: { block in attestedRoot(at: block.height).map { $0 != block.metaRoot } ?? false }) {
+            Probe.syncForkedBlockRefused.hit()
             return punish(peer, .misbehaved("block \(lie.height) has a MetaRoot the quorum does not attest"), now: now, into: &outputs)
         }
         for block in blocks where block.height > localHeight && buffered[block.height] == nil {
@@ -231,6 +247,8 @@ public struct SyncMachine: Sendable {
     private mutating func refuseApplied(_ height: UInt64, reason: String, now: UInt64, into outputs: inout [SyncOutput]) {
         applyInFlight = false
         guard let entry = buffered[height] else { return }
+        Probe.syncBlockRefusedByEngine.hit()
+        Probe.syncRangeRefetched.hit()
         let liar = entry.peer
         dropBuffered { $0.value.peer == liar }
         punish(liar, .misbehaved("block \(height) refused: \(reason)"), now: now, into: &outputs)
@@ -241,11 +259,13 @@ public struct SyncMachine: Sendable {
         guard !peers[peer].isOtherChain else { return }
         switch fault {
         case .unreachable:
+            Probe.syncPeerBackedOff.hit()
             let delay = min(configuration.backoffMaxNanoseconds, configuration.backoffInitialNanoseconds << UInt64(min(peers[peer].attempts, 20)))
             peers[peer].attempts += 1
             if case .faulty = peers[peer].state { return }
             peers[peer].state = .backingOff(until: now + delay, last: peers[peer].status)
         case .misbehaved(let why):
+            Probe.syncPeerFaulty.hit()
             peers[peer].state = .faulty(until: now + configuration.faultyNanoseconds, why: why)
             peers[peer].faults += 1
             // A peer that lied once does not vote: its reports are withdrawn, and once it is
@@ -279,6 +299,7 @@ public struct SyncMachine: Sendable {
             punish(peer, .unreachable("a status or links request timed out"), now: now, into: &ignored)
         }
         for (from, request) in blockRequests where now - request.sentAt >= configuration.requestTimeoutNanoseconds {
+            Probe.syncRangeRefetched.hit()
             blockRequests[from] = nil
             peers[request.peer].blocksInFlight -= 1
             punish(request.peer, .unreachable("blocks from \(from) timed out"), now: now, into: &ignored)
@@ -330,7 +351,6 @@ public struct SyncMachine: Sendable {
     private var requestsInFlight: Int { blockRequests.count + peers.filter(\.linksInFlight).count }
 
     private mutating func requestLinks(now: UInt64, into outputs: inout [SyncOutput]) {
-        let windowEnd = localHeight + configuration.windowBlocks
         for peer in peers.indices where requestsInFlight < configuration.requestsMax {
             guard let status = peers[peer].status, peers[peer].isAskable, !peers[peer].linksInFlight else { continue }
             let from = max(max(1, localHeight), peers[peer].linkedThrough + 1)
@@ -426,6 +446,9 @@ public struct SyncPeer: Sendable, Equatable {
         if case .otherChain = state { return true }
         return false
     }
+
+    /// Never heard from yet, neither an answer nor a failure.
+    var isFirstAnswerAwaited: Bool { state == .unknown && attempts == 0 && faults == 0 }
 
     /// Healthy with a known status: it may be asked for links and blocks.
     var isAskable: Bool { status != nil }

@@ -1,5 +1,7 @@
 import Documents
 import Engine
+import Node
+import PeerSync
 
 /// The JSON documents the offline commands print under `--json` (README, "The node"), built
 /// from the engine's reports. Partitions are spelled `meta` or `lane-N`; hashes are hex.
@@ -253,5 +255,62 @@ struct SnapshotVerifyDocument: Codable {
         ok = false
         kind = error.kind.rawValue
         self.error = error.description
+    }
+}
+
+/// One `rivellum-node sync` event (a JSON line): `progress` about once a second, then
+/// `caught_up` or `interrupted`. Rates are over the whole run; bytes are the blocks' wire bytes.
+struct SyncEventDocument: Codable {
+    var event: String
+    var height: UInt64
+    @ExplicitNull var targetHeight: UInt64?
+    var phase: String
+    var blocksApplied: UInt64
+    var bytesApplied: UInt64
+    var elapsedMilliseconds: UInt64
+    var blocksPerSecond: Double
+    var megabytesPerSecond: Double
+    @ExplicitNull var etaSeconds: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case event, height, phase
+        case targetHeight = "target_height"
+        case blocksApplied = "blocks_applied"
+        case bytesApplied = "bytes_applied"
+        case elapsedMilliseconds = "elapsed_ms"
+        case blocksPerSecond = "blocks_per_second"
+        case megabytesPerSecond = "mb_per_second"
+        case etaSeconds = "eta_seconds"
+    }
+
+    init(event: String, _ progress: SyncProgress) {
+        self.event = event
+        height = progress.height
+        targetHeight = progress.targetHeight
+        phase = progress.phase.rawValue
+        blocksApplied = progress.blocksApplied
+        bytesApplied = progress.bytesApplied
+        elapsedMilliseconds = progress.elapsedNanoseconds / 1_000_000
+        let seconds = max(Double(progress.elapsedNanoseconds) / 1e9, 0.001)
+        blocksPerSecond = Double(progress.blocksApplied) / seconds
+        megabytesPerSecond = Double(progress.bytesApplied) / seconds / 1e6
+        etaSeconds = progress.targetHeight.flatMap { target in
+            guard blocksPerSecond > 0 else { return nil }
+            return Double(target > progress.height ? target - progress.height : 0) / blocksPerSecond
+        }
+    }
+
+    /// Stopped before any progress was reported.
+    init(interruptedAt height: UInt64) {
+        event = "interrupted"
+        self.height = height
+        targetHeight = nil
+        phase = SyncPhase.catchingUp.rawValue
+        blocksApplied = 0
+        bytesApplied = 0
+        elapsedMilliseconds = 0
+        blocksPerSecond = 0
+        megabytesPerSecond = 0
+        etaSeconds = nil
     }
 }

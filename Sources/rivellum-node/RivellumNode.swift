@@ -14,7 +14,7 @@ struct RivellumNode: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rivellum-node",
         abstract: "Rivellum node: storage engine daemon and operator tools.",
-        subcommands: [Run.self, Status.self, Snapshot.self, WAL.self, Config.self])
+        subcommands: [Run.self, Status.self, Sync.self, Snapshot.self, WAL.self, Config.self])
 }
 
 /// Flags shared by every command that reads the configuration; flags override the file.
@@ -45,6 +45,20 @@ struct ConfigurationOptions: ParsableArguments {
     }
 }
 
+/// The chain a new data directory is created for; flags override the file.
+struct NewChainOptions: ParsableArguments {
+    @Option(help: "The chain id for a new data directory (node.chain_id).")
+    var chainID: String?
+
+    @Option(help: "The lane count for a new data directory (node.lanes).")
+    var lanes: Int?
+
+    func apply(to configuration: inout NodeConfiguration) {
+        if let chainID { configuration.node.chainID = chainID }
+        if let lanes { configuration.node.laneCount = lanes }
+    }
+}
+
 extension RivellumNode {
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -59,11 +73,7 @@ extension RivellumNode {
         @Option(help: "strict | balanced | dev_fast (wal.wal_fsync_policy).")
         var fsyncPolicy: String?
 
-        @Option(help: "The chain id for a new data directory (node.chain_id).")
-        var chainID: String?
-
-        @Option(help: "The lane count for a new data directory (node.lanes).")
-        var lanes: Int?
+        @OptionGroup var chain: NewChainOptions
 
         @Option(help: "trace | debug | info | notice | warning | error | critical (logging.level).")
         var logLevel: String?
@@ -86,8 +96,7 @@ extension RivellumNode {
                     }
                     configuration.wal.fsyncPolicy = policy
                 }
-                if let chainID { configuration.node.chainID = chainID }
-                if let lanes { configuration.node.laneCount = lanes }
+                chain.apply(to: &configuration)
                 if let logLevel { configuration.logging.level = logLevel }
                 if let logFormat {
                     guard let format = NodeConfiguration.LoggingSection.Format(rawValue: logFormat) else {

@@ -112,6 +112,19 @@ struct SyncMachineTests {
         #expect(!harness.feed(.tick).contains(.caughtUp(height: 5)), "reported once")
     }
 
+    @Test func aHeightCapStopsAskingAndApplyingAtItAndCatchesUpThere() throws {
+        var harness = Harness(peers: 3) { $0.heightMax = 4 }
+        let outputs = harness.allHealthy(at: 9)
+        #expect(harness.machine.targetHeight == 4)
+        let linkAsks = requests(outputs).filter { if case .links = $0.request { true } else { false } }
+        #expect(linkAsks.count == 3 && linkAsks.allSatisfy { $0.request == .links(from: 1, count: 4) }, "no links past the cap")
+        _ = harness.feed(.links(peer: 0, from: 1, .success(harness.chain.links(1...4))))
+        let ask = try #require(blockRequests(harness.feed(.links(peer: 1, from: 1, .success(harness.chain.links(1...4))))).first)
+        #expect(ask.from == 1 && ask.count == 4, "no blocks past the cap")
+        #expect(applied(harness.feed(.blocks(peer: ask.peer, from: 1, .success(harness.chain.blocks(1...4)))))?.map(\.height) == [1, 2, 3, 4])
+        #expect(harness.feed(.applied(height: 4, metaRoot: harness.chain.root(4))).contains(.caughtUp(height: 4)))
+    }
+
     @Test func aBlockTheQuorumContradictsMakesItsPeerFaultyAndIsFetchedElsewhere() throws {
         var harness = Harness(peers: 3)
         _ = harness.allHealthy(at: 3)
@@ -324,5 +337,31 @@ struct WriterGateTests {
         _ = gate.opens(after: .status(peer: 0, .failure(.unreachable("gone"))), outputs: [], localHeight: 5)
         let open = gate.opens(after: .status(peer: 1, .failure(.unreachable("refused"))), outputs: [], localHeight: 5)
         #expect(!open && !gate.caughtUp)
+    }
+}
+
+@Suite("Genesis agreement: a new data directory against its peers")
+struct GenesisAgreementTests {
+    let configuration = SyncConfiguration(chainID: "c", laneCount: 4, peerCount: 3)
+
+    func status(_ chainID: String, lanes: Int) -> PeerStatus {
+        PeerStatus(
+            chainID: chainID, genesisDigest: Engine.genesisDigest(chainID: chainID, laneCount: lanes), laneCount: lanes, servableHeight: 9,
+            oldestServableHeight: 1, archive: true)
+    }
+
+    @Test func aQuorumOnThisGenesisAgrees() {
+        #expect(GenesisAgreement.decide(configuration: configuration, statuses: [status("c", lanes: 4), status("c", lanes: 4)]) == .agrees)
+    }
+
+    @Test func aQuorumOnOneOtherChainDisagreesAndNamesIt() {
+        let statuses = [status("c", lanes: 8), status("c", lanes: 8), status("c", lanes: 4)]
+        #expect(GenesisAgreement.decide(configuration: configuration, statuses: statuses) == .disagrees(chainID: "c", laneCount: 8, peers: 2))
+    }
+
+    @Test func tooFewAnswersOrASplitIsUndecided() {
+        #expect(GenesisAgreement.decide(configuration: configuration, statuses: []) == .undecided)
+        #expect(GenesisAgreement.decide(configuration: configuration, statuses: [status("x", lanes: 4)]) == .undecided)
+        #expect(GenesisAgreement.decide(configuration: configuration, statuses: [status("x", lanes: 4), status("y", lanes: 4), status("c", lanes: 4)]) == .undecided)
     }
 }
