@@ -78,7 +78,7 @@ let package = Package(
             // to prove the simulator catches them. Debug (test) builds only; never in release.
             swiftSettings: [.define("RIVELLUM_MUTATIONS", .when(configuration: .debug))]),
         // The deterministic simulator's library (workloads, fault schedules, oracles).
-        .target(name: "SimRunner", dependencies: ["Engine", "FaultFS", "Documents", tomlKit]),
+        .target(name: "SimRunner", dependencies: ["Engine", "FaultFS", "Documents", "PeerSync", tomlKit]),
         .executableTarget(name: "rivellum-sim", dependencies: ["SimRunner", "CommandLineOptions", "Documents", argumentParser]),
         // The network seam (`PeerTransport`) and, as peer sync lands, the sync decisions the
         // simulator runs; no I/O of its own.

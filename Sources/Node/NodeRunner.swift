@@ -58,8 +58,12 @@ public enum NodeRunner {
     /// `<data_dir>/node.api`: the running node's API address (`HOST:PORT`), for offline tools.
     public static let apiAddressFileName = "node.api"
 
-    /// - Parameter clock: the engine's WAL clock and the snapshots' (the system clock in production).
-    public static func run(configuration: NodeConfiguration, clock: any WALClock, logger: Logger) async throws {
+    /// - Parameters:
+    ///   - clock: the engine's WAL clock and the snapshots' (the system clock in production).
+    ///   - intervalClock: peer sync's timeouts and backoff (monotonic in production).
+    public static func run(
+        configuration: NodeConfiguration, clock: any WALClock, intervalClock: any WALClock = MonotonicClock(), logger: Logger
+    ) async throws {
         let walLogger = Logger(label: "rivellum_wal")
         let metrics = NodeMetrics()
         try await confirmGenesis(configuration: configuration, logger: logger)
@@ -98,7 +102,7 @@ public enum NodeRunner {
             } else {
                 try await HTTPPeerTransport.withTransport { transport in
                     let sync = SyncService(
-                        engine: engine, configuration: configuration, transport: transport, commitPool: commitPool, clock: clock, metrics: metrics,
+                        engine: engine, configuration: configuration, transport: transport, commitPool: commitPool, clock: intervalClock, metrics: metrics,
                         board: board, logger: Logger(label: "rivellum_sync"))
                     try await runGroup(
                         before + [.init(service: sync, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup), application])

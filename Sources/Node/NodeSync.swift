@@ -30,13 +30,18 @@ extension NodeRunner {
     /// Throws `NodeExit`: 65 a fork, 69 stalled for `stallSeconds` or the directory is in use,
     /// 78 configuration (no quorum possible, a genesis the peers contradict), 79 state sync needed.
     public static func syncOnce(
-        configuration: NodeConfiguration, clock: any WALClock, logger: Logger, heightMax: UInt64?, stallSeconds: Int,
+        configuration: NodeConfiguration, clock: any WALClock, intervalClock: any WALClock = MonotonicClock(), logger: Logger, heightMax: UInt64?,
+        stallSeconds: Int,
         onProgress: @escaping @Sendable (SyncProgress) -> Void
     ) async throws -> SyncOutcome {
         precondition(!configuration.sync.peers.isEmpty, "a one-shot sync has peers")
         try await confirmGenesis(configuration: configuration, logger: logger)
         let metrics = NodeMetrics()
         let engine = try openEngine(configuration: configuration, clock: clock, metrics: metrics, logger: logger, walLogger: Logger(label: "rivellum_wal"))
+        if let heightMax, heightMax < engine.stateRoots().height {
+            try? engine.close()
+            throw NodeExit(ExitCodes.usage, "rivellum-node sync: the node is already at height \(engine.stateRoots().height), above --to-height \(heightMax)")
+        }
         let commitPool = NIOThreadPool(numberOfThreads: 1)
         commitPool.start()
         let last = LastProgressBox()
@@ -44,7 +49,7 @@ extension NodeRunner {
         do {
             try await HTTPPeerTransport.withTransport { transport in
                 var sync = SyncService(
-                    engine: engine, configuration: configuration, transport: transport, commitPool: commitPool, clock: clock, metrics: metrics,
+                    engine: engine, configuration: configuration, transport: transport, commitPool: commitPool, clock: intervalClock, metrics: metrics,
                     board: SyncBoard(), logger: logger)
                 sync.machineConfiguration.heightMax = heightMax
                 sync.untilCaughtUp = true

@@ -95,13 +95,14 @@ public struct SyncProgress: Sendable, Equatable {
     public var elapsedNanoseconds: UInt64
 }
 
-/// The one-shot sync gave up: no quorum of peers could be asked for `seconds` (exit 69).
+/// The one-shot sync gave up: its height did not move for `seconds` (no quorum of peers
+/// answered, or they never agreed) (exit 69).
 public struct SyncStalled: Error, Sendable, CustomStringConvertible {
     public var height: UInt64
     public var seconds: Int
 
     public var description: String {
-        "no quorum of peers answered for \(seconds) s (at height \(height)). Remedy: check that the peers are up and reachable, then run sync again"
+        "no progress for \(seconds) s at height \(height): no quorum of peers answered, or they do not agree. Remedy: check that the peers are up, reachable and on one chain (sync.quorum), then run sync again"
     }
 }
 
@@ -117,6 +118,7 @@ struct SyncService: Service {
     let configuration: NodeConfiguration
     let transport: any PeerTransport
     let commitPool: NIOThreadPool
+    /// Timeouts, backoff and progress rates (monotonic in production).
     let clock: any WALClock
     let metrics: NodeMetrics
     let board: SyncBoard
@@ -208,7 +210,7 @@ struct SyncService: Service {
         }
         guard untilCaughtUp else { return false }
         if caughtUp { return true }
-        if progress.hasStalled(phase == .stalled, now: now) {
+        if progress.hasStalled(height: machine.localHeight, now: now) {
             throw SyncStalled(height: machine.localHeight, seconds: stallSeconds ?? 0)
         }
         return false
@@ -299,7 +301,8 @@ struct ProgressCounter {
     private var pendingBytes: [UInt64: Int] = [:]
     private var blocks: UInt64 = 0
     private var bytes: UInt64 = 0
-    private var stalledSince: UInt64?
+    private var progressHeight: UInt64 = 0
+    private var progressAt: UInt64?
     private var reportedAt: UInt64 = 0
 
     static let reportIntervalNanoseconds: UInt64 = 1_000_000_000
@@ -322,23 +325,26 @@ struct ProgressCounter {
     }
 
     mutating func isDueForReport(now: UInt64) -> Bool {
-        guard now - reportedAt >= Self.reportIntervalNanoseconds else { return false }
+        guard elapsedNanoseconds(now, since: reportedAt) >= Self.reportIntervalNanoseconds else { return false }
         reportedAt = now
         return true
     }
 
-    /// True once `stalled` has held without a break for the stall bound.
-    mutating func hasStalled(_ stalled: Bool, now: UInt64) -> Bool {
-        guard stalled, let bound = stallNanoseconds else {
-            stalledSince = nil
-            return false
+    /// True once the height has not moved for the stall bound (no quorum heard, or peers that
+    /// answer but never agree: either way no progress).
+    mutating func hasStalled(height: UInt64, now: UInt64) -> Bool {
+        guard let bound = stallNanoseconds else { return false }
+        if height != progressHeight || progressAt == nil {
+            progressHeight = height
+            progressAt = now
         }
-        let since = stalledSince ?? now
-        stalledSince = since
-        return now - since >= bound
+        return elapsedNanoseconds(now, since: progressAt ?? now) >= bound
     }
 
     func snapshot(height: UInt64, target: UInt64?, phase: SyncPhase, now: UInt64) -> SyncProgress {
-        SyncProgress(height: height, targetHeight: target, phase: phase, blocksApplied: blocks, bytesApplied: bytes, elapsedNanoseconds: now - startedAt)
+        SyncProgress(height: height, targetHeight: target, phase: phase, blocksApplied: blocks, bytesApplied: bytes, elapsedNanoseconds: elapsedNanoseconds(now, since: startedAt))
     }
 }
+
+/// Nanoseconds from `earlier` to `now`, 0 if the clock went backwards.
+func elapsedNanoseconds(_ now: UInt64, since earlier: UInt64) -> UInt64 { now >= earlier ? now - earlier : 0 }

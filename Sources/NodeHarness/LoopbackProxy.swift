@@ -37,19 +37,24 @@ public final class LoopbackProxy: Sendable {
         Thread.detachNewThread { [self] in acceptLoop() }
     }
 
-    deinit { stop() }
-
+    /// Stops accepting: the listener is shut down here and closed by the accept thread once
+    /// `accept` has returned (so its descriptor number is never reused under it). The accept
+    /// thread holds the proxy until then; call `stop` when done (tests use `defer`).
     public func stop() {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         shutdown(listener, Int32(SHUT_RDWR))
-        Glibc.close(listener)
     }
 
     private func acceptLoop() {
-        // Bounded: ends when `stop` closes the listener (accept fails).
+        defer { Glibc.close(listener) }
+        // Bounded: ends when `stop` shuts the listener down (accept fails).
         while !stopped.load(ordering: .acquiring) {
             let client = accept(listener, nil, nil)
             guard client >= 0 else { return }
+            if stopped.load(ordering: .acquiring) {
+                Glibc.close(client)
+                return
+            }
             Thread.detachNewThread { [self] in serve(client) }
         }
     }

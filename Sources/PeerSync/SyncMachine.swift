@@ -87,7 +87,7 @@ public struct SyncMachine: Sendable {
     /// The height a quorum of healthy peers serve, capped by `heightMax`: what catching up aims
     /// at (nil without a quorum).
     public var targetHeight: UInt64? {
-        let heights = peers.compactMap(\.status?.servableHeight).sorted(by: >)
+        let heights = peers.compactMap(\.lastKnownStatus?.servableHeight).sorted(by: >)
         let quorum = configuration.resolvedQuorum
         return heights.count >= quorum ? min(heights[quorum - 1], ceiling) : nil
     }
@@ -96,7 +96,7 @@ public struct SyncMachine: Sendable {
     private var ceiling: UInt64 { configuration.heightMax ?? .max }
 
     /// The end of the window of heights votes and blocks are kept for.
-    private var windowEnd: UInt64 { min(localHeight + configuration.windowBlocks, ceiling) }
+    private var windowEnd: UInt64 { max(min(localHeight + configuration.windowBlocks, ceiling), localHeight) }
 
     /// The root trusted at `height`, if any.
     public func attestedRoot(at height: UInt64) -> Hash32? {
@@ -133,6 +133,9 @@ public struct SyncMachine: Sendable {
         case .status(let peer, let result):
             receiveStatus(peer, result, now: now, into: &outputs)
         case .links(let peer, let from, let result):
+            // Only the answer to the links request in flight: one that was given up on (the
+            // peer lied meanwhile, or it timed out) is not taken.
+            guard peers[peer].linksInFlight, peers[peer].linksAskedFrom == from else { break }
             peers[peer].linksInFlight = false
             receiveLinks(peer, from: from, result, now: now, into: &outputs)
         case .blocks(let peer, let from, let result):
@@ -155,6 +158,9 @@ public struct SyncMachine: Sendable {
 
     // MARK: Inputs
 
+    /// Consecutive statuses naming another chain before a peer is never used again.
+    static let otherChainReportsToConfirm = 2
+
     private mutating func receiveStatus(_ peer: Int, _ result: Result<PeerStatus, PeerFault>, now: UInt64, into outputs: inout [SyncOutput]) {
         peers[peer].statusInFlight = false
         switch result {
@@ -164,10 +170,16 @@ public struct SyncMachine: Sendable {
             guard status.chainID == configuration.chainID, status.laneCount == configuration.laneCount,
                 status.genesisDigest == configuration.genesisDigest
             else {
+                // Twice in a row before it is never used: one garbled answer is not a chain.
+                peers[peer].otherChainReports += 1
+                guard peers[peer].otherChainReports >= Self.otherChainReportsToConfirm else {
+                    return punish(peer, .unreachable("it reports another chain; asking again"), now: now, into: &outputs)
+                }
                 peers[peer].state = .otherChain("chain \(status.chainID) with \(status.laneCount) lanes")
                 outputs.append(.peerFaulty(peer: peer, why: "another chain: \(status.chainID), \(status.laneCount) lanes"))
                 return
             }
+            peers[peer].otherChainReports = 0
             if case .faulty(let until, _) = peers[peer].state, now < until { return }
             peers[peer].state = .healthy(status, refreshedAt: now)
             peers[peer].attempts = 0
@@ -274,6 +286,7 @@ public struct SyncMachine: Sendable {
                 for root in votes[height]!.keys { votes[height]![root]!.remove(peer) }
             }
             peers[peer].linkedThrough = 0
+            peers[peer].linksInFlight = false
             // Its answers in flight are not waited for (nor taken: the request is gone).
             for (from, request) in blockRequests where request.peer == peer {
                 blockRequests[from] = nil
@@ -286,7 +299,7 @@ public struct SyncMachine: Sendable {
     /// An empty answer from a peer whose last status said it serves `from` is a lie; otherwise
     /// it is a peer that has not got there yet (back off).
     private mutating func punishEmpty(_ peer: Int, from: UInt64, what: String, now: UInt64, into outputs: inout [SyncOutput]) {
-        let claimed = peers[peer].status.map { $0.servableHeight >= from } ?? false
+        let claimed = peers[peer].status.map { $0.servableHeight >= from && ($0.oldestServableHeight ?? .max) <= from } ?? false
         punish(peer, claimed ? .misbehaved("no \(what) from \(from), though it serves that height") : .unreachable("no \(what) from \(from)"), now: now, into: &outputs)
     }
 
@@ -298,7 +311,7 @@ public struct SyncMachine: Sendable {
             peers[peer].linksInFlight = false
             punish(peer, .unreachable("a status or links request timed out"), now: now, into: &ignored)
         }
-        for (from, request) in blockRequests where now - request.sentAt >= configuration.requestTimeoutNanoseconds {
+        for (from, request) in blockRequests where elapsed(now, since: request.sentAt) >= configuration.requestTimeoutNanoseconds {
             Probe.syncRangeRefetched.hit()
             blockRequests[from] = nil
             peers[request.peer].blocksInFlight -= 1
@@ -331,7 +344,7 @@ public struct SyncMachine: Sendable {
             peers[peer].wakeIfDue(now: now)
             if peers[peer].needsStatus(now: now, refresh: configuration.statusRefreshNanoseconds) {
                 peers[peer].statusInFlight = true
-                peers[peer].sentAt = now
+                peers[peer].statusSentAt = now
                 outputs.append(.request(peer: peer, .status))
             }
         }
@@ -342,10 +355,18 @@ public struct SyncMachine: Sendable {
             requestBlocks(now: now, into: &outputs)
             emitApply(into: &outputs)
         }
-        if let target = targetHeight, localHeight >= target, !reportedCaughtUp {
+        if let target = targetHeight, localHeight >= target, !reportedCaughtUp, isLocalHeightConfirmed(target: target) {
             reportedCaughtUp = true
             outputs.append(.caughtUp(height: localHeight))
         }
+    }
+
+    /// Whether the quorum has vouched for the local chain before it counts as caught up: genesis
+    /// needs nothing; a node at the target needs the attested root at its height to be its own
+    /// (a fork is caught by `checkStops` first); a node above the target is ahead of a quorum,
+    /// which cannot vouch for heights it does not hold (later links keep checking).
+    private func isLocalHeightConfirmed(target: UInt64) -> Bool {
+        localHeight == 0 || localHeight > target || attestedRoot(at: localHeight) == localMetaRoot
     }
 
     private var requestsInFlight: Int { blockRequests.count + peers.filter(\.linksInFlight).count }
@@ -353,11 +374,13 @@ public struct SyncMachine: Sendable {
     private mutating func requestLinks(now: UInt64, into outputs: inout [SyncOutput]) {
         for peer in peers.indices where requestsInFlight < configuration.requestsMax {
             guard let status = peers[peer].status, peers[peer].isAskable, !peers[peer].linksInFlight else { continue }
-            let from = max(max(1, localHeight), peers[peer].linkedThrough + 1)
-            guard from <= min(status.servableHeight, windowEnd) else { continue }
+            // Links only for heights it still holds (below its retention it has none).
+            let from = max(max(1, localHeight), peers[peer].linkedThrough + 1, status.oldestServableHeight ?? 1)
+            guard status.oldestServableHeight != nil, from <= min(status.servableHeight, windowEnd) else { continue }
             let count = Int(min(UInt64(configuration.linksPerRequest), min(status.servableHeight, windowEnd) - from + 1))
             peers[peer].linksInFlight = true
-            peers[peer].sentAt = now
+            peers[peer].linksAskedFrom = from
+            peers[peer].linksSentAt = now
             outputs.append(.request(peer: peer, .links(from: from, count: count)))
         }
     }
@@ -425,16 +448,22 @@ public struct SyncPeer: Sendable, Equatable {
     public var attempts = 0
     /// Times it answered falsely.
     public var faults = 0
+    /// Consecutive statuses that named another chain.
+    var otherChainReports = 0
     var statusInFlight = false
     var linksInFlight = false
+    /// The first height of the links request in flight.
+    var linksAskedFrom: UInt64?
     var blocksInFlight = 0
     /// The highest height it has sent chain links for.
     var linkedThrough: UInt64 = 0
-    /// When the status or links request in flight was sent.
-    var sentAt: UInt64 = 0
+    /// When the status request and the links request in flight were sent (each its own: a
+    /// status refresh must not keep a lost links request alive).
+    var statusSentAt: UInt64 = 0
+    var linksSentAt: UInt64 = 0
 
     func hasExpired(now: UInt64, timeout: UInt64) -> Bool {
-        (statusInFlight || linksInFlight) && now - sentAt >= timeout
+        (statusInFlight && elapsed(now, since: statusSentAt) >= timeout) || (linksInFlight && elapsed(now, since: linksSentAt) >= timeout)
     }
 
     public var status: PeerStatus? {
@@ -445,6 +474,16 @@ public struct SyncPeer: Sendable, Equatable {
     var isOtherChain: Bool {
         if case .otherChain = state { return true }
         return false
+    }
+
+    /// Its status, or the last one it gave before it became unreachable (a peer backing off
+    /// still counts towards the target: catching up does not end early because it went quiet).
+    var lastKnownStatus: PeerStatus? {
+        switch state {
+        case .healthy(let status, _): status
+        case .backingOff(_, let last): last
+        default: nil
+        }
     }
 
     /// Never heard from yet, neither an answer nor a failure.
@@ -467,8 +506,11 @@ public struct SyncPeer: Sendable, Equatable {
         guard !statusInFlight else { return false }
         switch state {
         case .unknown: return true
-        case .healthy(_, let refreshedAt): return now - refreshedAt >= refresh
+        case .healthy(_, let refreshedAt): return elapsed(now, since: refreshedAt) >= refresh
         case .backingOff, .faulty, .otherChain: return false
         }
     }
 }
+
+/// Nanoseconds from `earlier` to `now`, 0 if the clock went backwards (never a trap).
+func elapsed(_ now: UInt64, since earlier: UInt64) -> UInt64 { now >= earlier ? now - earlier : 0 }

@@ -276,7 +276,9 @@ enum Workload: String, CaseIterable, ExpressibleByArgument {
     case wal
     /// The whole engine: lanes on RocksDB, commit, recovery, MetaRoot.
     case engine
-    /// All three, one after the other, with one combined result.
+    /// Several engines syncing over a simulated network.
+    case sync
+    /// All of them, one after the other, with one combined result.
     case all
 
     /// The simulator's workloads this choice runs, in order.
@@ -285,6 +287,7 @@ enum Workload: String, CaseIterable, ExpressibleByArgument {
         case .fs: [.fs]
         case .wal: [.wal]
         case .engine: [.engine]
+        case .sync: [.sync]
         case .all: WorkloadKind.allCases
         }
     }

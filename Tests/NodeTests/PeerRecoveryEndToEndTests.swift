@@ -102,10 +102,10 @@ struct PeerRecoveryEndToEndTests {
         // While it catches up, a read is not served as current unless the client accepts stale state.
         let early = try get(c.port, "/v1/state/k1")
         let stale = try get(c.port, "/v1/state/k1?allow_stale=true")
-        if let now = Self.height(c.port), now < UInt64(blocks) {
-            #expect(early.status == 503 && (try? JSONDocument.decode(ErrorDocument.self, from: early.body))?.kind == "catching_up", "\(early.text)")
-            #expect(stale.status == 200)
-        }
+        let now = try #require(Self.height(c.port))
+        try #require(now < UInt64(blocks), "still catching up (the proxy holds it to seconds)")
+        #expect(early.status == 503 && (try? JSONDocument.decode(ErrorDocument.self, from: early.body))?.kind == "catching_up", "\(early.text)")
+        #expect(stale.status == 200)
         var kills = 0
         for killAt in [150, 350, 550] as [UInt64] {
             // Bounded: 60 s of 10 ms polls.
@@ -185,7 +185,9 @@ struct PeerRecoveryEndToEndTests {
         #expect(refused.status == 78 && refused.error.contains("4 lanes"), "\(refused.error)")
         #expect(!FileManager.default.fileExists(atPath: scratch.path + "/d/GENESIS"), "nothing written")
         let unreachable = try runNodeCommand(["sync", "--data-dir", scratch.path + "/e", "--peer", "http://127.0.0.1:\(try NodeProcess.freePort())", "--stall-timeout-seconds", "2"])
-        #expect(unreachable.status == 69, "\(unreachable.error)")
+        #expect(unreachable.status == 69 && unreachable.error.contains("no progress"), "\(unreachable.error)")
+        let below = try runNodeCommand(["sync", "--data-dir", scratch.path + "/c", "--peer", peer, "--to-height", "10"])
+        #expect(below.status == 64 && below.error.contains("above --to-height"), "\(below.error)")
     }
 
     /// SIGTERM during a one-shot sync: it stops cleanly with exit 75 and an `interrupted` event,

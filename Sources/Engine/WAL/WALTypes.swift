@@ -181,11 +181,22 @@ public protocol WALClock: Sendable {
 public struct SystemClock: WALClock {
     public init() {}
 
-    public func nowNanoseconds() -> UInt64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
-    }
+    public func nowNanoseconds() -> UInt64 { readClock(CLOCK_REALTIME) }
+}
+
+/// The monotonic clock (`clock_gettime(CLOCK_MONOTONIC)`): for intervals and timeouts (peer
+/// sync's backoff, request limits, progress rates), which a wall-clock step must not bend.
+public struct MonotonicClock: WALClock {
+    public init() {}
+
+    public func nowNanoseconds() -> UInt64 { readClock(CLOCK_MONOTONIC) }
+}
+
+/// Nanoseconds of one of the system's clocks.
+private func readClock(_ clock: clockid_t) -> UInt64 {
+    var spec = timespec()
+    clock_gettime(clock, &spec)
+    return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
 }
 
 /// A clock that moves only when told to.

@@ -17,6 +17,9 @@ public struct OracleViolation: Error, Sendable, Equatable, CustomStringConvertib
         case snapshot = "I6"
         /// Determinism: a seed's run gives the same trace every time.
         case determinism = "I7"
+        /// Sync convergence: honest nodes hold the primary's roots at every height they reach,
+        /// apply nothing it did not commit, and converge once the network heals.
+        case syncConvergence = "I8"
         /// With faults switched off, an operation the contract says succeeds failed or answered wrong.
         case faultFreeOperation = "OP"
     }

@@ -38,6 +38,8 @@ public enum WorkloadKind: String, CaseIterable, Sendable, Codable {
     case wal
     /// The whole engine: lanes on RocksDB, commit, recovery, MetaRoot, snapshots.
     case engine
+    /// Several engines syncing over a simulated, faulty, partly lying network.
+    case sync
 
     /// Steps a seed runs by default (rounds or blocks).
     public var defaultLength: Int {
@@ -45,6 +47,7 @@ public enum WorkloadKind: String, CaseIterable, Sendable, Codable {
         case .fs: 200
         case .wal: 300
         case .engine: 120
+        case .sync: 40
         }
     }
 
@@ -55,6 +58,7 @@ public enum WorkloadKind: String, CaseIterable, Sendable, Codable {
         case .fs: FileSystemDurabilityWorkload(seed: seed, length: length, controls: controls).run()
         case .wal: WALSwarmWorkload(seed: seed, length: length, controls: controls).run()
         case .engine: EngineSwarmWorkload(seed: seed, length: length, controls: controls).run()
+        case .sync: SyncSwarmWorkload(seed: seed, length: length, controls: controls).run()
         }
     }
 }

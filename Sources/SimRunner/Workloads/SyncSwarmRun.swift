@@ -1,0 +1,227 @@
+@_spi(Mutations) import Engine
+import FaultFS
+import PeerSync
+
+/// One seed of `SyncSwarmWorkload`: the nodes, the network and the model, as named steps
+/// (`step`: one tick of simulated time; `recover`, `crash`, `heal`). Every random draw happens
+/// in the order the seed fixes, so a seed replays exactly.
+final class SyncSwarmRun {
+    let workload: SyncSwarmWorkload
+    var random: DeterministicRandom
+    let clock = ManualClock()
+    let network: SimulatedNetwork
+    var nodes: [SimulatedNode] = []
+    let byzantine: ByzantineMode?
+    /// The byzantine node's index as a server (it has no engine of its own).
+    let byzantineIndex: Int
+    let syncConfiguration: (Int) -> SyncConfiguration
+    let blockGenerator: BlockGenerator
+    let crashChance: Double
+    let knobs: String
+
+    var model: ChainModel
+    /// The model's MetaRoot at every committed height (index = height).
+    var roots: [Hash32]
+    var crashes = 0
+    var failure: OracleViolation?
+    var healed = false
+    var now: UInt64 = 0
+    /// Inputs a node's machine has still to take (answers to its own applies come back here).
+    var pendingInputs: [Int: [SyncInput]] = [:]
+
+    static let stepNanoseconds: UInt64 = 50_000_000
+    /// Steps after healing within which every node must have converged (100 simulated seconds).
+    static let convergeStepsMax = 2_000
+
+    init(_ workload: SyncSwarmWorkload) {
+        self.workload = workload
+        var random = DeterministicRandom(seed: workload.seed ^ 0x5359_4E43)
+        let laneCount = random.int(in: 1...4)
+        let followers = random.int(in: 1...3)
+        byzantine = random.chance(0.5) ? ByzantineMode.allCases[random.int(in: 0...(ByzantineMode.allCases.count - 1))] : nil
+        var rates = SimulatedNetwork.Rates()
+        rates.drop = random.chance(0.5) ? Double(random.int(in: 1...100)) / 1_000 : 0
+        rates.duplicate = random.chance(0.5) ? Double(random.int(in: 1...50)) / 1_000 : 0
+        rates.corrupt = random.chance(0.4) ? Double(random.int(in: 1...20)) / 1_000 : 0
+        rates.partition = random.chance(0.4) ? Double(random.int(in: 1...20)) / 1_000 : 0
+        rates.delayMaxNanoseconds = UInt64(random.int(in: 5...300)) * 1_000_000
+        network = SimulatedNetwork(seed: random.next(), rates: rates)
+        crashChance = random.chance(0.8) ? Double(random.int(in: 5...40)) / 1_000 : 0
+        let blocksPerRequest = random.int(in: 2...64)
+        let applyBatchMax = random.int(in: 1...64)
+        let chainID = "sim-sync-\(workload.seed % 5)"
+        syncConfiguration = { peerCount in
+            var configuration = SyncConfiguration(chainID: chainID, laneCount: laneCount, peerCount: peerCount, follow: true)
+            configuration.blocksPerRequest = blocksPerRequest
+            configuration.applyBatchMax = applyBatchMax
+            configuration.linksPerRequest = 128
+            configuration.backoffInitialNanoseconds = 100_000_000
+            configuration.backoffMaxNanoseconds = 2_000_000_000
+            configuration.faultyNanoseconds = 5_000_000_000
+            configuration.statusRefreshNanoseconds = 300_000_000
+            configuration.requestTimeoutNanoseconds = 1_500_000_000
+            return configuration
+        }
+        model = ChainModel(chainID: chainID, laneCount: laneCount)
+        roots = [model.metaRoot(at: 0)]
+        blockGenerator = BlockGenerator(keySpace: random.int(in: 5...60), operationsPerBlock: 1...6, skewed: true, deleteChance: 0.15, valueBytes: 0...48)
+        var plans: [String] = []
+        for index in 0...(followers + 1) {
+            let role: SimulatedNode.Role = index == 0 ? .primary : index <= followers ? .follower : .catcher
+            let node = Self.makeNode(index: index, role: role, chainID: chainID, laneCount: laneCount, random: &random, controls: workload.controls)
+            plans.append("\(role.rawValue)\(index): \(node.plan)")
+            nodes.append(node.node)
+        }
+        byzantineIndex = nodes.count
+        let honestServers = Array(0...followers)
+        for index in 1...followers { nodes[index].peers = [0] }
+        nodes[followers + 1].peers = honestServers + (byzantine == nil ? [] : [byzantineIndex])
+        knobs =
+            "workload=sync lanes=\(laneCount) followers=\(followers) byzantine=\(byzantine?.rawValue ?? "none") blocks=\(workload.blocks) "
+            + "blocks_per_request=\(blocksPerRequest) apply_batch_max=\(applyBatchMax) crash_chance=\(crashChance) network: \(rates) "
+            + "plans: \(plans.joined(separator: "; "))"
+        self.random = random
+    }
+
+    private static func makeNode(
+        index: Int, role: SimulatedNode.Role, chainID: String, laneCount: Int, random: inout DeterministicRandom, controls: SeedControls
+    ) -> (node: SimulatedNode, plan: FaultPlan) {
+        var configuration = EngineConfiguration(dataDirectory: "/data")
+        configuration.chainID = chainID
+        configuration.laneCount = laneCount
+        configuration.wal.fsyncPolicy = .strict
+        configuration.wal.segmentSizeBytes = UInt64(random.int(in: 2_048...16_384))
+        configuration.flushEveryBlocks = UInt64(random.int(in: 4...24))
+        configuration.walRetentionHours = 0
+        // Every node keeps every block: a height a peer has retired is one it cannot vouch for,
+        // and the catcher's quorum (a majority of its peers) must be able to vouch for each.
+        configuration.archive = true
+        configuration.wal.mutations = controls.mutations
+        let plan =
+            role == .primary
+            ? FaultPlan.none
+            : swarmPlan(random: &random, families: SyncSwarmWorkload.families, excluding: controls.excludedFamilies, rateMin: 0.001, rateMax: 0.01)
+        let fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
+        fileSystem.setTraceSink(controls.traceSink)
+        fileSystem.suppress(faults: controls.suppressedFaults, crashPoints: controls.suppressedCrashPoints)
+        fileSystem.setOpaqueLengthPrefixes([configuration.lanesDirectoryPath])
+        let node = SimulatedNode(index: index, role: role, fileSystem: fileSystem, configuration: configuration, started: role != .catcher)
+        return (node, plan)
+    }
+
+    var result: SeedResult {
+        var result = SeedResult(
+            seed: workload.seed, violation: failure, traceHash: 0, fileSystemOperations: 0, crashes: crashes, knobs: knobs)
+        for node in nodes {
+            result.traceHash = result.traceHash &* 31 &+ node.fileSystem.traceHash
+            result.fileSystemOperations += node.fileSystem.operationCount
+            result.faultsDrawn += node.fileSystem.faultsDrawn
+            result.crashPointsArmed += node.fileSystem.crashPointsArmed
+            for (family, count) in node.fileSystem.injectedFaultCounts { result.faults[family, default: 0] += count }
+        }
+        return result
+    }
+
+    var syncNodes: [Int] { Array(nodes.indices.dropFirst()) }
+
+    // MARK: The run
+
+    func execute() {
+        recover(0)
+        // Bounded: the primary commits a block with chance 0.7 per step; 4 steps a block at most.
+        var steps = 0
+        while failure == nil && model.height < workload.blocks && steps < workload.blocks * 4 {
+            step(commitChance: 0.7)
+            steps += 1
+        }
+        guard failure == nil else { return closeAll() }
+        heal()
+        // Bounded: convergeStepsMax steps.
+        for _ in 0..<Self.convergeStepsMax where failure == nil && !converged { step(commitChance: 0) }
+        if failure == nil && !converged {
+            let heights = syncNodes.map { "\(nodes[$0].role.rawValue)\($0)=\(nodes[$0].engine.map { String($0.stateRoots().height) } ?? "down")" }
+            failure = OracleViolation(
+                .syncConvergence, expected: "every node at height \(model.height) within \(Self.convergeStepsMax) steps of healing",
+                found: heights.joined(separator: " "))
+        }
+        closeAll()
+    }
+
+    /// One step of simulated time: the primary maybe commits, the catcher maybe starts, a crash
+    /// is maybe armed, every machine ticks, the network delivers what is due; then I8.
+    func step(commitChance: Double) {
+        now += Self.stepNanoseconds
+        clock.advance(byNanoseconds: Self.stepNanoseconds)
+        if model.height < workload.blocks && random.chance(commitChance) { commitOnPrimary() }
+        let catcher = nodes.count - 1
+        if !nodes[catcher].started && (model.height * 3 >= workload.blocks || healed) {
+            nodes[catcher].started = true
+            record(catcher, "sim.start", "catching up from genesis at primary height \(model.height)")
+        }
+        if !healed && crashChance > 0 && random.chance(crashChance) { armCrash() }
+        for node in syncNodes where failure == nil && nodes[node].started {
+            if nodes[node].engine == nil { recover(node) }
+            if nodes[node].engine != nil { drive(node, .tick) }
+        }
+        deliverDue()
+        if failure == nil { checkI8() }
+    }
+
+    private func commitOnPrimary() {
+        guard let engine = nodes[0].engine else { return }
+        let operations = blockGenerator.block(using: &random)
+        do {
+            let committed = try engine.commit(operations)
+            model.apply(operations)
+            roots.append(model.metaRoot(at: model.height))
+            if committed.metaRoot != roots.last! || Int(committed.height) != model.height {
+                failure = OracleViolation(.metaRoot, expected: "the primary's block \(model.height) with the model's MetaRoot", found: "\(committed.metaRoot.hex) at \(committed.height)")
+            }
+        } catch {
+            failure = OracleViolation(.faultFreeOperation, expected: "the primary (no faults) commits", found: "\(error)")
+        }
+    }
+
+    private func armCrash() {
+        let candidates = syncNodes.filter { nodes[$0].started && nodes[$0].engine != nil }
+        guard !candidates.isEmpty else { return }
+        let node = candidates[random.int(in: 0...(candidates.count - 1))]
+        let fileSystem = nodes[node].fileSystem
+        fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...400)))
+    }
+
+    var converged: Bool {
+        syncNodes.allSatisfy { node in
+            guard let engine = nodes[node].engine else { return false }
+            let roots = engine.stateRoots()
+            return Int(roots.height) == model.height && roots.metaRoot == self.roots[model.height]
+        }
+    }
+
+    /// The network heals, every fault stops, no crash is armed: only the byzantine node still lies.
+    func heal() {
+        healed = true
+        network.heal()
+        for node in nodes {
+            node.fileSystem.setFaultsEnabled(false)
+            node.fileSystem.scheduleCrash(atOperation: nil)
+        }
+        record(0, "sim.heal", "at primary height \(model.height)")
+    }
+
+    private func closeAll() {
+        for index in nodes.indices {
+            guard let engine = nodes[index].engine else { continue }
+            do {
+                try engine.close()
+            } catch {
+                engine.abandon()
+            }
+            nodes[index].engine = nil
+        }
+    }
+
+    func record(_ node: Int, _ name: String, _ detail: String) {
+        nodes[node].fileSystem.recordEvent(name, detail: "\(nodes[node].role.rawValue)\(node): \(detail)")
+    }
+}
