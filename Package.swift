@@ -102,7 +102,7 @@ let package = Package(
         // the same writers beside held slow connections, and the process's memory and descriptors.
         .executableTarget(name: "rivellum-loadtest", dependencies: ["NodeHarness", "Documents", argumentParser]),
         // Side-by-side measurements (ratios, never assertions).
-        .executableTarget(name: "rivellum-bench", dependencies: ["Engine", "FaultFS", "SimRunner", argumentParser]),
+        .executableTarget(name: "rivellum-bench", dependencies: ["Engine", "FaultFS", "SimRunner", "NodeHarness", argumentParser]),
         .testTarget(name: "FaultFSTests", dependencies: ["FaultFS", propertyBased]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "CCRC32C", "FaultFS", "SimRunner", propertyBased]),
         // End-to-end tests of the command-line tools (they run the built executables).
