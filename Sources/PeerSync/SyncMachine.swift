@@ -162,6 +162,8 @@ public struct SyncMachine: Sendable {
     static let otherChainReportsToConfirm = 2
 
     private mutating func receiveStatus(_ peer: Int, _ result: Result<PeerStatus, PeerFault>, now: UInt64, into outputs: inout [SyncOutput]) {
+        // Only the answer to the status request in flight (a duplicate, or one given up on, is not taken).
+        guard peers[peer].statusInFlight else { return }
         peers[peer].statusInFlight = false
         switch result {
         case .failure(let fault):
@@ -182,6 +184,7 @@ public struct SyncMachine: Sendable {
             peers[peer].otherChainReports = 0
             if case .faulty(let until, _) = peers[peer].state, now < until { return }
             peers[peer].state = .healthy(status, refreshedAt: now)
+            peers[peer].lastStatus = status
             peers[peer].attempts = 0
         }
     }
@@ -448,6 +451,8 @@ public struct SyncPeer: Sendable, Equatable {
     public var attempts = 0
     /// Times it answered falsely.
     public var faults = 0
+    /// The last status it gave (kept while it backs off and is asked again).
+    var lastStatus: PeerStatus?
     /// Consecutive statuses that named another chain.
     var otherChainReports = 0
     var statusInFlight = false
@@ -481,8 +486,8 @@ public struct SyncPeer: Sendable, Equatable {
     var lastKnownStatus: PeerStatus? {
         switch state {
         case .healthy(let status, _): status
-        case .backingOff(_, let last): last
-        default: nil
+        case .backingOff, .unknown: lastStatus
+        case .faulty, .otherChain: nil
         }
     }
 

@@ -302,6 +302,8 @@ struct SyncMachineTests {
         let mine = FakeChain(variant: 7, forkHeight: 5)
         _ = harness.feed(.committedLocally(height: 5, metaRoot: mine.root(5)))
         #expect(harness.machine.localHeight == 5)
+        harness.now += 1_000_000_000
+        _ = harness.feed(.tick)
         let asks = requests(harness.feed(.status(peer: 0, .success(harness.status(height: 5)))))
         #expect(asks.map(\.request) == [.links(from: 5, count: 1)])
         let outputs = harness.feed(.links(peer: 0, from: 5, .success(harness.chain.links(5...5))))

@@ -7,7 +7,7 @@ import PeerSync
 /// a `SyncRequest` reaches its server after a drawn delay, the server's answer (the bytes
 /// `SyncServing` gives, computed when the request arrives) comes back after another, and the
 /// client reads it through `SyncExchange` exactly as the HTTP driver does. From the seed:
-/// delays (hence reordering), drops either way, duplicated answers, one byte flipped in flight,
+/// delays (hence reordering), drops either way, duplicated answers, one bit flipped in a block range,
 /// and partitions (a client–server pair cut for a while: exchanges fail at once, as a refused
 /// connection does). `heal` switches every fault off. Bounded: the machines bound what is in
 /// flight, and every message is delivered or dropped once it is due.
@@ -97,26 +97,33 @@ final class SimulatedNetwork {
             dropped += 1
             return "answer_dropped"
         }
-        var outcome = outcome
         var note = "answered"
-        if case .success(var response) = outcome, !response.body.isEmpty, random.chance(rates.corrupt) {
-            let index = random.int(in: 0...(response.body.count - 1))
-            response.body[index] ^= UInt8(1 << random.int(in: 0...7))
-            outcome = .success(response)
-            note = "answer_corrupted@\(index)"
-        }
         var reply = message
         reply.deliverAt = now + delay()
         reply.sequence = next()
-        reply.payload = .answer(outcome)
+        reply.payload = .answer(corrupted(outcome, request: message.request, note: &note))
         enqueue(reply)
         if random.chance(rates.duplicate) {
             reply.deliverAt = now + delay()
             reply.sequence = next()
+            reply.payload = .answer(corrupted(outcome, request: message.request, note: &note))
             enqueue(reply)
             note += "+duplicated"
         }
         return note
+    }
+
+    /// One bit flipped in a block range (its own draw per copy). Only block ranges: they carry
+    /// their own checksums end to end, while status and links are JSON that HTTP over TCP
+    /// delivers intact (a flip there would be a lie by the network no checksum can catch).
+    private func corrupted(
+        _ outcome: Result<PeerResponse, PeerTransportError>, request: SyncRequest, note: inout String
+    ) -> Result<PeerResponse, PeerTransportError> {
+        guard case .blocks = request, case .success(var response) = outcome, !response.body.isEmpty, random.chance(rates.corrupt) else { return outcome }
+        let index = random.int(in: 0...(response.body.count - 1))
+        response.body[index] ^= UInt8(1 << random.int(in: 0...7))
+        note += " corrupted@\(index)"
+        return .success(response)
     }
 
     /// The messages due by `now`, in delivery order (time, then sending order).
@@ -151,6 +158,9 @@ enum ByzantineMode: String, CaseIterable {
     case oversized
     /// It never answers.
     case stall
+    /// It serves a chain of its own: the same genesis, other blocks, every root recomputed by
+    /// its own engine (a self-consistent fork; only the quorum tells it from the real one).
+    case ownFork = "own_fork"
 
     /// The lie applied to an honest answer.
     func alter(_ request: SyncRequest, _ honest: PeerResponse, random: inout DeterministicRandom) -> Result<PeerResponse, PeerTransportError>? {

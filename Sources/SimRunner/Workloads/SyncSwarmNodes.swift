@@ -9,7 +9,7 @@ extension SyncSwarmRun {
     /// Feeds `input` to the node's machine and carries out everything that follows from it (an
     /// apply's result is fed back in turn). Bounded: the machine bounds what it hands over.
     func drive(_ node: Int, _ input: SyncInput) {
-        var queue = (pendingInputs.removeValue(forKey: node) ?? []) + [input]
+        var queue = [input]
         var steps = 0
         while !queue.isEmpty, failure == nil, nodes[node].engine != nil, var machine = nodes[node].machine {
             steps += 1
@@ -46,19 +46,39 @@ extension SyncSwarmRun {
         guard let engine = nodes[node].engine else { return [] }
         record(node, "sync.apply", "\(blocks.first!.height)...\(blocks.last!.height)")
         do {
-            _ = try engine.commit(blocks, attested: attested)
+            let committed = try engine.commit(blocks, attested: attested)
             let after = engine.stateRoots()
+            if committed?.durable == false {
+                failure = OracleViolation(.durability, expected: "a strict commit of peer blocks returns durable", found: "not durable at \(after.height)")
+            }
             nodes[node].durableHeight = after.height
+            checkApplied(node, blocks, through: after.height)
             return [.applied(height: after.height, metaRoot: after.metaRoot)]
         } catch where error.kind == .peerBlockMismatch && !nodes[node].fileSystem.isHalted {
             let after = engine.stateRoots()
             nodes[node].durableHeight = after.height
+            checkApplied(node, blocks, through: after.height)
             record(node, "sync.apply_refused", "\(error.message)")
             return [.applied(height: after.height, metaRoot: after.metaRoot), .applyRefused(height: error.height ?? after.height + 1, reason: error.message)]
         } catch {
+            // The blocks before the failing one may have been made durable: they must survive.
+            nodes[node].durableHeight = max(nodes[node].durableHeight, engine.durableHeight)
             record(node, "sim.engine_failed", "\(error)")
             crash(node)
             return []
+        }
+    }
+
+    /// I8 for every block an apply took (not only the tip: a wrong block a later one overwrites
+    /// leaves the tip right): each applied height's block is the primary's.
+    private func checkApplied(_ node: Int, _ blocks: [SyncBlock], through height: UInt64) {
+        for block in blocks where block.height <= height && failure == nil {
+            guard Int(block.height) <= model.height, block.metaRoot == roots[Int(block.height)] else {
+                failure = OracleViolation(
+                    .syncConvergence, expected: "\(nodes[node].role.rawValue)\(node) applies only the primary's block \(block.height)",
+                    found: "a block with MetaRoot \(block.metaRoot.hex)")
+                return
+            }
         }
     }
 
@@ -89,8 +109,8 @@ extension SyncSwarmRun {
     /// reached; a crash point hit while serving crashes the server. nil: never answered.
     private func serve(_ message: SimulatedNetwork.Message) -> Result<PeerResponse, PeerTransportError>? {
         let wire = SyncExchange.peerRequest(message.request, baseURL: "http://node-\(message.server)", timeoutSeconds: 1)
-        if message.server == byzantineIndex, let mode = byzantine, let primary = nodes[0].engine {
-            return mode.alter(message.request, SyncServing.respond(to: message.request, from: primary), random: &random)
+        if message.server == byzantineIndex, let mode = byzantine, let source = mode == .ownFork ? forkEngine : nodes[0].engine {
+            return mode.alter(message.request, SyncServing.respond(to: message.request, from: source), random: &random)
         }
         guard let engine = nodes[message.server].engine else { return .failure(PeerTransportError(.unreachable, request: wire, "down")) }
         let response = SyncServing.respond(to: message.request, from: engine)
@@ -116,7 +136,6 @@ extension SyncSwarmRun {
         let kind: CrashKind = fileSystem.isHalted && random.chance(0.7) ? .powerLoss : .processCrash
         crashMachine(fileSystem, engine: &nodes[node].engine, kind)
         nodes[node].machine = nil
-        pendingInputs[node] = nil
         crashes += 1
         if let engineHeight = Optional(nodes[node].durableHeight), Int(engineHeight) < model.height { nodes[node].resumingAfterCrash = true }
         record(node, "sim.crash", "\(kind)")

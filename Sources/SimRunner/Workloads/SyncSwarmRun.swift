@@ -12,8 +12,12 @@ final class SyncSwarmRun {
     let network: SimulatedNetwork
     var nodes: [SimulatedNode] = []
     let byzantine: ByzantineMode?
-    /// The byzantine node's index as a server (it has no engine of its own).
+    /// The byzantine node's index as a server (it serves the primary's engine, altered, or
+    /// under `ownFork` its own).
     let byzantineIndex: Int
+    /// `ownFork`'s file system and engine (no faults): a chain of its own from the same genesis.
+    let forkFileSystem: SimulatedFileSystem?
+    var forkEngine: Engine?
     let syncConfiguration: (Int) -> SyncConfiguration
     let blockGenerator: BlockGenerator
     let crashChance: Double
@@ -26,8 +30,6 @@ final class SyncSwarmRun {
     var failure: OracleViolation?
     var healed = false
     var now: UInt64 = 0
-    /// Inputs a node's machine has still to take (answers to its own applies come back here).
-    var pendingInputs: [Int: [SyncInput]] = [:]
 
     static let stepNanoseconds: UInt64 = 50_000_000
     /// Steps after healing within which every node must have converged (100 simulated seconds).
@@ -73,6 +75,9 @@ final class SyncSwarmRun {
             nodes.append(node.node)
         }
         byzantineIndex = nodes.count
+        forkFileSystem = byzantine == .ownFork ? SimulatedFileSystem(seed: random.next(), plan: .none, traceEventsMax: 0) : nil
+        forkFileSystem?.setTraceSink(workload.controls.traceSink)
+        forkFileSystem?.setOpaqueLengthPrefixes([nodes[0].configuration.lanesDirectoryPath])
         let honestServers = Array(0...followers)
         for index in 1...followers { nodes[index].peers = [0] }
         nodes[followers + 1].peers = honestServers + (byzantine == nil ? [] : [byzantineIndex])
@@ -112,6 +117,10 @@ final class SyncSwarmRun {
     var result: SeedResult {
         var result = SeedResult(
             seed: workload.seed, violation: failure, traceHash: 0, fileSystemOperations: 0, crashes: crashes, knobs: knobs)
+        for fileSystem in [forkFileSystem].compactMap({ $0 }) {
+            result.traceHash = result.traceHash &* 31 &+ fileSystem.traceHash
+            result.fileSystemOperations += fileSystem.operationCount
+        }
         for node in nodes {
             result.traceHash = result.traceHash &* 31 &+ node.fileSystem.traceHash
             result.fileSystemOperations += node.fileSystem.operationCount
@@ -128,6 +137,13 @@ final class SyncSwarmRun {
 
     func execute() {
         recover(0)
+        if let forkFileSystem {
+            do {
+                forkEngine = try Engine(fileSystem: forkFileSystem, configuration: nodes[0].configuration, clock: clock, executor: SeededLaneExecutor(seed: random.next()))
+            } catch {
+                failure = OracleViolation(.faultFreeOperation, expected: "the forked chain's engine (no faults) opens", found: "\(error)")
+            }
+        }
         // Bounded: the primary commits a block with chance 0.7 per step; 4 steps a block at most.
         var steps = 0
         while failure == nil && model.height < workload.blocks && steps < workload.blocks * 4 {
@@ -170,6 +186,14 @@ final class SyncSwarmRun {
     private func commitOnPrimary() {
         guard let engine = nodes[0].engine else { return }
         let operations = blockGenerator.block(using: &random)
+        if let forkEngine {
+            let forked = blockGenerator.block(using: &random) + [BlockOperation(key: Array("fork".utf8), value: Array("\(model.height)".utf8))]
+            do {
+                _ = try forkEngine.commit(forked)
+            } catch {
+                failure = OracleViolation(.faultFreeOperation, expected: "the forked chain (no faults) commits", found: "\(error)")
+            }
+        }
         do {
             let committed = try engine.commit(operations)
             model.apply(operations)
@@ -210,6 +234,8 @@ final class SyncSwarmRun {
     }
 
     private func closeAll() {
+        try? forkEngine?.close()
+        forkEngine = nil
         for index in nodes.indices {
             guard let engine = nodes[index].engine else { continue }
             do {
