@@ -470,6 +470,10 @@ public final class Engine: @unchecked Sendable {
         guard block.previousMetaRoot == metaRoot else {
             throw mismatch("the block chains to MetaRoot \(block.previousMetaRoot.hex.prefix(16))…, this chain's is \(metaRoot.hex.prefix(16))…")
         }
+        if configuration.wal.mutations.active(.skipPeerBlockRootCheck) {
+            if let attested, attested != block.metaRoot { throw mismatch("the block's MetaRoot is not the attested one") }
+            return
+        }
         var roots = laneRoots
         for (lane, result) in staged { roots[lane] = result.root }
         if let lane = roots.indices.first(where: { roots[$0] != block.laneRoots[$0] }) {

@@ -13,6 +13,9 @@ public enum EngineMutation: String, CaseIterable, Sendable {
     case flushLanesBeforeLogSync = "flush_lanes_before_log_sync"
     /// Recovery does not make the recovered state durable before accepting writes.
     case skipRecoverySync = "skip_recovery_sync"
+    /// A peer's block is taken on its word: its lane roots and MetaRoot are not recomputed
+    /// from its operations (only the attested root is compared with its claim).
+    case skipPeerBlockRootCheck = "skip_peer_block_root_check"
 }
 
 extension Set where Element == EngineMutation {

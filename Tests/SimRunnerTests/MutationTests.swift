@@ -26,6 +26,8 @@ struct MutationTests {
         Case(mutation: .acknowledgeBeforeSync, workload: .wal, budget: 60),
         Case(mutation: .skipRecoverySync, workload: .wal, budget: 60),
         Case(mutation: .flushLanesBeforeLogSync, workload: .engine, budget: 40),
+        // A peer's altered block taken on its word: the sync workload's I8 (first caught at seed 13).
+        Case(mutation: .skipPeerBlockRootCheck, workload: .sync, budget: 40),
     ]
 
     @Test(arguments: swarmCases)
