@@ -36,7 +36,7 @@ public enum Probe: String, CaseIterable, Sendable {
     case syncPeerFaulty = "sync.peer_faulty"
     /// A peer could not be reached (or timed out) and was backed off.
     case syncPeerBackedOff = "sync.peer_backed_off"
-    /// A block range was asked for again: its answer timed out or its block was refused.
+    /// A block range was asked for again: its answer failed (unreachable, damaged in flight, timed out) or its block was refused.
     case syncRangeRefetched = "sync.range_refetched"
     /// A block whose MetaRoot the quorum does not attest (another chain's) was refused unapplied.
     case syncForkedBlockRefused = "sync.forked_block_refused"

@@ -47,7 +47,7 @@ public enum ExitCodes {
     public static let config: Int32 = 78
     /// `rivellum-node sync` was stopped (SIGTERM/SIGINT) before it caught up; run it again to resume.
     public static let interrupted: Int32 = 75
-    /// Peer sync: no peer holds the next height any more; state sync (a snapshot) is needed.
+    /// Peer sync: too few peers to make a quorum still hold the next height; state sync (a snapshot) is needed.
     public static let needsStateSync: Int32 = 79
 }
 

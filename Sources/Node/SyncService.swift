@@ -78,7 +78,7 @@ public struct SyncStopped: Error, Sendable, CustomStringConvertible {
         case .noQuorumPossible(let usable, let quorum):
             "only \(usable) peer(s) are on this chain (chain id, lanes, genesis); sync.quorum needs \(quorum). Remedy: fix sync.peers or sync.quorum"
         case .needsStateSync(let next, let oldest):
-            "no peer holds height \(next) any more (the oldest any serves is \(oldest)): state sync is needed. Remedy: restore a recent "
+            "too few peers to make a quorum still hold height \(next) (a quorum holds from \(oldest) on): state sync is needed. Remedy: restore a recent "
                 + "snapshot, or resync from an archive peer (node.archive)"
         }
     }

@@ -72,6 +72,8 @@ public struct SyncMachine: Sendable {
     /// Block ranges in flight by first height: who was asked and when.
     private var blockRequests: [UInt64: (peer: Int, count: Int, sentAt: UInt64)] = [:]
     private var applyInFlight = false
+    /// The peer whose turn it is to be asked for the next block range, all else equal.
+    private var nextBlocksPeer = 0
     private var reportedCaughtUp = false
     private var stopped: SyncStop?
 
@@ -221,7 +223,10 @@ public struct SyncMachine: Sendable {
         peers[peer].blocksInFlight -= 1
         let blocks: [SyncBlock]
         switch result {
-        case .failure(let fault): return punish(peer, fault, now: now, into: &outputs)
+        case .failure(let fault):
+            // The range is asked for again, from whoever is free.
+            Probe.syncRangeRefetched.hit()
+            return punish(peer, fault, now: now, into: &outputs)
         case .success(let answer): blocks = answer
         }
         guard blocks.count <= request.count, blocks.indices.allSatisfy({ blocks[$0].height == from + UInt64($0) }) else {
@@ -331,14 +336,21 @@ public struct SyncMachine: Sendable {
         if localHeight > 0, let attested = attestedRoot(at: localHeight), attested != localMetaRoot {
             return .fork(height: localHeight, local: localMetaRoot, attested: attested)
         }
+        return retentionStop(usable: usable, quorum: quorum)
+    }
+
+    /// Once every usable peer has answered: when a quorum of them has committed the next height
+    /// but fewer than a quorum still hold it (the rest retired it), no quorum can ever attest
+    /// it again (retention only moves up): state sync is needed. `oldestServable` is the lowest
+    /// height a quorum does hold.
+    private func retentionStop(usable: Int, quorum: Int) -> SyncStop? {
         let statuses = peers.compactMap(\.status)
         let next = localHeight + 1
-        if statuses.count == usable, statuses.allSatisfy({ $0.servableHeight >= next }),
-            let oldest = statuses.compactMap(\.oldestServableHeight).min(), statuses.allSatisfy({ ($0.oldestServableHeight ?? .max) > next })
-        {
-            return .needsStateSync(nextHeight: next, oldestServable: oldest)
-        }
-        return nil
+        let ahead = statuses.filter { $0.servableHeight >= next }
+        guard statuses.count == usable, ahead.count >= quorum, configuration.trustAnchor?.height != next else { return nil }
+        let oldest = ahead.map { $0.oldestServableHeight ?? .max }.sorted()
+        guard oldest[quorum - 1] > next, oldest[quorum - 1] != .max else { return nil }
+        return .needsStateSync(nextHeight: next, oldestServable: oldest[quorum - 1])
     }
 
     /// Asks for what is missing, within the bounds, and hands over what may be applied.
@@ -409,8 +421,13 @@ public struct SyncMachine: Sendable {
                 peers[peer].isAskable && peers[peer].blocksInFlight < configuration.requestsPerPeerMax
                     && (peers[peer].status?.servableHeight ?? 0) >= from && (peers[peer].status?.oldestServableHeight ?? .max) <= from
             }
-            // The least busy, then the lowest index: deterministic.
-            guard let peer = candidates.min(by: { (peers[$0].blocksInFlight, $0) < (peers[$1].blocksInFlight, $1) }) else { return }
+            // The least busy, then the next in turn after the last one asked: ranges spread over
+            // every peer (a lying or slow one is met, and found out, early), deterministically.
+            let peerCount = peers.count
+            let first = nextBlocksPeer
+            let turn = { (peer: Int) in (peer - first + peerCount) % peerCount }
+            guard let peer = candidates.min(by: { (peers[$0].blocksInFlight, turn($0)) < (peers[$1].blocksInFlight, turn($1)) }) else { return }
+            nextBlocksPeer = (peer + 1) % peerCount
             blockRequests[from] = (peer, count, now)
             peers[peer].blocksInFlight += 1
             outputs.append(.request(peer: peer, .blocks(from: from, count: count)))

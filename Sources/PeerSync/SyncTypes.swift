@@ -66,8 +66,18 @@ public enum SyncStop: Sendable, Equatable {
     case fork(height: UInt64, local: Hash32, attested: Hash32)
     /// Too few peers are on this chain to ever form a quorum (exit 78: the configuration).
     case noQuorumPossible(usable: Int, quorum: Int)
-    /// The next height needed is below what every usable peer still holds: state sync is needed.
+    /// Fewer than a quorum of the peers that have committed the next height still hold it (the
+    /// rest retired it): no quorum can attest it again, state sync is needed (exit 79).
     case needsStateSync(nextHeight: UInt64, oldestServable: UInt64)
+
+    /// The stop's name in reports and scenario files: `fork`, `no_quorum_possible`, `needs_state_sync`.
+    public var kindName: String {
+        switch self {
+        case .fork: "fork"
+        case .noQuorumPossible: "no_quorum_possible"
+        case .needsStateSync: "needs_state_sync"
+        }
+    }
 }
 
 /// What the machine asks the driver to do.

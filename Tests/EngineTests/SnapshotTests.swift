@@ -320,6 +320,15 @@ struct SnapshotTests {
         #expect(both.keep.map(\.name) == ["c", "b"])
     }
 
+    /// A snapshot lane's RocksDB failing: corruption it found is damage, an I/O failure is `io`
+    /// (a retry may clear it), so an EIO while verifying never calls a good snapshot damaged.
+    @Test func aLaneIOFailureIsNotDamage() {
+        let eio = SnapshotError(laneFailure: EngineError(.storage, lane: 1, "IO error: EIO"), path: "/s/lanes/lane-1", "reading lane 1")
+        let corrupt = SnapshotError(laneFailure: EngineError(.corruptState, lane: 1, "Corruption: block checksum"), path: "/s/lanes/lane-1", "reading lane 1")
+        #expect(eio.kind == .io && eio.path == "/s/lanes/lane-1")
+        #expect(corrupt.kind == .damaged)
+    }
+
     /// The catalog checks itself: a flipped digit in a lane position still parses as JSON, and
     /// WAL retention would delete log a snapshot needs. Bad reads are read again; damage that
     /// stands is `damaged` (and retention keeps the whole log); a version 1 catalog (no

@@ -230,7 +230,20 @@ struct SyncMachineTests {
         _ = harness.feed(.tick)
         _ = harness.feed(.status(peer: 0, .success(harness.status(height: 100, oldest: 50))))
         let outputs = harness.feed(.status(peer: 1, .success(harness.status(height: 90, oldest: 40))))
-        #expect(outputs.last == .stop(.needsStateSync(nextHeight: 1, oldestServable: 40)))
+        #expect(outputs.last == .stop(.needsStateSync(nextHeight: 1, oldestServable: 50)), "a quorum of 2 holds from 50 on")
+    }
+
+    @Test func withFewerThanAQuorumHoldingTheNextHeightStateSyncIsNeeded() {
+        var strict = Harness(peers: 2, quorum: 2)
+        _ = strict.feed(.tick)
+        _ = strict.feed(.status(peer: 0, .success(strict.status(height: 100, oldest: 21))))
+        let stopped = strict.feed(.status(peer: 1, .success(strict.status(height: 100, oldest: 1))))
+        #expect(stopped.last == .stop(.needsStateSync(nextHeight: 1, oldestServable: 21)), "one holder cannot make a quorum of 2")
+        var lenient = Harness(peers: 2, quorum: 1)
+        _ = lenient.feed(.tick)
+        _ = lenient.feed(.status(peer: 0, .success(lenient.status(height: 100, oldest: 21))))
+        let going = lenient.feed(.status(peer: 1, .success(lenient.status(height: 100, oldest: 1))))
+        #expect(!going.contains { if case .stop = $0 { true } else { false } }, "one holder makes a quorum of 1")
     }
 
     @Test func requestsStayWithinTheirBounds() {
@@ -314,10 +327,16 @@ struct SyncMachineTests {
         var harness = Harness(peers: 3, quorum: 2)
         _ = harness.feed(.tick)
         _ = harness.feed(.status(peer: 0, .success(harness.status(height: 100, oldest: 50))))
-        let two = harness.feed(.status(peer: 1, .success(harness.status(height: 100, oldest: 60))))
-        #expect(!two.contains { if case .stop = $0 { true } else { false } }, "the third peer may be an archive")
+        let two = harness.feed(.status(peer: 1, .success(harness.status(height: 100, oldest: 1))))
+        #expect(!two.contains { if case .stop = $0 { true } else { false } }, "the third peer may be an archive too")
         let three = harness.feed(.status(peer: 2, .success(harness.status(height: 100, oldest: 1))))
-        #expect(!three.contains { if case .stop = $0 { true } else { false } })
+        #expect(!three.contains { if case .stop = $0 { true } else { false } }, "two archives make a quorum of 2")
+        var lone = Harness(peers: 3, quorum: 2)
+        _ = lone.feed(.tick)
+        _ = lone.feed(.status(peer: 0, .success(lone.status(height: 100, oldest: 50))))
+        _ = lone.feed(.status(peer: 1, .success(lone.status(height: 100, oldest: 1))))
+        let stopped = lone.feed(.status(peer: 2, .success(lone.status(height: 100, oldest: 60))))
+        #expect(stopped.last == .stop(.needsStateSync(nextHeight: 1, oldestServable: 50)), "one archive cannot make a quorum of 2")
     }
 
     @Test func anEmptyAnswerForAHeightThePeerClaimsIsALie() throws {

@@ -36,5 +36,12 @@ public struct SnapshotError: Error, Sendable, CustomStringConvertible {
         self.message = message
     }
 
+    /// A snapshot lane's RocksDB failing while it is opened or read: corruption RocksDB found is
+    /// damage; an I/O failure (EIO, a full disk) is `io`, which a retry may clear — the
+    /// snapshot is not called damaged for it.
+    init(laneFailure error: EngineError, path: String, _ message: String) {
+        self.init(error.kind == .storage ? .io : .damaged, path: path, message)
+    }
+
     public var description: String { "\(kind.rawValue): \(path): \(message)" }
 }

@@ -153,7 +153,7 @@ public enum SnapshotVerifier {
             do {
                 store = try LaneStore.open(index: lane.lane, path: directory, environment: environment, readOnly: true)
             } catch {
-                throw SnapshotError(.damaged, path: directory, "lane \(lane.lane)'s RocksDB does not open: \(error)")
+                throw SnapshotError(laneFailure: error, path: directory, "lane \(lane.lane)'s RocksDB does not open: \(error)")
             }
             defer { store.close() }
             do {
@@ -175,6 +175,8 @@ public enum SnapshotVerifier {
                 }
             } catch let error as SnapshotError {
                 throw error
+            } catch let error as EngineError {
+                throw SnapshotError(laneFailure: error, path: directory, "reading lane \(lane.lane): \(error)")
             } catch {
                 throw SnapshotError(.damaged, path: directory, "reading lane \(lane.lane): \(error)")
             }

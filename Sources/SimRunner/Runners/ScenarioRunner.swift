@@ -120,14 +120,39 @@ public struct ScenarioRunner {
         }
     }
 
+    /// Runs the scenario, then checks that every probe it names was hit during the run (the
+    /// counters are process-wide: run scenarios one at a time for this check to be exact).
     public func run() -> ScenarioOutcome {
+        let before = ProbeCounters.snapshot()
+        var outcome: ScenarioOutcome
+        switch scenario.fault {
+        case .engine(let fault): outcome = runEngine(fault)
+        case .sync(let fault): outcome = SyncScenarioRunner(scenario: scenario, fault: fault, mutations: mutations).run()
+        }
+        let missed = Self.missedProbes(scenario.expectProbes ?? [], before: before, after: ProbeCounters.snapshot())
+        if outcome.failure == nil && !missed.isEmpty {
+            outcome.failure = "the run never hit \(missed.joined(separator: ", ")): the branch the scenario is about was not taken"
+        }
+        return outcome
+    }
+
+    /// The probes of `expected` (validated `Probe` names) whose count did not grow from
+    /// `before` to `after`.
+    static func missedProbes(_ expected: [String], before: [Probe: UInt64], after: [Probe: UInt64]) -> [String] {
+        expected.filter { name in
+            let probe = Probe(rawValue: name)!
+            return after[probe, default: 0] <= before[probe, default: 0]
+        }
+    }
+
+    private func runEngine(_ fault: Scenario.Fault) -> ScenarioOutcome {
         let run = Run(scenario: scenario, mutations: mutations)
         var summary = ""
         let outcome: Result<Engine, EngineError>
         do {
             run.engine = try run.open()
             for _ in 0..<(scenario.blocks ?? 30) { run.commit() }
-            try inject(scenario.fault, into: run)
+            try inject(fault, into: run)
             outcome = recover(run)
         } catch {
             return ScenarioOutcome(

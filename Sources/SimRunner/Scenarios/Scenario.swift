@@ -1,3 +1,4 @@
+import Documents
 import Engine
 import FaultFS
 import TOMLKit
@@ -16,7 +17,12 @@ import TOMLKit
 /// blocks = 30                   # blocks committed before the fault, default 30
 /// segment_size_bytes = 4096     # optional, default 4096 (forces segment rolls)
 /// seed = 1                      # optional, default 1
+/// expect_probes = ["wal.torn_tail_dropped"]   # optional: probes the run must hit
 /// ```
+///
+/// A sync case (`fault = "peer_altered_operation"`, see `SyncScenarioFault`) runs several
+/// nodes over the simulated network instead; `followers` (1...3) applies to it, and a refusal
+/// is the catching-up node's stop: `fork`, `needs_state_sync` or `no_quorum_possible`.
 public struct Scenario: Decodable, Sendable {
     /// The fault a scenario injects after its blocks are committed.
     public enum Fault: String, Decodable, Sendable, CaseIterable {
@@ -50,6 +56,25 @@ public struct Scenario: Decodable, Sendable {
         case rotInWitnessedLastRecord = "rot_in_witnessed_last_record"
     }
 
+    /// What `fault` names: an engine fault (one engine, one file system) or a sync case
+    /// (several nodes over the simulated network, `SyncSwarmWorkload`).
+    public enum Case: Decodable, Sendable, Equatable {
+        case engine(Fault)
+        case sync(SyncScenarioFault)
+
+        public init(from decoder: any Decoder) throws {
+            let name = try decoder.singleValueContainer().decode(String.self)
+            if let fault = Fault(rawValue: name) {
+                self = .engine(fault)
+            } else if let fault = SyncScenarioFault(rawValue: name) {
+                self = .sync(fault)
+            } else {
+                let known = Fault.allCases.map(\.rawValue) + SyncScenarioFault.allCases.map(\.rawValue)
+                throw ScenarioError(path: "fault", message: "unknown fault \(quoted(name)); known: \(known.joined(separator: ", "))")
+            }
+        }
+    }
+
     public enum Expectation: String, Decodable, Sendable {
         case converges
         case refuses
@@ -57,7 +82,7 @@ public struct Scenario: Decodable, Sendable {
 
     public var name: String
     public var description: String
-    public var fault: Fault
+    public var fault: Case
     public var expect: Expectation
     public var expectError: String?
     public var lanes: Int?
@@ -67,9 +92,14 @@ public struct Scenario: Decodable, Sendable {
     /// `validate` range-checks it.
     public var segmentSizeBytes: Int?
     public var seed: Int?
+    /// Sync cases only: how many followers the primary has (1...3; drawn when absent).
+    public var followers: Int?
+    /// Probes (`Probe` names) the run must hit: the branch the scenario is about was taken.
+    public var expectProbes: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case name, description, fault, expect, lanes, blocks, seed
+        case name, description, fault, expect, lanes, blocks, seed, followers
+        case expectProbes = "expect_probes"
         case expectError = "expect_error"
         case fsyncPolicy = "fsync_policy"
         case segmentSizeBytes = "segment_size_bytes"
@@ -96,6 +126,19 @@ public struct Scenario: Decodable, Sendable {
         if let seed, seed < 0 { throw ScenarioError(path: name, message: "seed must not be negative") }
         if let segmentSizeBytes, !(128...(1 << 30)).contains(segmentSizeBytes) {
             throw ScenarioError(path: name, message: "segment_size_bytes must be in 128...1073741824")
+        }
+        if let followers, !(1...3).contains(followers) { throw ScenarioError(path: name, message: "followers must be in 1...3") }
+        if let unknown = (expectProbes ?? []).first(where: { Probe(rawValue: $0) == nil }) {
+            throw ScenarioError(path: name, message: "expect_probes: no probe named \(quoted(unknown))")
+        }
+        switch fault {
+        case .engine:
+            if followers != nil { throw ScenarioError(path: name, message: "followers applies to sync faults only") }
+        case .sync:
+            if fsyncPolicy != nil || segmentSizeBytes != nil {
+                throw ScenarioError(path: name, message: "fsync_policy and segment_size_bytes apply to engine faults only (every sync node is strict)")
+            }
+            if let lanes, lanes > 4 { throw ScenarioError(path: name, message: "a sync scenario has 1...4 lanes") }
         }
         if expect == .refuses && (expectError ?? "").isEmpty {
             throw ScenarioError(path: name, message: "a refusing scenario needs expect_error")

@@ -37,7 +37,12 @@ extension SyncSwarmRun {
             record(node, "sync.caught_up", "\(height)")
             return []
         case .stop(let stop):
-            failure = OracleViolation(.syncConvergence, expected: "an honest node never stops syncing", found: "\(nodes[node].role.rawValue)\(node) stopped: \(stop)")
+            guard setup.mayStop(nodes[node].role, stop) else {
+                failure = OracleViolation(
+                    .syncConvergence, expected: "an honest node never stops syncing", found: "\(nodes[node].role.rawValue)\(node) stopped: \(stop)")
+                return []
+            }
+            stopNode(node, stop)
             return []
         }
     }
@@ -147,7 +152,7 @@ extension SyncSwarmRun {
         let fileSystem = nodes[node].fileSystem
         for attempt in 1...12 where failure == nil {
             if attempt > 8 { fileSystem.setFaultsEnabled(false) }
-            if attempt <= 8 && !healed && nodes[node].role != .primary && random.chance(0.2) {
+            if attempt <= 8 && !healed && crashChance > 0 && nodes[node].role != .primary && random.chance(0.2) {
                 fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...200)))
             }
             do {
@@ -180,9 +185,10 @@ extension SyncSwarmRun {
             return
         }
         nodes[node].durableHeight = recovered.height
-        if nodes[node].role != .primary {
+        if !nodes[node].peers.isEmpty {
             nodes[node].machine = SyncMachine(
-                configuration: syncConfiguration(nodes[node].peers.count), localHeight: recovered.height, localMetaRoot: recovered.metaRoot)
+                configuration: syncConfiguration(nodes[node].peers.count, nodes[node].role != .primary), localHeight: recovered.height,
+                localMetaRoot: recovered.metaRoot)
         }
     }
 
@@ -191,6 +197,15 @@ extension SyncSwarmRun {
         for node in syncNodes {
             guard let engine = nodes[node].engine else { continue }
             let current = engine.stateRoots()
+            if let tip = nodes[node].ownTip {
+                guard current.height == tip.height && current.metaRoot == tip.metaRoot else {
+                    failure = OracleViolation(
+                        .syncConvergence, expected: "\(nodes[node].role.rawValue)\(node)'s own chain (a fork) is never overwritten: \(tip.metaRoot.hex) at \(tip.height)",
+                        found: "\(current.metaRoot.hex) at \(current.height)")
+                    return
+                }
+                continue
+            }
             guard Int(current.height) <= model.height, current.metaRoot == roots[Int(current.height)] else {
                 failure = OracleViolation(
                     .syncConvergence, expected: "\(nodes[node].role.rawValue)\(node)'s MetaRoot at \(current.height) is the primary's",

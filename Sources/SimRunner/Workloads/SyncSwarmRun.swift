@@ -18,7 +18,9 @@ final class SyncSwarmRun {
     /// `ownFork`'s file system and engine (no faults): a chain of its own from the same genesis.
     let forkFileSystem: SimulatedFileSystem?
     var forkEngine: Engine?
-    let syncConfiguration: (Int) -> SyncConfiguration
+    let setup: SyncSwarmSetup
+    /// A machine's configuration for a node with this many peers, following or not.
+    let syncConfiguration: (Int, Bool) -> SyncConfiguration
     let blockGenerator: BlockGenerator
     let crashChance: Double
     let knobs: String
@@ -35,27 +37,21 @@ final class SyncSwarmRun {
     /// Steps after healing within which every node must have converged (100 simulated seconds).
     static let convergeStepsMax = 2_000
 
-    init(_ workload: SyncSwarmWorkload) {
+    /// `adjust` changes the drawn setup (a scenario fixes what it names); the rest stays drawn.
+    init(_ workload: SyncSwarmWorkload, adjust: (inout SyncSwarmSetup) -> Void = { _ in }) {
         self.workload = workload
         var random = DeterministicRandom(seed: workload.seed ^ 0x5359_4E43)
-        let laneCount = random.int(in: 1...4)
-        let followers = random.int(in: 1...3)
-        byzantine = random.chance(0.5) ? ByzantineMode.allCases[random.int(in: 0...(ByzantineMode.allCases.count - 1))] : nil
-        var rates = SimulatedNetwork.Rates()
-        rates.drop = random.chance(0.5) ? Double(random.int(in: 1...100)) / 1_000 : 0
-        rates.duplicate = random.chance(0.5) ? Double(random.int(in: 1...50)) / 1_000 : 0
-        rates.corrupt = random.chance(0.4) ? Double(random.int(in: 1...20)) / 1_000 : 0
-        rates.partition = random.chance(0.4) ? Double(random.int(in: 1...20)) / 1_000 : 0
-        rates.delayMaxNanoseconds = UInt64(random.int(in: 5...300)) * 1_000_000
-        network = SimulatedNetwork(seed: random.next(), rates: rates)
-        crashChance = random.chance(0.8) ? Double(random.int(in: 5...40)) / 1_000 : 0
-        let blocksPerRequest = random.int(in: 2...64)
-        let applyBatchMax = random.int(in: 1...64)
+        var setup = SyncSwarmSetup.drawn(random: &random)
+        adjust(&setup)
+        self.setup = setup
+        byzantine = setup.byzantine
+        network = SimulatedNetwork(seed: setup.networkSeed, rates: setup.rates)
+        crashChance = setup.crashChance
         let chainID = "sim-sync-\(workload.seed % 5)"
-        syncConfiguration = { peerCount in
-            var configuration = SyncConfiguration(chainID: chainID, laneCount: laneCount, peerCount: peerCount, follow: true)
-            configuration.blocksPerRequest = blocksPerRequest
-            configuration.applyBatchMax = applyBatchMax
+        syncConfiguration = { peerCount, follow in
+            var configuration = SyncConfiguration(chainID: chainID, laneCount: setup.laneCount, peerCount: peerCount, follow: follow)
+            configuration.blocksPerRequest = setup.blocksPerRequest
+            configuration.applyBatchMax = setup.applyBatchMax
             configuration.linksPerRequest = 128
             configuration.backoffInitialNanoseconds = 100_000_000
             configuration.backoffMaxNanoseconds = 2_000_000_000
@@ -64,13 +60,14 @@ final class SyncSwarmRun {
             configuration.requestTimeoutNanoseconds = 1_500_000_000
             return configuration
         }
-        model = ChainModel(chainID: chainID, laneCount: laneCount)
+        model = ChainModel(chainID: chainID, laneCount: setup.laneCount)
         roots = [model.metaRoot(at: 0)]
         blockGenerator = BlockGenerator(keySpace: random.int(in: 5...60), operationsPerBlock: 1...6, skewed: true, deleteChance: 0.15, valueBytes: 0...48)
         var plans: [String] = []
+        let followers = setup.followers
         for index in 0...(followers + 1) {
             let role: SimulatedNode.Role = index == 0 ? .primary : index <= followers ? .follower : .catcher
-            let node = Self.makeNode(index: index, role: role, chainID: chainID, laneCount: laneCount, random: &random, controls: workload.controls)
+            let node = Self.makeNode(index: index, role: role, chainID: chainID, setup: setup, random: &random, controls: workload.controls)
             plans.append("\(role.rawValue)\(index): \(node.plan)")
             nodes.append(node.node)
         }
@@ -81,29 +78,27 @@ final class SyncSwarmRun {
         let honestServers = Array(0...followers)
         for index in 1...followers { nodes[index].peers = [0] }
         nodes[followers + 1].peers = honestServers + (byzantine == nil ? [] : [byzantineIndex])
-        knobs =
-            "workload=sync lanes=\(laneCount) followers=\(followers) byzantine=\(byzantine?.rawValue ?? "none") blocks=\(workload.blocks) "
-            + "blocks_per_request=\(blocksPerRequest) apply_batch_max=\(applyBatchMax) crash_chance=\(crashChance) network: \(rates) "
-            + "plans: \(plans.joined(separator: "; "))"
+        knobs = "workload=sync blocks=\(workload.blocks) \(setup) plans: \(plans.joined(separator: "; "))"
         self.random = random
     }
 
     private static func makeNode(
-        index: Int, role: SimulatedNode.Role, chainID: String, laneCount: Int, random: inout DeterministicRandom, controls: SeedControls
+        index: Int, role: SimulatedNode.Role, chainID: String, setup: SyncSwarmSetup, random: inout DeterministicRandom, controls: SeedControls
     ) -> (node: SimulatedNode, plan: FaultPlan) {
         var configuration = EngineConfiguration(dataDirectory: "/data")
         configuration.chainID = chainID
-        configuration.laneCount = laneCount
+        configuration.laneCount = setup.laneCount
         configuration.wal.fsyncPolicy = .strict
-        configuration.wal.segmentSizeBytes = UInt64(random.int(in: 2_048...16_384))
-        configuration.flushEveryBlocks = UInt64(random.int(in: 4...24))
+        configuration.wal.segmentSizeBytes = UInt64(random.int(in: setup.segmentSizeBytes))
+        configuration.flushEveryBlocks = UInt64(random.int(in: setup.flushEveryBlocks))
         configuration.walRetentionHours = 0
-        // Every node keeps every block: a height a peer has retired is one it cannot vouch for,
-        // and the catcher's quorum (a majority of its peers) must be able to vouch for each.
-        configuration.archive = true
+        // Every node keeps every block (unless a scenario says otherwise): a height a peer has
+        // retired is one it cannot vouch for, and the catcher's quorum (a majority of its peers)
+        // must be able to vouch for each.
+        configuration.archive = setup.archive
         configuration.wal.mutations = controls.mutations
         let plan =
-            role == .primary
+            role == .primary || !setup.fileSystemFaults
             ? FaultPlan.none
             : swarmPlan(random: &random, families: SyncSwarmWorkload.families, excluding: controls.excludedFamilies, rateMin: 0.001, rateMax: 0.01)
         let fileSystem = SimulatedFileSystem(seed: random.next(), plan: plan, traceEventsMax: 0)
@@ -170,17 +165,25 @@ final class SyncSwarmRun {
         clock.advance(byNanoseconds: Self.stepNanoseconds)
         if model.height < workload.blocks && random.chance(commitChance) { commitOnPrimary() }
         let catcher = nodes.count - 1
-        if !nodes[catcher].started && (model.height * 3 >= workload.blocks || healed) {
-            nodes[catcher].started = true
-            record(catcher, "sim.start", "catching up from genesis at primary height \(model.height)")
-        }
+        if !nodes[catcher].started && (catcherMayStartNow() || healed) { startCatcher(catcher) }
         if !healed && crashChance > 0 && random.chance(crashChance) { armCrash() }
-        for node in syncNodes where failure == nil && nodes[node].started {
+        for node in syncNodes where failure == nil && nodes[node].started && nodes[node].stop == nil {
             if nodes[node].engine == nil { recover(node) }
             if nodes[node].engine != nil { drive(node, .tick) }
         }
         deliverDue()
         if failure == nil { checkI8() }
+    }
+
+    /// A third of the blocks are in; without an archive, every peer has also retired height 1
+    /// (so a resync from genesis has nowhere to go, which is the case being built).
+    private func catcherMayStartNow() -> Bool {
+        guard model.height * 3 >= workload.blocks else { return false }
+        if setup.archive { return true }
+        return nodes.dropLast().allSatisfy { node in
+            guard let engine = node.engine, let oldest = try? engine.oldestServableHeight() else { return false }
+            return oldest > 1
+        }
     }
 
     private func commitOnPrimary() {
@@ -207,15 +210,17 @@ final class SyncSwarmRun {
     }
 
     private func armCrash() {
-        let candidates = syncNodes.filter { nodes[$0].started && nodes[$0].engine != nil }
+        let candidates = syncNodes.filter { nodes[$0].started && nodes[$0].stop == nil && nodes[$0].engine != nil }
         guard !candidates.isEmpty else { return }
         let node = candidates[random.int(in: 0...(candidates.count - 1))]
         let fileSystem = nodes[node].fileSystem
         fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...400)))
     }
 
+    /// Every node that did not stop is at the primary's height and root.
     var converged: Bool {
         syncNodes.allSatisfy { node in
+            if nodes[node].stop != nil { return true }
             guard let engine = nodes[node].engine else { return false }
             let roots = engine.stateRoots()
             return Int(roots.height) == model.height && roots.metaRoot == self.roots[model.height]

@@ -63,4 +63,9 @@ struct SimulatedNode {
     var started: Bool
     /// It crashed while behind the primary and has not caught up since.
     var resumingAfterCrash = false
+    /// Its own chain's tip, when it committed blocks of its own before syncing (a local fork):
+    /// it must never change.
+    var ownTip: (height: UInt64, metaRoot: Hash32)?
+    /// Why it stopped syncing for good (a scenario that expects it), with its roots then.
+    var stop: SyncStop?
 }

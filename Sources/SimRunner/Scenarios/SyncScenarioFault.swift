@@ -1,0 +1,69 @@
+import FaultFS
+
+/// The named sync cases a scenario can run (`fault = "..."`): each fixes the parts of a
+/// `SyncSwarmWorkload` seed's setup it is about and leaves the rest drawn from the scenario's
+/// seed. Unless a case says so, the network is clean and nothing crashes, so the named fault is
+/// the only one and its branch is the one exercised (`expect_probes` says which).
+public enum SyncScenarioFault: String, Sendable, CaseIterable {
+    /// A byzantine peer alters one operation of a block it serves, keeping the block's claims.
+    case peerAlteredOperation = "peer_altered_operation"
+    /// A byzantine peer serves a self-consistent chain of its own from the same genesis.
+    case peerOwnFork = "peer_own_fork"
+    /// A byzantine peer claims heights it does not have.
+    case peerFalseHeights = "peer_false_heights"
+    /// A byzantine peer answers block requests with more than any bound allows.
+    case peerOversized = "peer_oversized"
+    /// A byzantine peer never answers.
+    case peerStalls = "peer_stalls"
+    /// Bits flip in block ranges in flight (the range checksums catch them).
+    case corruptedInFlight = "corrupted_in_flight"
+    /// Messages dropped and duplicated, pairs partitioned for seconds at a time.
+    case partitionedNetwork = "partitioned_network"
+    /// Followers and the catching-up node crash and lose power at any operation, catch-up too.
+    case crashDuringCatchUp = "crash_during_catch_up"
+    /// New hardware: the primary's snapshot restored into an empty directory (crashing inside
+    /// the restore in some seeds), then the blocks after it from peers.
+    case restoreSnapshotThenSync = "restore_snapshot_then_sync"
+    /// An empty directory, and no peer keeps the whole history: the node must stop, naming
+    /// state sync.
+    case resyncWithoutArchivePeer = "resync_without_archive_peer"
+    /// The catching-up node holds blocks of its own the quorum contradicts: it must stop on
+    /// the fork, overwriting nothing.
+    case localFork = "local_fork"
+
+    /// Fixes the setup's named parts.
+    func adjust(_ setup: inout SyncSwarmSetup, followers: Int?) {
+        setup.rates = SimulatedNetwork.Rates(delayMaxNanoseconds: setup.rates.delayMaxNanoseconds)
+        setup.crashChance = 0
+        setup.fileSystemFaults = false
+        setup.byzantine = nil
+        if let followers { setup.followers = followers }
+        switch self {
+        case .peerAlteredOperation: setup.byzantine = .alteredOperation
+        case .peerOwnFork: setup.byzantine = .ownFork
+        case .peerFalseHeights: setup.byzantine = .falseHeights
+        case .peerOversized: setup.byzantine = .oversized
+        case .peerStalls: setup.byzantine = .stall
+        case .corruptedInFlight: setup.rates.corrupt = 0.2
+        case .partitionedNetwork:
+            setup.rates.drop = 0.05
+            setup.rates.duplicate = 0.05
+            setup.rates.partition = 0.05
+        case .crashDuringCatchUp:
+            setup.crashChance = 0.04
+            setup.fileSystemFaults = true
+        case .restoreSnapshotThenSync:
+            setup.catcherStart = .snapshot
+            setup.crashChance = 0.02
+            setup.fileSystemFaults = true
+        case .resyncWithoutArchivePeer:
+            // Small segments and frequent checkpoints retire height 1 before the node starts, while
+            // the followers (a few blocks behind at most) still find what they need.
+            setup.archive = false
+            setup.segmentSizeBytes = 4_096...4_096
+            setup.flushEveryBlocks = 2...4
+        case .localFork: setup.catcherOwnBlocks = 3
+        }
+        if self != .restoreSnapshotThenSync { setup.catcherStart = .genesis }
+    }
+}

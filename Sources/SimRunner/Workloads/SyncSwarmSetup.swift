@@ -1,0 +1,79 @@
+import FaultFS
+import PeerSync
+
+/// The shape of one `SyncSwarmWorkload` seed: how many lanes and followers, who lies and how,
+/// how faulty the network is, how the late node starts. A sweep draws it from the seed
+/// (`drawn`); a sync scenario fixes the parts it names and draws the rest.
+struct SyncSwarmSetup: CustomStringConvertible {
+    /// How the node that starts late gets its first state.
+    enum CatcherStart: String {
+        /// An empty data directory: every block from an archive peer (full resync).
+        case genesis
+        /// The primary's snapshot, copied over and restored into an empty directory (new
+        /// hardware), then the blocks after it from peers.
+        case snapshot
+    }
+
+    var laneCount: Int
+    var followers: Int
+    var byzantine: ByzantineMode?
+    var rates: SimulatedNetwork.Rates
+    var networkSeed: UInt64
+    /// The chance per step that a crash point is armed in a live syncing node.
+    var crashChance: Double
+    var blocksPerRequest: Int
+    var applyBatchMax: Int
+    var catcherStart: CatcherStart = .genesis
+    /// false: every node retires WAL segments (no archive), so a node starting from genesis
+    /// finds no peer holding height 1 and must stop, naming state sync.
+    var archive = true
+    /// false: no file-system faults at all (a scenario about the network or a peer).
+    var fileSystemFaults = true
+    /// Each node's WAL segment size and checkpoint interval are drawn from these.
+    var segmentSizeBytes = 2_048...16_384
+    var flushEveryBlocks = 4...24
+    /// Blocks the catcher commits on its own before it syncs: a local fork the quorum contradicts.
+    var catcherOwnBlocks = 0
+
+    /// Whether the catcher is meant to stop syncing (a fork, or no peer holding its next height);
+    /// otherwise any stop is a violation.
+    var catcherMayStop: Bool { !archive || catcherOwnBlocks > 0 }
+
+    /// Whether a node of `role` may stop for `stop`: the catcher when it is meant to, and,
+    /// without an archive, a follower that fell behind every peer's retention (the documented
+    /// outcome: the blocks it needs are gone; the simulator's retention is a few blocks long).
+    func mayStop(_ role: SimulatedNode.Role, _ stop: SyncStop) -> Bool {
+        switch role {
+        case .catcher: catcherMayStop
+        case .follower:
+            if case .needsStateSync = stop { !archive } else { false }
+        case .primary: false
+        }
+    }
+
+    /// Draws every part from the seed, in a fixed order (a seed replays exactly).
+    static func drawn(random: inout DeterministicRandom) -> SyncSwarmSetup {
+        let laneCount = random.int(in: 1...4)
+        let followers = random.int(in: 1...3)
+        let byzantine = random.chance(0.5) ? ByzantineMode.allCases[random.int(in: 0...(ByzantineMode.allCases.count - 1))] : nil
+        var rates = SimulatedNetwork.Rates()
+        rates.drop = random.chance(0.5) ? Double(random.int(in: 1...100)) / 1_000 : 0
+        rates.duplicate = random.chance(0.5) ? Double(random.int(in: 1...50)) / 1_000 : 0
+        rates.corrupt = random.chance(0.4) ? Double(random.int(in: 1...20)) / 1_000 : 0
+        rates.partition = random.chance(0.4) ? Double(random.int(in: 1...20)) / 1_000 : 0
+        rates.delayMaxNanoseconds = UInt64(random.int(in: 5...300)) * 1_000_000
+        let networkSeed = random.next()
+        let crashChance = random.chance(0.8) ? Double(random.int(in: 5...40)) / 1_000 : 0
+        var setup = SyncSwarmSetup(
+            laneCount: laneCount, followers: followers, byzantine: byzantine, rates: rates, networkSeed: networkSeed,
+            crashChance: crashChance, blocksPerRequest: random.int(in: 2...64), applyBatchMax: random.int(in: 1...64))
+        setup.catcherStart = random.chance(0.3) ? .snapshot : .genesis
+        return setup
+    }
+
+    var description: String {
+        "lanes=\(laneCount) followers=\(followers) byzantine=\(byzantine?.rawValue ?? "none") catcher_start=\(catcherStart.rawValue) "
+            + "archive=\(archive) fs_faults=\(fileSystemFaults) catcher_own_blocks=\(catcherOwnBlocks) "
+            + "blocks_per_request=\(blocksPerRequest) apply_batch_max=\(applyBatchMax) crash_chance=\(crashChance) network: \(rates)"
+    }
+}
