@@ -44,6 +44,8 @@ public enum Probe: String, CaseIterable, Sendable {
     case syncBlockRefusedByEngine = "sync.block_refused_by_engine"
     /// Counted by the simulator: a node crashed while behind its peers, recovered, and caught up.
     case syncResumedAfterCrash = "sync.resumed_after_crash"
+    /// A writer that came back behind a peer took new blocks only after catching up (`WriterGate`).
+    case syncWriterCaughtUpFirst = "sync.writer_caught_up_first"
 
     /// Branches a sweep of a few hundred seeds may well miss: a zero tail needs a crash between
     /// an extension and its data; a tail lost to corruption is the documented limit (rot in the

@@ -27,8 +27,8 @@ public final class SyncBoard: Sendable {
     public var snapshot: Snapshot? { current.withLock { $0 } }
 
     /// Whether the node's state is current (`WriterGate`): it has caught up with its peers, or
-    /// every peer has answered (or failed) and none is ahead (it cannot be behind anyone it can
-    /// hear). Until then `POST /v1/blocks` is 503 `catching_up`, and so is a state read that
+    /// every peer has told it its height and none is ahead (an unreachable peer keeps it not
+    /// current: it may hold blocks this node lost). Until then `POST /v1/blocks` is 503 `catching_up`, and so is a state read that
     /// does not say `allow_stale=true`. It stays current once it was (a follower's lag is in
     /// `/v1/status`).
     public var isCurrent: Bool { currentState.load(ordering: .acquiring) }
@@ -187,7 +187,7 @@ struct SyncService: Service {
                 outputs += machine.handle(input, now: now)
                 board.publish(snapshot(of: machine))
                 if !board.isCurrent, gate.opens(after: input, outputs: outputs, localHeight: machine.localHeight) {
-                    if !gate.caughtUp { logger.warning("no peer answers with a higher height; taking new blocks without catching up") }
+                    if !gate.caughtUp { logger.warning("every peer reports a height no higher than this node's; taking new blocks without catching up") }
                     board.markCurrent()
                 }
                 try perform(outputs, group: &group, continuation: continuation, engineFailure: engineFailure)

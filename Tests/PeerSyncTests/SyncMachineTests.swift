@@ -391,9 +391,20 @@ struct WriterGateTests {
 
     @Test func everyPeerAnsweredAndNoneAheadOpensIt() {
         var gate = WriterGate(peerCount: 2)
-        let one = gate.opens(after: .status(peer: 0, .failure(.unreachable("refused"))), outputs: [], localHeight: 5)
+        let one = gate.opens(after: .status(peer: 0, .success(harness.status(height: 4))), outputs: [], localHeight: 5)
         let both = gate.opens(after: .status(peer: 1, .success(harness.status(height: 5))), outputs: [], localHeight: 5)
         #expect(!one && both)
+    }
+
+    /// Found by the sync workload (seeds 3 and 272): a writer that lost its last block to rot
+    /// took a new one at that height while its only peer, which held the lost one, was
+    /// unreachable — a fork. An unreachable peer tells the gate nothing.
+    @Test func anUnreachablePeerKeepsItShut() {
+        var gate = WriterGate(peerCount: 2)
+        _ = gate.opens(after: .status(peer: 0, .success(harness.status(height: 5))), outputs: [], localHeight: 5)
+        let unreachable = gate.opens(after: .status(peer: 1, .failure(.unreachable("refused"))), outputs: [], localHeight: 5)
+        let answered = gate.opens(after: .status(peer: 1, .success(harness.status(height: 3))), outputs: [], localHeight: 5)
+        #expect(!unreachable && answered)
     }
 
     @Test func aPeerThatWasAheadKeepsItShutAfterItGoesAway() {

@@ -85,25 +85,12 @@ public struct ScenarioRunner {
 
         /// The last segment of a lane's WAL partition and the offset of its last frame.
         func lastFrame(lane: Int) throws -> (path: String, offset: Int) {
-            let directory = "/data/wal/" + WALPartitionID.lane(lane).directoryName
-            let name = try fileSystem.listDirectory(directory).filter { $0.hasSuffix(".wal") }.sorted().last!
-            let bytes = try fileSystem.readFile(directory + "/" + name)
-            var offset = WALFormat.segmentHeaderBytes
-            var last = offset
-            // Bounded by the segment size.
-            while offset < bytes.count {
-                last = offset
-                offset += WALFormat.frameLength(payloadLength: bytes.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)) })
-            }
-            return (directory + "/" + name, last)
+            try WALDamage.lastFrame(fileSystem: fileSystem, walDirectory: "/data/wal", partition: .lane(lane))
         }
 
         /// Overwrites `bytes` at `offset` of `path` durably (damage on the media).
         func damage(_ path: String, at offset: Int, with bytes: [UInt8]) throws {
-            let handle = try fileSystem.openFile(path, options: .readWrite)
-            try handle.write(bytes, at: UInt64(offset))
-            try handle.sync()
-            try handle.close()
+            try WALDamage.overwrite(fileSystem: fileSystem, path, at: offset, with: bytes)
         }
 
         /// The lane WAL segment with the most bytes (for damaging a middle record).
@@ -313,8 +300,6 @@ public struct ScenarioRunner {
         run.commitToLane(0)
         run.commitToLane(1)
         run.stop(.processCrash)
-        let (path, offset) = try run.lastFrame(lane: 0)
-        let byte = offset + WALFormat.frameHeaderBytes + 3
-        try run.damage(path, at: byte, with: [try run.fileSystem.readFile(path)[byte] ^ 0x04])
+        try WALDamage.rotLastFrame(fileSystem: run.fileSystem, walDirectory: "/data/wal", partition: .lane(0))
     }
 }

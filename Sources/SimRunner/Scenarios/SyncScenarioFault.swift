@@ -30,6 +30,9 @@ public enum SyncScenarioFault: String, Sendable, CaseIterable {
     /// The catching-up node holds blocks of its own the quorum contradicts: it must stop on
     /// the fork, overwriting nothing.
     case localFork = "local_fork"
+    /// The writer loses its newest acknowledged block to rot after its followers hold it; it
+    /// restarts with them as peers and must take it back from them before it commits again.
+    case writerBehindPeers = "writer_behind_peers"
 
     /// Fixes the setup's named parts.
     func adjust(_ setup: inout SyncSwarmSetup, followers: Int?) {
@@ -37,6 +40,8 @@ public enum SyncScenarioFault: String, Sendable, CaseIterable {
         setup.crashChance = 0
         setup.fileSystemFaults = false
         setup.byzantine = nil
+        setup.writerLosesTail = false
+        setup.flushEveryBlocks = SyncSwarmSetup.flushEveryBlocksUsual
         if let followers { setup.followers = followers }
         switch self {
         case .peerAlteredOperation: setup.byzantine = .alteredOperation
@@ -63,6 +68,7 @@ public enum SyncScenarioFault: String, Sendable, CaseIterable {
             setup.segmentSizeBytes = 4_096...4_096
             setup.flushEveryBlocks = 2...4
         case .localFork: setup.catcherOwnBlocks = 3
+        case .writerBehindPeers: setup.loseWriterTail()
         }
         if self != .restoreSnapshotThenSync { setup.catcherStart = .genesis }
     }

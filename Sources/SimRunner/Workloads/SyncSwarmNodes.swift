@@ -14,8 +14,10 @@ extension SyncSwarmRun {
         while !queue.isEmpty, failure == nil, nodes[node].engine != nil, var machine = nodes[node].machine {
             steps += 1
             precondition(steps <= 10_000, "a machine's outputs run out")
-            let outputs = machine.handle(queue.removeFirst(), now: now)
+            let input = queue.removeFirst()
+            let outputs = machine.handle(input, now: now)
             nodes[node].machine = machine
+            if node == 0 { checkWriterGate(input, outputs, localHeight: machine.localHeight) }
             for output in outputs where failure == nil && nodes[node].engine != nil { queue += perform(node, output) }
         }
     }

@@ -32,6 +32,10 @@ final class SyncSwarmRun {
     var failure: OracleViolation?
     var healed = false
     var now: UInt64 = 0
+    /// `writerLosesTail`: the primary's last block was lost to rot (once per seed).
+    var writerTailLost = false
+    /// Shut while the primary, back behind its peers, may not take new blocks.
+    var writerGate: WriterGate?
 
     static let stepNanoseconds: UInt64 = 50_000_000
     /// Steps after healing within which every node must have converged (100 simulated seconds).
@@ -163,10 +167,12 @@ final class SyncSwarmRun {
     func step(commitChance: Double) {
         now += Self.stepNanoseconds
         clock.advance(byNanoseconds: Self.stepNanoseconds)
-        if model.height < workload.blocks && random.chance(commitChance) { commitOnPrimary() }
+        if isWriterTailDue && followersHoldTheTip { loseWriterTail() }
+        if !isWriterTailDue && writerGate == nil && model.height < workload.blocks && random.chance(commitChance) { commitOnPrimary() }
         let catcher = nodes.count - 1
         if !nodes[catcher].started && (catcherMayStartNow() || healed) { startCatcher(catcher) }
         if !healed && crashChance > 0 && random.chance(crashChance) { armCrash() }
+        if failure == nil && nodes[0].machine != nil { drive(0, .tick) }
         for node in syncNodes where failure == nil && nodes[node].started && nodes[node].stop == nil {
             if nodes[node].engine == nil { recover(node) }
             if nodes[node].engine != nil { drive(node, .tick) }
@@ -204,6 +210,7 @@ final class SyncSwarmRun {
             if committed.metaRoot != roots.last! || Int(committed.height) != model.height {
                 failure = OracleViolation(.metaRoot, expected: "the primary's block \(model.height) with the model's MetaRoot", found: "\(committed.metaRoot.hex) at \(committed.height)")
             }
+            reportLocalCommit()
         } catch {
             failure = OracleViolation(.faultFreeOperation, expected: "the primary (no faults) commits", found: "\(error)")
         }
@@ -219,7 +226,7 @@ final class SyncSwarmRun {
 
     /// Every node that did not stop is at the primary's height and root.
     var converged: Bool {
-        syncNodes.allSatisfy { node in
+        nodes.indices.allSatisfy { node in
             if nodes[node].stop != nil { return true }
             guard let engine = nodes[node].engine else { return false }
             let roots = engine.stateRoots()

@@ -31,9 +31,22 @@ struct SyncSwarmSetup: CustomStringConvertible {
     var fileSystemFaults = true
     /// Each node's WAL segment size and checkpoint interval are drawn from these.
     var segmentSizeBytes = 2_048...16_384
-    var flushEveryBlocks = 4...24
+    var flushEveryBlocks = Self.flushEveryBlocksUsual
+    static let flushEveryBlocksUsual = 4...24
     /// Blocks the catcher commits on its own before it syncs: a local fork the quorum contradicts.
     var catcherOwnBlocks = 0
+    /// The primary loses its newest acknowledged block to rot after every follower holds it,
+    /// and comes back as a writer with them as peers: it must take the block back from them
+    /// before it commits again.
+    var writerLosesTail = false
+
+    /// The writer loses its newest block to rot once, mid-run; no node checkpoints on its own
+    /// (the lost block's lane state must not be flushed ahead of the log, which would be a
+    /// correct refusal instead).
+    mutating func loseWriterTail() {
+        writerLosesTail = true
+        flushEveryBlocks = 1_000...1_000
+    }
 
     /// Whether the catcher is meant to stop syncing (a fork, or no peer holding its next height);
     /// otherwise any stop is a violation.
@@ -68,12 +81,13 @@ struct SyncSwarmSetup: CustomStringConvertible {
             laneCount: laneCount, followers: followers, byzantine: byzantine, rates: rates, networkSeed: networkSeed,
             crashChance: crashChance, blocksPerRequest: random.int(in: 2...64), applyBatchMax: random.int(in: 1...64))
         setup.catcherStart = random.chance(0.3) ? .snapshot : .genesis
+        if random.chance(0.15) { setup.loseWriterTail() }
         return setup
     }
 
     var description: String {
         "lanes=\(laneCount) followers=\(followers) byzantine=\(byzantine?.rawValue ?? "none") catcher_start=\(catcherStart.rawValue) "
-            + "archive=\(archive) fs_faults=\(fileSystemFaults) catcher_own_blocks=\(catcherOwnBlocks) "
+            + "archive=\(archive) fs_faults=\(fileSystemFaults) catcher_own_blocks=\(catcherOwnBlocks) writer_loses_tail=\(writerLosesTail) "
             + "blocks_per_request=\(blocksPerRequest) apply_batch_max=\(applyBatchMax) crash_chance=\(crashChance) network: \(rates)"
     }
 }
