@@ -346,5 +346,3 @@ struct ProgressCounter {
     }
 }
 
-/// Nanoseconds from `earlier` to `now`, 0 if the clock went backwards.
-func elapsedNanoseconds(_ now: UInt64, since earlier: UInt64) -> UInt64 { now >= earlier ? now - earlier : 0 }

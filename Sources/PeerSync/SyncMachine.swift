@@ -148,7 +148,10 @@ public struct SyncMachine: Sendable {
         case .applyRefused(let height, let reason):
             refuseApplied(height, reason: reason, now: now, into: &outputs)
         case .committedLocally(let height, let metaRoot):
-            if height > localHeight { advance(to: height, metaRoot: metaRoot) }
+            // While an apply is out, the engine's height moves by that apply (a writer takes no
+            // blocks of its own before it has caught up): it is taken from `.applied`, after
+            // the batch is durable, not from a tick that read the engine half-way.
+            if !applyInFlight, height > localHeight { advance(to: height, metaRoot: metaRoot) }
         }
         if let stop = checkStops(now: now) {
             stopped = stop
@@ -319,7 +322,7 @@ public struct SyncMachine: Sendable {
             peers[peer].linksInFlight = false
             punish(peer, .unreachable("a status or links request timed out"), now: now, into: &ignored)
         }
-        for (from, request) in blockRequests where elapsed(now, since: request.sentAt) >= configuration.requestTimeoutNanoseconds {
+        for (from, request) in blockRequests where elapsedNanoseconds(now, since: request.sentAt) >= configuration.requestTimeoutNanoseconds {
             Probe.syncRangeRefetched.hit()
             blockRequests[from] = nil
             peers[request.peer].blocksInFlight -= 1
@@ -485,7 +488,7 @@ public struct SyncPeer: Sendable, Equatable {
     var linksSentAt: UInt64 = 0
 
     func hasExpired(now: UInt64, timeout: UInt64) -> Bool {
-        (statusInFlight && elapsed(now, since: statusSentAt) >= timeout) || (linksInFlight && elapsed(now, since: linksSentAt) >= timeout)
+        (statusInFlight && elapsedNanoseconds(now, since: statusSentAt) >= timeout) || (linksInFlight && elapsedNanoseconds(now, since: linksSentAt) >= timeout)
     }
 
     public var status: PeerStatus? {
@@ -528,11 +531,12 @@ public struct SyncPeer: Sendable, Equatable {
         guard !statusInFlight else { return false }
         switch state {
         case .unknown: return true
-        case .healthy(_, let refreshedAt): return elapsed(now, since: refreshedAt) >= refresh
+        case .healthy(_, let refreshedAt): return elapsedNanoseconds(now, since: refreshedAt) >= refresh
         case .backingOff, .faulty, .otherChain: return false
         }
     }
 }
 
-/// Nanoseconds from `earlier` to `now`, 0 if the clock went backwards (never a trap).
-func elapsed(_ now: UInt64, since earlier: UInt64) -> UInt64 { now >= earlier ? now - earlier : 0 }
+/// Nanoseconds from `earlier` to `now`, 0 if the clock went backwards (never a trap). The
+/// machine's timeouts and the node driver's progress figures both use it.
+public func elapsedNanoseconds(_ now: UInt64, since earlier: UInt64) -> UInt64 { now >= earlier ? now - earlier : 0 }

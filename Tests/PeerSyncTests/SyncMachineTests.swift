@@ -142,6 +142,22 @@ struct SyncMachineTests {
         #expect(harness.feed(.applied(height: 4, metaRoot: harness.chain.root(4))).contains(.caughtUp(height: 4)))
     }
 
+    /// Found by a flaky end-to-end test (blocks_applied 0 under load): the driver's tick read
+    /// the engine's height half-way through an apply and fed it as a local commit, so the
+    /// machine called itself caught up before the batch was durable and `.applied` came. While
+    /// an apply is out, the engine's height is the apply's: only `.applied` moves the machine.
+    @Test func aLocalCommitReportDuringAnApplyDoesNotMoveTheMachine() throws {
+        var harness = Harness(peers: 3)
+        _ = harness.allHealthy(at: 4)
+        _ = harness.feed(.links(peer: 0, from: 1, .success(harness.chain.links(1...4))))
+        let ask = try #require(blockRequests(harness.feed(.links(peer: 1, from: 1, .success(harness.chain.links(1...4))))).first)
+        #expect(applied(harness.feed(.blocks(peer: ask.peer, from: 1, .success(harness.chain.blocks(1...4)))))?.count == 4)
+        let midway = harness.feed(.committedLocally(height: 4, metaRoot: harness.chain.root(4)))
+        #expect(harness.machine.localHeight == 0 && !midway.contains(.caughtUp(height: 4)))
+        #expect(harness.feed(.applied(height: 4, metaRoot: harness.chain.root(4))).contains(.caughtUp(height: 4)))
+        #expect(harness.machine.localHeight == 4)
+    }
+
     /// Found by the sync workload: a status refresh reset the one send time a peer had, so a
     /// links answer the network lost never timed out and the peer was never asked again.
     @Test func aLostLinksAnswerTimesOutThoughStatusRefreshesKeepComing() {
