@@ -82,7 +82,7 @@ let package = Package(
         .executableTarget(name: "rivellum-sim", dependencies: ["SimRunner", "CommandLineOptions", "Documents", argumentParser]),
         // The network seam (`PeerTransport`) and, as peer sync lands, the sync decisions the
         // simulator runs; no I/O of its own.
-        .target(name: "PeerSync", dependencies: ["Engine", "Documents"]),
+        .target(name: "PeerSync", dependencies: ["Engine", "FaultFS", "Documents"]),
         // The node: config, HTTP API, metrics, logs, lifecycle and the offline tools, as a library
         // so that tests can drive it in-process as well as through the binary.
         .target(

@@ -431,3 +431,38 @@ public struct BelowRetentionDocument: Codable, Sendable, Equatable {
         self.oldestServableHeight = oldestServableHeight
     }
 }
+
+/// `GET /v1/sync/snapshots`: the verified snapshots a node offers its peers, newest first.
+public struct SnapshotOffersDocument: Codable, Sendable, Equatable {
+    public struct Offer: Codable, Sendable, Equatable {
+        public var name: String
+        public var height: UInt64
+        public var metaRoot: String
+        /// SHA-256 of the manifest's bytes (`/v1/sync/snapshots/{name}/manifest`), hex.
+        public var manifestSHA256: String
+        public var sizeBytes: UInt64
+        public var files: Int
+
+        enum CodingKeys: String, CodingKey {
+            case name, height, files
+            case metaRoot = "meta_root"
+            case manifestSHA256 = "manifest_sha256"
+            case sizeBytes = "size_bytes"
+        }
+
+        public init(name: String, height: UInt64, metaRoot: String, manifestSHA256: String, sizeBytes: UInt64, files: Int) {
+            self.name = name
+            self.height = height
+            self.metaRoot = metaRoot
+            self.manifestSHA256 = manifestSHA256
+            self.sizeBytes = sizeBytes
+            self.files = files
+        }
+    }
+
+    public var snapshots: [Offer]
+
+    public init(snapshots: [Offer]) {
+        self.snapshots = snapshots
+    }
+}

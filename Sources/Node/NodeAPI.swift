@@ -86,6 +86,7 @@ public struct NodeAPI: Sendable {
         router.get("/v1/sync/status") { _, _ in json(try await syncStatus()) }
         router.get("/v1/sync/headers") { request, _ in json(try await syncHeaders(request)) }
         router.get("/v1/sync/blocks") { request, _ in try await syncBlocks(request) }
+        addSnapshotOfferRoutes(to: router)
         router.post("/v1/admin/snapshots") { request, context in try await createSnapshot(request, context: context) }
         return router
     }
@@ -207,7 +208,7 @@ public struct NodeAPI: Sendable {
 
     /// At most `syncReadsMax` peer reads at once, on the commit pool (they read the log); past
     /// it, 503 (`overloaded`): peers cannot crowd out local commits.
-    private func servingPeer<Value: Sendable>(_ read: @escaping @Sendable () throws -> Value) async throws -> Value {
+    func servingPeer<Value: Sendable>(_ read: @escaping @Sendable () throws -> Value) async throws -> Value {
         let admitted = syncReads.value.wrappingAdd(1, ordering: .relaxed).newValue
         defer { syncReads.value.wrappingSubtract(1, ordering: .relaxed) }
         guard admitted <= Self.syncReadsMax else {

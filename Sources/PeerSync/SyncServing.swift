@@ -1,5 +1,6 @@
 import Documents
 import Engine
+import FaultFS
 
 /// What a node answers its peers, built from its engine: the one definition both servers use
 /// (the HTTP API's `/v1/sync/*` routes and the simulator's nodes), so that the bytes a peer
@@ -39,6 +40,15 @@ public enum SyncServing {
             assert(blocks.count <= 1 || encoded.count <= maxBytes, "the range keeps to the bytes asked for")
             return PeerResponse(status: 200, headers: ["content-type": BlockRangeCodec.contentType], body: encoded)
         }
+    }
+
+    /// `GET /v1/sync/snapshots`: the verified snapshots offered to peers.
+    public static func snapshotOffers(fileSystem: any FileSystem, dataDirectory: String) throws(SnapshotError) -> SnapshotOffersDocument {
+        let offers = try SnapshotOffers.list(fileSystem: fileSystem, dataDirectory: dataDirectory)
+        return SnapshotOffersDocument(
+            snapshots: offers.map {
+                .init(name: $0.name, height: $0.height, metaRoot: $0.metaRoot, manifestSHA256: $0.manifestSHA256, sizeBytes: $0.sizeBytes, files: $0.fileCount)
+            })
     }
 
     /// The answer to `request` as the HTTP API gives it (the simulator's nodes serve this way):
