@@ -108,7 +108,7 @@ let package = Package(
         // End-to-end tests of the command-line tools (they run the built executables).
         .testTarget(
             name: "NodeTests", dependencies: ["Node", "Documents", "PeerSync", "Engine", "FaultFS", "NodeHarness", "rivellum-node", "rivellum-killtest", "rivellum-loadtest"]),
-        .testTarget(name: "SimRunnerTests", dependencies: ["SimRunner", "Engine", "FaultFS"]),
+        .testTarget(name: "SimRunnerTests", dependencies: ["SimRunner", "Engine", "FaultFS", "rivellum-sim"]),
         // The sync state machine's decision table (no I/O).
         .testTarget(name: "PeerSyncTests", dependencies: ["PeerSync", "Engine"]),
         // The benchmark harness itself (baselines that fail must fail the run).

@@ -29,6 +29,8 @@ public enum Probe: String, CaseIterable, Sendable {
     /// A lane's level-0 files were compacted at a checkpoint (no automatic compaction).
     case laneCompacted = "lane.compacted"
     case snapshotCheckpoint = "snapshot.checkpoint"
+    /// A restore swapped the snapshot's lanes in and completed its journal.
+    case snapshotRestored = "snapshot.restored"
     case snapshotPartialRemoved = "snapshot.partial_removed"
     case snapshotRestoreRolledForward = "snapshot.restore_rolled_forward"
     case snapshotRestoreStagingDiscarded = "snapshot.restore_staging_discarded"
@@ -46,6 +48,14 @@ public enum Probe: String, CaseIterable, Sendable {
     case syncResumedAfterCrash = "sync.resumed_after_crash"
     /// A writer that came back behind a peer took new blocks only after catching up (`WriterGate`).
     case syncWriterCaughtUpFirst = "sync.writer_caught_up_first"
+    /// State sync (`StateSyncMachine`): a snapshot was chosen, attested by the quorum or the anchor.
+    case stateSyncChosen = "state_sync.chosen"
+    /// A state sync started again with files or chunks already staged, and kept them.
+    case stateSyncResumed = "state_sync.resumed"
+    /// A staged file did not hash to its manifest's SHA-256 and was fetched again.
+    case stateSyncFileRefused = "state_sync.file_refused"
+    /// A chunk took longer than the minimum speed allows; its peer was dropped for another.
+    case stateSyncSlowPeerDropped = "state_sync.slow_peer_dropped"
 
     /// Branches a sweep of a few hundred seeds may well miss: a zero tail needs a crash between
     /// an extension and its data; a tail lost to corruption is the documented limit (rot in the
@@ -55,6 +65,8 @@ public enum Probe: String, CaseIterable, Sendable {
     public var isRare: Bool {
         switch self {
         case .walCleanZeroTailTrimmed, .walAcknowledgedTailLostToCorruption, .snapshotRestoreStagingDiscarded: true
+        // No simulator workload drives state sync yet (issue #16): its decision-table tests do.
+        case .stateSyncChosen, .stateSyncResumed, .stateSyncFileRefused, .stateSyncSlowPeerDropped: true
         default: false
         }
     }

@@ -44,22 +44,21 @@ extension NodeAPI {
         let dataDirectory = configuration.node.dataDirectory
         let rangeHeader = request.headers[.range]
         let range = try await servingSnapshot { () throws(SnapshotError) -> SnapshotOffers.FileRange in
-            let fileSystem = PosixFileSystem()
-            // The size first (a zero-byte read of the file's start), to resolve the range against it.
-            let probe = try SnapshotOffers.fileRange(fileSystem: fileSystem, dataDirectory: dataDirectory, name: name, filePath: filePath, offset: 0, count: 0)
-            let wanted: ByteRangeRequest
-            do {
-                wanted = try ByteRangeRequest(header: rangeHeader, fileSizeBytes: probe.fileSizeBytes, answerBytesMax: SnapshotOffers.rangeBytesMax)
-            } catch {
-                throw SnapshotError(.invalid, path: filePath, "\(error)")
+            try SnapshotOffers.fileRange(fileSystem: PosixFileSystem(), dataDirectory: dataDirectory, name: name, filePath: filePath) {
+                size throws(SnapshotError) in
+                do throws(ByteRangeRequest.Problem) {
+                    let wanted = try ByteRangeRequest(header: rangeHeader, fileSizeBytes: size, answerBytesMax: SnapshotOffers.rangeBytesMax)
+                    return (wanted.offset, wanted.count)
+                } catch {
+                    throw SnapshotError(error.rangeRequired ? .rangeRequired : .rangeNotSatisfiable, path: filePath, error.description)
+                }
             }
-            return try SnapshotOffers.fileRange(
-                fileSystem: fileSystem, dataDirectory: dataDirectory, name: name, filePath: filePath, offset: wanted.offset, count: wanted.count)
         }
         var headers: HTTPFields = [.contentType: "application/octet-stream", .acceptRanges: "bytes"]
         guard rangeHeader != nil else {
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: range.bytes)))
         }
+        guard !range.bytes.isEmpty else { throw APIError(.rangeNotSatisfiable, "the file is empty: no range of it exists", kind: "range_not_satisfiable") }
         let last = range.offset + UInt64(range.bytes.count) - 1
         headers[.contentRange] = "bytes \(range.offset)-\(last)/\(range.fileSizeBytes)"
         return Response(status: .partialContent, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: range.bytes)))
@@ -73,11 +72,11 @@ extension NodeAPI {
             return try await servingPeer { () throws -> Value in try read() }
         } catch let error as SnapshotError {
             switch error.kind {
-            case .invalid where error.message.hasPrefix(ByteRangeRequest.Problem.rangeRequiredPrefix):
+            case .rangeRequired:
                 throw APIError(.contentTooLarge, error.message, kind: "range_required")
-            case .invalid where error.message.contains("range") || error.message.contains("past the file"):
+            case .rangeNotSatisfiable:
                 throw APIError(.rangeNotSatisfiable, error.message, kind: "range_not_satisfiable")
-            case .invalid:
+            case .notOffered:
                 throw APIError(.notFound, error.description, kind: "not_offered")
             case .io:
                 throw APIError(.serviceUnavailable, error.description, kind: "io")
@@ -97,14 +96,15 @@ struct ByteRangeRequest: Equatable {
     var count: UInt64
 
     struct Problem: Error, CustomStringConvertible {
-        static let rangeRequiredPrefix = "a Range header is required"
         var description: String
+        /// No range was given and the whole file is larger than one answer.
+        var rangeRequired = false
     }
 
     init(header: String?, fileSizeBytes size: UInt64, answerBytesMax: UInt64) throws(Problem) {
         guard let header else {
             guard size <= answerBytesMax else {
-                throw Problem(description: "\(Problem.rangeRequiredPrefix): the file is \(size) bytes, more than one answer holds (\(answerBytesMax))")
+                throw Problem(description: "a Range header is required: the file is \(size) bytes, more than one answer holds (\(answerBytesMax))", rangeRequired: true)
             }
             self.init(offset: 0, count: size)
             return

@@ -73,7 +73,19 @@ extension NodeRunner {
         try finish(engine: engine, fatal: FatalEngineError(), runError: runError, configuration: configuration)
         let final = last.value
         if final.caughtUp, let progress = final.progress { return .caughtUp(progress) }
-        return .interrupted(height: height, final.progress)
+        return .interrupted(height: height, final.progress.map { Self.brought($0, upTo: height) })
+    }
+
+    /// The last progress report (up to a second old) brought up to the height the engine ended
+    /// at: every height above the report's is one more block applied (their wire bytes are not
+    /// known here and are left out of `bytesApplied`).
+    static func brought(_ progress: SyncProgress, upTo height: UInt64) -> SyncProgress {
+        var progress = progress
+        if height > progress.height {
+            progress.blocksApplied += height - progress.height
+            progress.height = height
+        }
+        return progress
     }
 
     /// Before a node with peers writes the genesis of an empty data directory: asks every peer's

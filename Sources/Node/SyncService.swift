@@ -26,11 +26,11 @@ public final class SyncBoard: Sendable {
 
     public var snapshot: Snapshot? { current.withLock { $0 } }
 
-    /// Whether the node's state is current (`WriterGate`): it has caught up with its peers, or
-    /// every peer has told it its height and none is ahead (an unreachable peer keeps it not
-    /// current: it may hold blocks this node lost). Until then `POST /v1/blocks` is 503 `catching_up`, and so is a state read that
-    /// does not say `allow_stale=true`. It stays current once it was (a follower's lag is in
-    /// `/v1/status`).
+    /// Whether the node's state is current (`WriterGate`): every peer has told it its height and
+    /// none is ahead of it (an unreachable peer keeps a writer not current: it may hold blocks
+    /// this node lost), or, for a follower, it has caught up with the quorum. Until then
+    /// `POST /v1/blocks` is 503 `catching_up`, and so is a state read that does not say
+    /// `allow_stale=true`. It stays current once it was (a follower's lag is in `/v1/status`).
     public var isCurrent: Bool { currentState.load(ordering: .acquiring) }
 
     func publish(_ snapshot: Snapshot) { current.withLock { $0 = snapshot } }
@@ -78,7 +78,7 @@ public struct SyncStopped: Error, Sendable, CustomStringConvertible {
         case .noQuorumPossible(let usable, let quorum):
             "only \(usable) peer(s) are on this chain (chain id, lanes, genesis); sync.quorum needs \(quorum). Remedy: fix sync.peers or sync.quorum"
         case .needsStateSync(let next, let oldest):
-            "too few peers to make a quorum still hold height \(next) (a quorum holds from \(oldest) on): state sync is needed. Remedy: restore a recent "
+            "too few peers to make a quorum still hold height \(next) (the others serve from \(oldest) on): state sync is needed. Remedy: restore a recent "
                 + "snapshot, or resync from an archive peer (node.archive)"
         }
     }
@@ -172,7 +172,7 @@ struct SyncService: Service {
                 }
             }
             defer { group.cancelAll() }
-            var gate = WriterGate(peerCount: configuration.sync.peers.count)
+            var gate = WriterGate(peerCount: configuration.sync.peers.count, follow: machineConfiguration.follow)
             // Bounded: the stream ends when the task is cancelled or an apply failed; each input is one step.
             for await input in inputs {
                 let now = clock.nowNanoseconds()
@@ -187,7 +187,9 @@ struct SyncService: Service {
                 outputs += machine.handle(input, now: now)
                 board.publish(snapshot(of: machine))
                 if !board.isCurrent, gate.opens(after: input, outputs: outputs, localHeight: machine.localHeight) {
-                    if !gate.caughtUp { logger.warning("every peer reports a height no higher than this node's; taking new blocks without catching up") }
+                    logger.info(
+                        gate.wasBehind ? "caught up with the peers; the node is current" : "no peer is ahead of this node; the node is current",
+                        metadata: ["height": "\(machine.localHeight)"])
                     board.markCurrent()
                 }
                 try perform(outputs, group: &group, continuation: continuation, engineFailure: engineFailure)

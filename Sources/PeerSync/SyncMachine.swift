@@ -164,33 +164,13 @@ public struct SyncMachine: Sendable {
     // MARK: Inputs
 
     /// Consecutive statuses naming another chain before a peer is never used again.
-    static let otherChainReportsToConfirm = 2
-
     private mutating func receiveStatus(_ peer: Int, _ result: Result<PeerStatus, PeerFault>, now: UInt64, into outputs: inout [SyncOutput]) {
         // Only the answer to the status request in flight (a duplicate, or one given up on, is not taken).
         guard peers[peer].statusInFlight else { return }
-        peers[peer].statusInFlight = false
-        switch result {
-        case .failure(let fault):
-            punish(peer, fault, now: now, into: &outputs)
-        case .success(let status):
-            guard status.chainID == configuration.chainID, status.laneCount == configuration.laneCount,
-                status.genesisDigest == configuration.genesisDigest
-            else {
-                // Twice in a row before it is never used: one garbled answer is not a chain.
-                peers[peer].otherChainReports += 1
-                guard peers[peer].otherChainReports >= Self.otherChainReportsToConfirm else {
-                    return punish(peer, .unreachable("it reports another chain; asking again"), now: now, into: &outputs)
-                }
-                peers[peer].state = .otherChain("chain \(status.chainID) with \(status.laneCount) lanes")
-                outputs.append(.peerFaulty(peer: peer, why: "another chain: \(status.chainID), \(status.laneCount) lanes"))
-                return
-            }
-            peers[peer].otherChainReports = 0
-            if case .faulty(let until, _) = peers[peer].state, now < until { return }
-            peers[peer].state = .healthy(status, refreshedAt: now)
-            peers[peer].lastStatus = status
-            peers[peer].attempts = 0
+        switch peers[peer].receiveStatus(result, configuration: configuration, now: now) {
+        case .taken: break
+        case .penalize(let fault): punish(peer, fault, now: now, into: &outputs)
+        case .otherChain(let why): outputs.append(.peerFaulty(peer: peer, why: why))
         }
     }
 
@@ -279,32 +259,20 @@ public struct SyncMachine: Sendable {
 
     /// Unreachable: back off, doubling. Misbehaved: faulty for `faultyNanoseconds`.
     private mutating func punish(_ peer: Int, _ fault: PeerFault, now: UInt64, into outputs: inout [SyncOutput]) {
-        guard !peers[peer].isOtherChain else { return }
-        switch fault {
-        case .unreachable:
-            Probe.syncPeerBackedOff.hit()
-            let delay = min(configuration.backoffMaxNanoseconds, configuration.backoffInitialNanoseconds << UInt64(min(peers[peer].attempts, 20)))
-            peers[peer].attempts += 1
-            if case .faulty = peers[peer].state { return }
-            peers[peer].state = .backingOff(until: now + delay, last: peers[peer].status)
-        case .misbehaved(let why):
-            Probe.syncPeerFaulty.hit()
-            peers[peer].state = .faulty(until: now + configuration.faultyNanoseconds, why: why)
-            peers[peer].faults += 1
-            // A peer that lied once does not vote: its reports are withdrawn, and once it is
-            // healthy again its links are asked for from the local height on.
-            for height in votes.keys {
-                for root in votes[height]!.keys { votes[height]![root]!.remove(peer) }
-            }
-            peers[peer].linkedThrough = 0
-            peers[peer].linksInFlight = false
-            // Its answers in flight are not waited for (nor taken: the request is gone).
-            for (from, request) in blockRequests where request.peer == peer {
-                blockRequests[from] = nil
-                peers[peer].blocksInFlight -= 1
-            }
-            outputs.append(.peerFaulty(peer: peer, why: why))
+        guard peers[peer].penalize(fault, configuration: configuration, now: now), case .misbehaved(let why) = fault else { return }
+        // A peer that lied once does not vote: its reports are withdrawn, and once it is
+        // healthy again its links are asked for from the local height on.
+        for height in votes.keys {
+            for root in votes[height]!.keys { votes[height]![root]!.remove(peer) }
         }
+        peers[peer].linkedThrough = 0
+        peers[peer].linksInFlight = false
+        // Its answers in flight are not waited for (nor taken: the request is gone).
+        for (from, request) in blockRequests where request.peer == peer {
+            blockRequests[from] = nil
+            peers[peer].blocksInFlight -= 1
+        }
+        outputs.append(.peerFaulty(peer: peer, why: why))
     }
 
     /// An empty answer from a peer whose last status said it serves `from` is a lie; otherwise
@@ -342,34 +310,35 @@ public struct SyncMachine: Sendable {
         return retentionStop(usable: usable, quorum: quorum)
     }
 
-    /// Once every usable peer has answered: when a quorum of them has committed the next height
-    /// but fewer than a quorum still hold it (the rest retired it), no quorum can ever attest
-    /// it again (retention only moves up): state sync is needed. `oldestServable` is the lowest
-    /// height a quorum does hold.
+    /// Peers that have committed the next height but no longer hold it (by their last known
+    /// status: retention only moves up) can never vouch for it or serve it. When the peers left
+    /// cannot make a quorum (or, with a trust anchor at that height, there is no peer left to
+    /// serve it), no quorum can ever attest it: state sync is needed. A peer not heard from, or
+    /// behind, may still hold it later and is counted as able to. `oldestServable` is the lowest
+    /// height those peers still serve.
     private func retentionStop(usable: Int, quorum: Int) -> SyncStop? {
-        let statuses = peers.compactMap(\.status)
         let next = localHeight + 1
-        let ahead = statuses.filter { $0.servableHeight >= next }
-        guard statuses.count == usable, ahead.count >= quorum, configuration.trustAnchor?.height != next else { return nil }
-        let oldest = ahead.map { $0.oldestServableHeight ?? .max }.sorted()
-        guard oldest[quorum - 1] > next, oldest[quorum - 1] != .max else { return nil }
-        return .needsStateSync(nextHeight: next, oldestServable: oldest[quorum - 1])
+        let retired = peers.compactMap { peer -> UInt64? in
+            guard !peer.isOtherChain, let status = peer.lastKnownStatus, status.servableHeight >= next else { return nil }
+            guard let oldest = status.oldestServableHeight else { return status.servableHeight + 1 }
+            return oldest > next ? oldest : nil
+        }
+        let needed = configuration.trustAnchor?.height == next ? 1 : quorum
+        guard !retired.isEmpty, usable - retired.count < needed else { return nil }
+        return .needsStateSync(nextHeight: next, oldestServable: retired.min()!)
     }
 
     /// Asks for what is missing, within the bounds, and hands over what may be applied.
     private mutating func plan(now: UInt64, into outputs: inout [SyncOutput]) {
         for peer in peers.indices {
-            peers[peer].wakeIfDue(now: now)
-            if peers[peer].needsStatus(now: now, refresh: configuration.statusRefreshNanoseconds) {
-                peers[peer].statusInFlight = true
-                peers[peer].statusSentAt = now
-                outputs.append(.request(peer: peer, .status))
-            }
+            if peers[peer].askStatusIfDue(now: now, refresh: configuration.statusRefreshNanoseconds) { outputs.append(.request(peer: peer, .status)) }
         }
         requestLinks(now: now, into: &outputs)
-        // A writer fetches only until it has caught up; after that its own commits move it, and
-        // links keep checking them against the peers (a second writer is a fork).
-        if configuration.follow || !reportedCaughtUp {
+        // A writer fetches while it is behind the quorum's height (which can rise after it first
+        // caught up, as late statuses come in: its gate stays shut while a peer is ahead); its
+        // own commits move it after that, and links keep checking them against the peers (a
+        // second writer is a fork).
+        if configuration.follow || !reportedCaughtUp || targetHeight.map({ localHeight < $0 }) == true {
             requestBlocks(now: now, into: &outputs)
             emitApply(into: &outputs)
         }
@@ -454,89 +423,3 @@ public struct SyncMachine: Sendable {
         outputs.append(.apply(blocks, attested: attested))
     }
 }
-
-/// One peer as the machine sees it.
-public struct SyncPeer: Sendable, Equatable {
-    public enum State: Sendable, Equatable {
-        case unknown
-        case healthy(PeerStatus, refreshedAt: UInt64)
-        case backingOff(until: UInt64, last: PeerStatus?)
-        case faulty(until: UInt64, why: String)
-        /// Another chain id, genesis or lane count: never used.
-        case otherChain(String)
-    }
-
-    public var state = State.unknown
-    /// Consecutive failures to reach it (the backoff's exponent).
-    public var attempts = 0
-    /// Times it answered falsely.
-    public var faults = 0
-    /// The last status it gave (kept while it backs off and is asked again).
-    var lastStatus: PeerStatus?
-    /// Consecutive statuses that named another chain.
-    var otherChainReports = 0
-    var statusInFlight = false
-    var linksInFlight = false
-    /// The first height of the links request in flight.
-    var linksAskedFrom: UInt64?
-    var blocksInFlight = 0
-    /// The highest height it has sent chain links for.
-    var linkedThrough: UInt64 = 0
-    /// When the status request and the links request in flight were sent (each its own: a
-    /// status refresh must not keep a lost links request alive).
-    var statusSentAt: UInt64 = 0
-    var linksSentAt: UInt64 = 0
-
-    func hasExpired(now: UInt64, timeout: UInt64) -> Bool {
-        (statusInFlight && elapsedNanoseconds(now, since: statusSentAt) >= timeout) || (linksInFlight && elapsedNanoseconds(now, since: linksSentAt) >= timeout)
-    }
-
-    public var status: PeerStatus? {
-        if case .healthy(let status, _) = state { return status }
-        return nil
-    }
-
-    var isOtherChain: Bool {
-        if case .otherChain = state { return true }
-        return false
-    }
-
-    /// Its status, or the last one it gave before it became unreachable (a peer backing off
-    /// still counts towards the target: catching up does not end early because it went quiet).
-    var lastKnownStatus: PeerStatus? {
-        switch state {
-        case .healthy(let status, _): status
-        case .backingOff, .unknown: lastStatus
-        case .faulty, .otherChain: nil
-        }
-    }
-
-    /// Never heard from yet, neither an answer nor a failure.
-    var isFirstAnswerAwaited: Bool { state == .unknown && attempts == 0 && faults == 0 }
-
-    /// Healthy with a known status: it may be asked for links and blocks.
-    var isAskable: Bool { status != nil }
-
-    /// A backoff or a faulty spell that has run out: ask for its status again.
-    mutating func wakeIfDue(now: UInt64) {
-        switch state {
-        case .backingOff(let until, _) where now >= until, .faulty(let until, _) where now >= until:
-            state = .unknown
-        default:
-            break
-        }
-    }
-
-    func needsStatus(now: UInt64, refresh: UInt64) -> Bool {
-        guard !statusInFlight else { return false }
-        switch state {
-        case .unknown: return true
-        case .healthy(_, let refreshedAt): return elapsedNanoseconds(now, since: refreshedAt) >= refresh
-        case .backingOff, .faulty, .otherChain: return false
-        }
-    }
-}
-
-/// Nanoseconds from `earlier` to `now`, 0 if the clock went backwards (never a trap). The
-/// machine's timeouts and the node driver's progress figures both use it.
-public func elapsedNanoseconds(_ now: UInt64, since earlier: UInt64) -> UInt64 { now >= earlier ? now - earlier : 0 }

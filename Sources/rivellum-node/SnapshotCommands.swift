@@ -28,7 +28,7 @@ func exitCode(for error: SnapshotError) -> Int32 {
     case .locked: ExitCodes.unavailable
     case .exists: ExitCodes.cantCreate
     case .io, .engine: ExitCodes.ioError
-    case .invalid: ExitCodes.usage
+    case .invalid, .notOffered, .rangeNotSatisfiable, .rangeRequired: ExitCodes.usage
     }
 }
 

@@ -101,8 +101,7 @@ struct SyncProgressPrinter: Sendable {
             }
         case .interrupted(let height, let progress):
             if json {
-                var document = progress.map { SyncEventDocument(event: "interrupted", $0) } ?? SyncEventDocument(interruptedAt: height)
-                document.height = height
+                let document = progress.map { SyncEventDocument(event: "interrupted", $0) } ?? SyncEventDocument(interruptedAt: height)
                 writeText(JSONDocument.encode(document) + "\n", to: 1)
             } else {
                 printError("")

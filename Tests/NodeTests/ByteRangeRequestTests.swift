@@ -37,6 +37,6 @@ struct ByteRangeRequestTests {
         #expect(try ByteRangeRequest(header: nil, fileSizeBytes: 100, answerBytesMax: Self.cap) == ByteRangeRequest(offset: 0, count: 100))
         #expect(try ByteRangeRequest(header: nil, fileSizeBytes: 0, answerBytesMax: Self.cap) == ByteRangeRequest(offset: 0, count: 0))
         let error = #expect(throws: ByteRangeRequest.Problem.self) { try ByteRangeRequest(header: nil, fileSizeBytes: 101, answerBytesMax: Self.cap) }
-        #expect(error?.description.hasPrefix(ByteRangeRequest.Problem.rangeRequiredPrefix) == true)
+        #expect(error?.rangeRequired == true)
     }
 }

@@ -216,6 +216,7 @@ struct PeerRecoveryEndToEndTests {
         let last = try #require(printed.split(separator: "\n").last.flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
         let stoppedAt = try #require(last["height"] as? Int)
         #expect(last["event"] as? String == "interrupted" && stoppedAt > 0 && stoppedAt < 300, "\(printed)")
+        #expect(last["blocks_applied"] as? Int == stoppedAt, "every block from genesis to where it stopped is counted: \(printed)")
         let resumed = try runNodeCommand(["sync", "--data-dir", scratch.path + "/c", "--peer", "http://127.0.0.1:\(a.port)", "--json"])
         let final = try #require(resumed.output.split(separator: "\n").last.flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
         #expect(resumed.status == 0 && final["height"] as? Int == 300 && final["blocks_applied"] as? Int == 300 - stoppedAt, "\(resumed.output)")

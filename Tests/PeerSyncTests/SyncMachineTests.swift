@@ -142,6 +142,25 @@ struct SyncMachineTests {
         #expect(harness.feed(.applied(height: 4, metaRoot: harness.chain.root(4))).contains(.caughtUp(height: 4)))
     }
 
+    /// Found by the sync workload (a writer that lost block 20, three followers: seeds 37, 82,
+    /// ...): two statuses (20 and 19) made the quorum's height 19, the writer called itself
+    /// caught up and stopped fetching; the third status (20) raised it, but block 20 was never
+    /// fetched while the writer's gate stayed shut. A writer behind the quorum fetches again.
+    @Test func aWriterFetchesAgainWhenTheQuorumsHeightRisesAfterItCaughtUp() throws {
+        var harness = Harness(peers: 3, localHeight: 19)
+        _ = harness.feed(.tick)
+        _ = harness.feed(.status(peer: 0, .success(harness.status(height: 20))))
+        _ = harness.feed(.status(peer: 1, .success(harness.status(height: 19))))
+        _ = harness.feed(.links(peer: 0, from: 19, .success(harness.chain.links(19...20))))
+        let caught = harness.feed(.links(peer: 1, from: 19, .success(harness.chain.links(19...19))))
+        #expect(caught.contains(.caughtUp(height: 19)), "the quorum's height is 19")
+        let raised = harness.feed(.status(peer: 2, .success(harness.status(height: 20))))
+        let links = requests(raised).filter { if case .links = $0.request { true } else { false } }
+        let answered = try #require(links.first)
+        let more = harness.feed(.links(peer: answered.peer, from: 19, .success(harness.chain.links(19...20))))
+        #expect(blockRequests(more).map(\.from) == [20], "block 20 is fetched again")
+    }
+
     /// Found by a flaky end-to-end test (blocks_applied 0 under load): the driver's tick read
     /// the engine's height half-way through an apply and fed it as a local commit, so the
     /// machine called itself caught up before the batch was durable and `.applied` came. While
@@ -242,24 +261,35 @@ struct SyncMachineTests {
     }
 
     @Test func withNoPeerHoldingTheNextHeightStateSyncIsNeeded() {
-        var harness = Harness(peers: 2, quorum: 2)
+        var harness = Harness(peers: 3, quorum: 2)
         _ = harness.feed(.tick)
         _ = harness.feed(.status(peer: 0, .success(harness.status(height: 100, oldest: 50))))
         let outputs = harness.feed(.status(peer: 1, .success(harness.status(height: 90, oldest: 40))))
-        #expect(outputs.last == .stop(.needsStateSync(nextHeight: 1, oldestServable: 50)), "a quorum of 2 holds from 50 on")
+        #expect(outputs.last == .stop(.needsStateSync(nextHeight: 1, oldestServable: 40)), "the lowest either serves; the third cannot make 2 alone")
     }
 
+    /// One retired peer of two with a quorum of two is already enough to stop; with a quorum of
+    /// one, the other peer holding the height makes it.
     @Test func withFewerThanAQuorumHoldingTheNextHeightStateSyncIsNeeded() {
         var strict = Harness(peers: 2, quorum: 2)
         _ = strict.feed(.tick)
-        _ = strict.feed(.status(peer: 0, .success(strict.status(height: 100, oldest: 21))))
-        let stopped = strict.feed(.status(peer: 1, .success(strict.status(height: 100, oldest: 1))))
-        #expect(stopped.last == .stop(.needsStateSync(nextHeight: 1, oldestServable: 21)), "one holder cannot make a quorum of 2")
+        let stopped = strict.feed(.status(peer: 0, .success(strict.status(height: 100, oldest: 21))))
+        #expect(stopped.last == .stop(.needsStateSync(nextHeight: 1, oldestServable: 21)), "one holder at most cannot make a quorum of 2")
         var lenient = Harness(peers: 2, quorum: 1)
         _ = lenient.feed(.tick)
         _ = lenient.feed(.status(peer: 0, .success(lenient.status(height: 100, oldest: 21))))
         let going = lenient.feed(.status(peer: 1, .success(lenient.status(height: 100, oldest: 1))))
         #expect(!going.contains { if case .stop = $0 { true } else { false } }, "one holder makes a quorum of 1")
+    }
+
+    @Test func aTrustAnchorAtTheNextHeightNeedsOnlyOnePeerToServeIt() {
+        let chain = FakeChain()
+        var harness = Harness(peers: 2, quorum: 2, anchor: ChainLink(height: 1, metaRoot: chain.root(1), previousMetaRoot: chain.root(0)))
+        _ = harness.feed(.tick)
+        let one = harness.feed(.status(peer: 0, .success(harness.status(height: 100, oldest: 21))))
+        #expect(!one.contains { if case .stop = $0 { true } else { false } }, "peer 1 may serve height 1, the anchor vouches")
+        let both = harness.feed(.status(peer: 1, .success(harness.status(height: 100, oldest: 30))))
+        #expect(both.last == .stop(.needsStateSync(nextHeight: 1, oldestServable: 21)))
     }
 
     @Test func requestsStayWithinTheirBounds() {
@@ -339,7 +369,23 @@ struct SyncMachineTests {
         #expect(outputs.last == .stop(.fork(height: 5, local: mine.root(5), attested: harness.chain.root(5))))
     }
 
-    @Test func stateSyncWaitsForEveryUsablePeersStatus() {
+    /// Found in review: a peer that has retired the next height stays retired while it backs
+    /// off (its last status counts); a peer never heard from may still hold it; a peer holding no
+    /// blocks at all (restored from a snapshot) holds none of them.
+    @Test func aRetiredPeerThatWentQuietStillCountsAndOneNeverHeardFromMayHoldIt() {
+        var harness = Harness(peers: 3, quorum: 2)
+        _ = harness.feed(.tick)
+        _ = harness.feed(.status(peer: 0, .success(harness.status(height: 100, oldest: 50))))
+        let one = harness.feed(.status(peer: 1, .success(harness.status(height: 100, oldest: nil))))
+        #expect(one.last == .stop(.needsStateSync(nextHeight: 1, oldestServable: 50)), "two retired of three: one left cannot make 2")
+        var quiet = Harness(peers: 3, quorum: 2)
+        _ = quiet.feed(.tick)
+        _ = quiet.feed(.status(peer: 0, .success(quiet.status(height: 100, oldest: 50))))
+        let waiting = quiet.feed(.status(peer: 1, .failure(.unreachable("down"))))
+        #expect(!waiting.contains { if case .stop = $0 { true } else { false } }, "peers 1 and 2 may still hold height 1")
+    }
+
+    @Test func stateSyncWaitsWhileAQuorumMayStillHoldTheHeight() {
         var harness = Harness(peers: 3, quorum: 2)
         _ = harness.feed(.tick)
         _ = harness.feed(.status(peer: 0, .success(harness.status(height: 100, oldest: 50))))
@@ -378,6 +424,9 @@ struct SyncMachineTests {
         #expect(back.map(\.request) == [.links(from: 2, count: 5)])
     }
 
+    /// Caught up, a writer takes no peer blocks while its own commits keep it at or above the
+    /// quorum's height, and keeps checking links; once the quorum is ahead of it (blocks it lost,
+    /// or another writer's: links catch a conflict as a fork), it fetches them.
     @Test func aWriterStopsFetchingOnceCaughtUpButKeepsCheckingLinks() {
         var harness = Harness(peers: 1, quorum: 1, localHeight: 3)
         _ = harness.feed(.tick)
@@ -386,49 +435,66 @@ struct SyncMachineTests {
         #expect(harness.feed(.links(peer: 0, from: 3, .success(harness.chain.links(3...3)))).contains(.caughtUp(height: 3)))
         harness.now += 1_000_000_000
         _ = harness.feed(.tick)
+        let same = harness.feed(.committedLocally(height: 4, metaRoot: harness.chain.root(4)))
+        #expect(blockRequests(same).isEmpty, "at the quorum's height by its own commits: no peer blocks")
+        harness.now += 1_000_000_000
+        _ = harness.feed(.tick)
         let grown = harness.feed(.status(peer: 0, .success(harness.status(height: 6))))
-        #expect(requests(grown).map(\.request) == [.links(from: 4, count: 3)])
+        #expect(requests(grown).map(\.request) == [.links(from: 4, count: 3)], "from its own height: the peer vouches for it too")
         let after = harness.feed(.links(peer: 0, from: 4, .success(harness.chain.links(4...6))))
-        #expect(blockRequests(after).isEmpty, "a writer that caught up takes no more peer blocks")
+        #expect(blockRequests(after).map(\.from) == [5], "the quorum is ahead: its blocks are fetched")
     }
 }
 
-/// When a writer with peers may take blocks: the gate's decision table.
+/// When a node with peers is current (a writer may take blocks): the gate's decision table.
 @Suite("Writer gate")
 struct WriterGateTests {
     let harness = Harness(peers: 2, quorum: 2)
 
-    @Test func caughtUpOpensIt() {
-        var gate = WriterGate(peerCount: 2)
-        let before = gate.opens(after: .tick, outputs: [], localHeight: 5)
-        let after = gate.opens(after: .tick, outputs: [.caughtUp(height: 5)], localHeight: 5)
-        #expect(!before && after)
-    }
-
     @Test func everyPeerAnsweredAndNoneAheadOpensIt() {
-        var gate = WriterGate(peerCount: 2)
+        var gate = WriterGate(peerCount: 2, follow: false)
         let one = gate.opens(after: .status(peer: 0, .success(harness.status(height: 4))), outputs: [], localHeight: 5)
         let both = gate.opens(after: .status(peer: 1, .success(harness.status(height: 5))), outputs: [], localHeight: 5)
-        #expect(!one && both)
+        #expect(!one && both && !gate.wasBehind)
     }
 
     /// Found by the sync workload (seeds 3 and 272): a writer that lost its last block to rot
     /// took a new one at that height while its only peer, which held the lost one, was
     /// unreachable — a fork. An unreachable peer tells the gate nothing.
     @Test func anUnreachablePeerKeepsItShut() {
-        var gate = WriterGate(peerCount: 2)
+        var gate = WriterGate(peerCount: 2, follow: false)
         _ = gate.opens(after: .status(peer: 0, .success(harness.status(height: 5))), outputs: [], localHeight: 5)
         let unreachable = gate.opens(after: .status(peer: 1, .failure(.unreachable("refused"))), outputs: [], localHeight: 5)
         let answered = gate.opens(after: .status(peer: 1, .success(harness.status(height: 3))), outputs: [], localHeight: 5)
         #expect(!unreachable && answered)
     }
 
-    @Test func aPeerThatWasAheadKeepsItShutAfterItGoesAway() {
-        var gate = WriterGate(peerCount: 2)
+    /// Found in review: caught up with the quorum is not enough for a writer. One peer holds the
+    /// block it lost (height 6), the other is at 5 (the quorum's height); a new block 6 would fork
+    /// the first. It opens once it holds 6 itself.
+    @Test func aWriterCaughtUpWithTheQuorumStaysShutWhileOnePeerIsAhead() {
+        var gate = WriterGate(peerCount: 2, follow: false)
+        _ = gate.opens(after: .status(peer: 0, .success(harness.status(height: 6))), outputs: [], localHeight: 5)
+        let quorum = gate.opens(after: .status(peer: 1, .success(harness.status(height: 5))), outputs: [.caughtUp(height: 5)], localHeight: 5)
+        let fetched = gate.opens(after: .applied(height: 6, metaRoot: harness.chain.root(6)), outputs: [], localHeight: 6)
+        #expect(!quorum && fetched && gate.wasBehind)
+    }
+
+    @Test func aPeerAheadThatWentAwayKeepsItShutUnlessItIsFoundFaulty() {
+        var gate = WriterGate(peerCount: 2, follow: false)
         _ = gate.opens(after: .status(peer: 0, .success(harness.status(height: 9))), outputs: [], localHeight: 5)
         _ = gate.opens(after: .status(peer: 0, .failure(.unreachable("gone"))), outputs: [], localHeight: 5)
-        let open = gate.opens(after: .status(peer: 1, .failure(.unreachable("refused"))), outputs: [], localHeight: 5)
-        #expect(!open && !gate.caughtUp)
+        let shut = gate.opens(after: .status(peer: 1, .success(harness.status(height: 5))), outputs: [], localHeight: 5)
+        let liar = gate.opens(after: .tick, outputs: [.peerFaulty(peer: 0, why: "no blocks from 6, though it serves that height")], localHeight: 5)
+        #expect(!shut && liar, "a peer found lying about its height no longer counts")
+    }
+
+    @Test func aFollowerIsCurrentOnceCaughtUpWithTheQuorum() {
+        var gate = WriterGate(peerCount: 2, follow: true)
+        _ = gate.opens(after: .status(peer: 0, .success(harness.status(height: 9))), outputs: [], localHeight: 5)
+        let before = gate.opens(after: .tick, outputs: [], localHeight: 5)
+        let after = gate.opens(after: .applied(height: 8, metaRoot: harness.chain.root(8)), outputs: [.caughtUp(height: 8)], localHeight: 8)
+        #expect(!before && after)
     }
 }
 

@@ -1,5 +1,6 @@
 import Engine
 import FaultFS
+import Foundation
 @testable import SimRunner
 import Testing
 
@@ -25,6 +26,27 @@ struct ScenarioTests {
         let scenario = try Scenario.load(path: path, text: text)
         let outcome = ScenarioRunner(scenario: scenario).run()
         #expect(outcome.failure == nil, "\(scenario.name): \(outcome.failure ?? "") — \(outcome.summary)")
+    }
+
+    /// The suite through the real binary, one scenario after another in its own process: the
+    /// probe counters are process-wide, and in-process tests run in parallel, so only here is
+    /// every `expect_probes` check exact (a probe another test hit cannot pass for this one).
+    @Test func theBinaryRunsTheSuiteWithEveryProbeCheckExact() throws {
+        let arguments = CommandLine.arguments[0]
+        var directory = PathComponents.parent(of: arguments)
+        // The test bundle sits in the build directory, or one below it.
+        if !((try? PosixFileSystem().exists(directory + "/rivellum-sim")) ?? false) { directory = PathComponents.parent(of: directory) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: directory + "/rivellum-sim")
+        process.arguments = ["scenarios", scenariosDirectory]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(printed)")
+        #expect(printed.contains("scenarios: \(Self.names.count) passed, 0 failed"), "\(printed)")
     }
 
     @Test func unknownKeysAndMissingExpectationsAreRejected() {

@@ -24,6 +24,12 @@ public struct SnapshotError: Error, Sendable, CustomStringConvertible {
         case engine
         /// Nothing to do or a bad request (unknown snapshot, bad arguments).
         case invalid
+        /// A peer asked for a snapshot or file this node does not offer (`SnapshotOffers`).
+        case notOffered = "not_offered"
+        /// A peer asked for a byte range outside the file, or not one range.
+        case rangeNotSatisfiable = "range_not_satisfiable"
+        /// A peer asked for a whole file larger than one answer holds, without a range.
+        case rangeRequired = "range_required"
     }
 
     public var kind: Kind

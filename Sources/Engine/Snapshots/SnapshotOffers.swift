@@ -37,6 +37,9 @@ public enum SnapshotOffers {
     /// The most snapshots one listing names.
     public static let offersMax = 64
 
+    /// The digest a manifest is offered under: the SHA-256 of its bytes, hex.
+    public static func digest(of manifestBytes: [UInt8]) -> String { sha256Hex(manifestBytes) }
+
     /// The verified, catalogued snapshots whose manifest still matches its marker, newest
     /// first (at most `offersMax`). One that cannot be read is left out, not an error.
     public static func list(fileSystem: any FileSystem, dataDirectory: String) throws(SnapshotError) -> [Offer] {
@@ -47,7 +50,7 @@ public enum SnapshotOffers {
             offers.append(
                 Offer(
                     name: PathComponents.name(of: entry.path), height: manifest.height, metaRoot: manifest.metaRoot,
-                    manifestSHA256: sha256Hex(bytes), sizeBytes: manifest.totalBytes, fileCount: manifest.files.count))
+                    manifestSHA256: digest(of: bytes), sizeBytes: manifest.totalBytes, fileCount: manifest.files.count))
         }
         return offers
     }
@@ -58,18 +61,29 @@ public enum SnapshotOffers {
     }
 
     /// Bytes `offset ..< offset + count` of the file at `filePath` in the offered snapshot `name`
-    /// (`count` capped at `rangeBytesMax` and at the file's end). Throws `invalid` for a name or
-    /// path not offered, or an offset at or past the end of a non-empty file.
+    /// (`count` capped at `rangeBytesMax` and at the file's end).
     public static func fileRange(
         fileSystem: any FileSystem, dataDirectory: String, name: String, filePath: String, offset: UInt64, count: UInt64
     ) throws(SnapshotError) -> FileRange {
+        try fileRange(fileSystem: fileSystem, dataDirectory: dataDirectory, name: name, filePath: filePath) { _ throws(SnapshotError) in (offset, count) }
+    }
+
+    /// A byte range of the file at `filePath` in the offered snapshot `name`, the range chosen by
+    /// `resolve` from the file's size (one resolution of the name, one read of the manifest).
+    /// Throws `notOffered` for a name or path not offered, `rangeNotSatisfiable` for an offset at
+    /// or past the end of a non-empty file.
+    public static func fileRange(
+        fileSystem: any FileSystem, dataDirectory: String, name: String, filePath: String,
+        resolve: (_ fileSizeBytes: UInt64) throws(SnapshotError) -> (offset: UInt64, count: UInt64)
+    ) throws(SnapshotError) -> FileRange {
         let path = try offeredPath(fileSystem: fileSystem, dataDirectory: dataDirectory, name: name)
-        let manifest = try readManifest(fileSystem: fileSystem, path: path).manifest
+        let manifest = try SnapshotVerifier.readManifest(fileSystem: fileSystem, path: path)
         guard let file = manifest.files.first(where: { $0.path == filePath }) else {
-            throw SnapshotError(.invalid, path: filePath, "snapshot \(name) lists no such file")
+            throw SnapshotError(.notOffered, path: filePath, "snapshot \(name) lists no such file")
         }
+        let (offset, count) = try resolve(file.sizeBytes)
         guard offset < file.sizeBytes || (offset == 0 && file.sizeBytes == 0) else {
-            throw SnapshotError(.invalid, path: filePath, "offset \(offset) is past the file's \(file.sizeBytes) bytes")
+            throw SnapshotError(.rangeNotSatisfiable, path: filePath, "offset \(offset) is past the file's \(file.sizeBytes) bytes")
         }
         let full = try checkedFile(fileSystem: fileSystem, snapshotPath: path, file: file)
         let length = min(count, rangeBytesMax, file.sizeBytes - offset)
@@ -88,20 +102,14 @@ public enum SnapshotOffers {
     private static func offeredPath(fileSystem: any FileSystem, dataDirectory: String, name: String) throws(SnapshotError) -> String {
         let catalog = try SnapshotCatalog.load(fileSystem: fileSystem, dataDirectory: dataDirectory)
         guard let entry = catalog.snapshots.last(where: { PathComponents.name(of: $0.path) == name && $0.verified }) else {
-            throw SnapshotError(.invalid, path: name, "no verified snapshot of that name is offered")
+            throw SnapshotError(.notOffered, path: name, "no verified snapshot of that name is offered")
         }
         return entry.path
     }
 
+    /// The manifest and the exact bytes its completion marker vouches for.
     private static func readManifest(fileSystem: any FileSystem, path: String) throws(SnapshotError) -> (manifest: SnapshotManifest, bytes: [UInt8]) {
-        let manifest = try SnapshotVerifier.readManifest(fileSystem: fileSystem, path: path)
-        let manifestPath = PathComponents.join(path, SnapshotManifest.fileName)
-        let bytes = try io(manifestPath, "reading") { () throws(FileSystemError) in try readBounded(fileSystem, manifestPath, limit: 256 << 20) }
-        // The bytes served are the ones the marker vouches for (read again: it may have changed).
-        guard SnapshotManifest.decode(bytes) == manifest else {
-            throw SnapshotError(.damaged, path: manifestPath, "the manifest changed while it was read")
-        }
-        return (manifest, bytes)
+        try SnapshotVerifier.readManifestAndBytes(fileSystem: fileSystem, path: path)
     }
 
     /// The file's full path, after checking that every directory on the way is a directory (not

@@ -195,6 +195,7 @@ public enum SnapshotRestorer {
             try fileSystem.writeFileAtomically(PathComponents.join(plan.dataDirectory, RestoreJournal.fileName), bytes: journal.encoded())
         }
         try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: plan.dataDirectory, clock: clock)
+        Probe.snapshotRestored.hit()
         if deleteOld, let aside = plan.lanesAsidePath {
             try io(aside, "removing the old lane state") { () throws(FileSystemError) in try fileSystem.removeTree(aside) }
         }

@@ -65,6 +65,11 @@ public enum SnapshotVerifier {
     /// manifest that does not match its marker is read again (bounded) before it counts as
     /// damaged.
     public static func readManifest(fileSystem: any FileSystem, path: String) throws(SnapshotError) -> SnapshotManifest {
+        try readManifestAndBytes(fileSystem: fileSystem, path: path).manifest
+    }
+
+    /// `readManifest`, with the bytes the completion marker vouched for.
+    static func readManifestAndBytes(fileSystem: any FileSystem, path: String) throws(SnapshotError) -> (manifest: SnapshotManifest, bytes: [UInt8]) {
         var attempt = 0
         while true {
             attempt += 1
@@ -76,7 +81,7 @@ public enum SnapshotVerifier {
         }
     }
 
-    private static func readManifestOnce(fileSystem: any FileSystem, path: String) throws(SnapshotError) -> SnapshotManifest {
+    private static func readManifestOnce(fileSystem: any FileSystem, path: String) throws(SnapshotError) -> (manifest: SnapshotManifest, bytes: [UInt8]) {
         let markerPath = PathComponents.join(path, SnapshotManifest.completeMarkerName)
         let manifestPath = PathComponents.join(path, SnapshotManifest.fileName)
         let (marker, manifestBytes) = try io(path, "reading") { () throws(FileSystemError) -> ([UInt8]?, [UInt8]?) in
@@ -106,7 +111,7 @@ public enum SnapshotVerifier {
         if let problem = manifest.structuralProblem() {
             throw SnapshotError(.hostile, path: manifestPath, problem)
         }
-        return manifest
+        return (manifest, manifestBytes)
     }
 
     /// The directory must hold exactly the manifest's files (plus the manifest and marker), as

@@ -2,8 +2,8 @@ import Engine
 import FaultFS
 import PeerSync
 
-/// A writer that comes back behind its peers (`SyncSwarmSetup.writerLosesTail`): once every
-/// follower holds the primary's newest block, rot strikes the last record of the primary's meta
+/// A writer that comes back behind its peers (`SyncSwarmSetup.writerLosesTail`): once a quorum
+/// of its followers hold the primary's newest block, rot strikes the last record of the primary's meta
 /// log, so recovery drops that acknowledged block as a torn tail. The primary restarts with its
 /// followers as peers; `WriterGate`, the rule the node's driver follows, keeps it from taking a
 /// new block until it has the lost one back from them. A new block at that height with other
@@ -13,11 +13,13 @@ extension SyncSwarmRun {
     /// until its followers hold its newest block.
     var isWriterTailDue: Bool { setup.writerLosesTail && !writerTailLost && !healed && model.height * 2 >= workload.blocks }
 
-    /// Every follower holds the primary's newest block.
+    /// A quorum of the followers (a majority: the primary's quorum of them) hold the primary's
+    /// newest block; with three, one may not, and the primary must not take its height anew.
     var followersHoldTheTip: Bool {
-        (1...setup.followers).allSatisfy { follower in
+        let holding = (1...setup.followers).filter { follower in
             nodes[follower].engine.map { Int($0.stateRoots().height) == model.height } ?? false
         }
+        return holding.count >= setup.followers / 2 + 1
     }
 
     /// Crashes the primary, rots its meta log's last record, and recovers it one block behind,
@@ -29,7 +31,7 @@ extension SyncSwarmRun {
         let walDirectory = nodes[0].configuration.layout.wal
         do {
             let path = try WALDamage.rotLastFrame(fileSystem: fileSystem, walDirectory: walDirectory, partition: .meta)
-            record(0, "sim.rot", "the last record of \(path) (block \(model.height), which every follower holds)")
+            record(0, "sim.rot", "the last record of \(path) (block \(model.height), which a quorum of followers hold)")
         } catch {
             failure = OracleViolation(.faultFreeOperation, expected: "the primary's meta log (no faults) can be damaged", found: "\(error)")
             return
@@ -37,7 +39,7 @@ extension SyncSwarmRun {
         // The rot excuses exactly the one block whose record it struck.
         nodes[0].durableHeight = UInt64(model.height - 1)
         nodes[0].peers = Array(1...setup.followers)
-        writerGate = WriterGate(peerCount: setup.followers)
+        writerGate = WriterGate(peerCount: setup.followers, follow: false)
         recover(0)
         guard failure == nil, let engine = nodes[0].engine else { return }
         if Int(engine.stateRoots().height) != model.height - 1 {
@@ -53,7 +55,7 @@ extension SyncSwarmRun {
         guard var gate = writerGate else { return }
         if gate.opens(after: input, outputs: outputs, localHeight: localHeight) {
             writerGate = nil
-            record(0, "sim.writer_open", "at height \(localHeight)\(gate.caughtUp ? ", caught up" : ", no peer ahead")")
+            record(0, "sim.writer_open", "at height \(localHeight)\(gate.wasBehind ? ", caught up" : ", no peer ahead")")
         } else {
             writerGate = gate
         }
