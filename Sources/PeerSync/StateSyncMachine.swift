@@ -1,0 +1,464 @@
+import Engine
+
+/// The bounds of a state sync, on top of the peers and trust of its `SyncConfiguration`.
+public struct StateSyncConfiguration: Sendable, Equatable {
+    public var sync: SyncConfiguration
+    /// Bytes asked for per chunk (the server answers at most 4 MiB).
+    public var chunkBytes: UInt64 = 4 << 20
+    public var chunksPerPeerMax = 2
+    public var chunksMax = 8
+    /// A chunk that takes longer than its size at this speed (plus `chunkGraceNanoseconds`) was
+    /// served by a slow peer: it is dropped and asked of another.
+    public var minimumBytesPerSecond: UInt64 = 256 << 10
+    public var chunkGraceNanoseconds: UInt64 = 2_000_000_000
+    /// The most snapshot heights examined, newest first.
+    public var candidatesMax = 4
+
+    public init(sync: SyncConfiguration) {
+        self.sync = sync
+    }
+
+    /// How long one chunk of `bytes` may take before its peer counts as slow.
+    func chunkDeadlineNanoseconds(bytes: UInt64) -> UInt64 {
+        chunkGraceNanoseconds + bytes * 1_000_000_000 / max(minimumBytesPerSecond, 1)
+    }
+}
+
+/// Every state-sync decision, with no I/O of its own (as `SyncMachine` is for blocks): which
+/// snapshot to take, which peer to ask for which chunk, when a peer is slow, lying or gone,
+/// what to write to staging and when to install. The driver carries out the outputs and feeds
+/// back what happened; the simulator drives the same machine.
+///
+/// Trust: a snapshot is taken only if its MetaRoot at its height is the trust anchor's, or a
+/// quorum of peers vouches for it (by offering a snapshot with that root at that height, or by
+/// their chain link there). Its manifest must hash to the offered digest and match the offer;
+/// each file must hash to the manifest's SHA-256 before it counts; the driver's install then
+/// recomputes every lane root and the MetaRoot before anything outside staging is written.
+public struct StateSyncMachine: Sendable {
+    public let configuration: StateSyncConfiguration
+    public private(set) var peers: [SyncPeer]
+    public private(set) var phase: StateSyncPhase = .choosing
+    /// Per peer: its last offers (nil until it answered).
+    private var offers: [[SnapshotOffer]?]
+    private var offersInFlight: [UInt64?]
+    /// votes[height][root]: peers whose chain link at `height` is `root`.
+    private var linkVotes: [UInt64: [Hash32: Set<Int>]] = [:]
+    /// Per peer: heights asked for a link, and the one in flight with its send time.
+    private var linksAsked: [Set<UInt64>]
+    private var linkInFlight: [(height: UInt64, sentAt: UInt64)?]
+    /// Manifest digests found bad (a manifest or snapshot that failed its checks).
+    private var refusedDigests: Set<String> = []
+    private var download: StateSyncDownload?
+    private var stopped: StateSyncStop?
+
+    public init(configuration: StateSyncConfiguration, staged: StateSyncStaged? = nil) {
+        self.configuration = configuration
+        let count = configuration.sync.peerCount
+        peers = Array(repeating: SyncPeer(), count: count)
+        offers = Array(repeating: nil, count: count)
+        offersInFlight = Array(repeating: nil, count: count)
+        linksAsked = Array(repeating: [], count: count)
+        linkInFlight = Array(repeating: nil, count: count)
+        if let staged {
+            download = StateSyncDownload(resuming: staged, chunkBytes: configuration.chunkBytes)
+            phase = .downloading
+            if !staged.verifiedFiles.isEmpty || staged.stagedChunks.values.contains(where: { !$0.isEmpty }) { Probe.stateSyncResumed.hit() }
+        }
+    }
+
+    private var sync: SyncConfiguration { configuration.sync }
+
+    /// The snapshot being fetched, once chosen.
+    public var chosen: SnapshotOffer? { download?.offer }
+
+    // MARK: Stepping
+
+    public mutating func handle(_ input: StateSyncInput, now: UInt64) -> [StateSyncOutput] {
+        guard stopped == nil, phase != .installed else { return [] }
+        var outputs: [StateSyncOutput] = []
+        switch input {
+        case .tick:
+            expire(now: now, into: &outputs)
+        case .status(let peer, let result):
+            guard peers[peer].statusInFlight else { break }
+            switch peers[peer].receiveStatus(result, configuration: sync, now: now) {
+            case .taken: break
+            case .penalize(let fault): punish(peer, fault, now: now, into: &outputs)
+            case .otherChain(let why): outputs.append(.peerFaulty(peer: peer, why: why))
+            }
+        case .offers(let peer, let result):
+            guard offersInFlight[peer] != nil else { break }
+            offersInFlight[peer] = nil
+            receiveOffers(peer, result, now: now, into: &outputs)
+        case .link(let peer, let height, let result):
+            guard linkInFlight[peer]?.height == height else { break }
+            linkInFlight[peer] = nil
+            receiveLink(peer, height: height, result, now: now, into: &outputs)
+        case .manifest(let peer, let name, let result):
+            receiveManifest(peer, name: name, result, now: now, into: &outputs)
+        case .chunk(let peer, let path, let offset, let result):
+            receiveChunk(peer, path: path, offset: offset, result, now: now, into: &outputs)
+        case .fileChecked(let path, let intact):
+            fileChecked(path, intact: intact, now: now, into: &outputs)
+        case .installed(let height, let metaRoot):
+            installed(height: height, metaRoot: metaRoot, now: now, into: &outputs)
+        case .installRefused(let reason):
+            installRefused(reason, now: now, into: &outputs)
+        }
+        if let stop = checkStops() {
+            stopped = stop
+            return outputs + [.stop(stop)]
+        }
+        if phase != .installed { plan(now: now, into: &outputs) }
+        return outputs
+    }
+
+    // MARK: Answers
+
+    private mutating func receiveOffers(_ peer: Int, _ result: Result<[SnapshotOffer], PeerFault>, now: UInt64, into outputs: inout [StateSyncOutput]) {
+        switch result {
+        case .failure(let fault):
+            // Asked again once it is back: until then it may still offer the snapshot to take.
+            punish(peer, fault, now: now, into: &outputs)
+        case .success(let list):
+            guard list.count <= SnapshotOffers.offersMax else {
+                return punish(peer, .misbehaved("\(list.count) snapshots offered (at most \(SnapshotOffers.offersMax))"), now: now, into: &outputs)
+            }
+            offers[peer] = list
+        }
+    }
+
+    private mutating func receiveLink(_ peer: Int, height: UInt64, _ result: Result<ChainLink, PeerFault>, now: UInt64, into outputs: inout [StateSyncOutput]) {
+        switch result {
+        case .failure(let fault):
+            punish(peer, fault, now: now, into: &outputs)
+        case .success(let link) where link.height == height:
+            linkVotes[height, default: [:]][link.metaRoot, default: []].insert(peer)
+        case .success(let link):
+            punish(peer, .misbehaved("a link for height \(link.height), asked for \(height)"), now: now, into: &outputs)
+        }
+    }
+
+    private mutating func receiveManifest(
+        _ peer: Int, name: String, _ result: Result<FetchedManifest, PeerFault>, now: UInt64, into outputs: inout [StateSyncOutput]
+    ) {
+        guard var download, download.manifestAskedOf?.peer == peer, download.offer.name == name, download.manifest == nil else { return }
+        download.manifestAskedOf = nil
+        switch result {
+        case .failure(let fault):
+            self.download = download
+            punish(peer, fault, now: now, into: &outputs)
+        case .success(let fetched):
+            if let problem = Self.manifestProblem(fetched, offer: download.offer, configuration: sync) {
+                self.download = download
+                return punish(peer, .misbehaved(problem), now: now, into: &outputs)
+            }
+            download.accept(fetched.manifest, chunkBytes: configuration.chunkBytes)
+            self.download = download
+            phase = .downloading
+            outputs.append(.stage(offer: download.offer, manifestBytes: fetched.bytes))
+            for path in download.filesWithEveryChunk() { outputs.append(.checkFile(path: path)) }
+            self.download?.markChecking(download.filesWithEveryChunk())
+        }
+    }
+
+    /// Why a manifest may not be used for `offer`: its bytes do not hash to the offered digest,
+    /// or it describes another chain, height or root, or nothing.
+    static func manifestProblem(_ fetched: FetchedManifest, offer: SnapshotOffer, configuration: SyncConfiguration) -> String? {
+        let manifest = fetched.manifest
+        guard SnapshotOffers.digest(of: fetched.bytes) == offer.manifestSHA256 else { return "a manifest that does not hash to the offered digest" }
+        guard manifest.chainID == configuration.chainID, manifest.laneCount == configuration.laneCount else {
+            return "a manifest of chain \(manifest.chainID) with \(manifest.laneCount) lanes"
+        }
+        guard manifest.height == offer.height, manifest.metaRoot == offer.metaRoot else {
+            return "a manifest at height \(manifest.height) with another root than offered"
+        }
+        guard !manifest.files.isEmpty, manifest.files.count <= SnapshotManifest.filesMax else { return "a manifest listing \(manifest.files.count) files" }
+        return nil
+    }
+
+    private mutating func receiveChunk(
+        _ peer: Int, path: String, offset: UInt64, _ result: Result<[UInt8], PeerFault>, now: UInt64, into outputs: inout [StateSyncOutput]
+    ) {
+        guard var download, let chunk = download.takeAnswer(peer: peer, path: path, offset: offset) else { return }
+        switch result {
+        case .failure(let fault):
+            download.requeue(chunk)
+            self.download = download
+            punish(peer, fault, now: now, into: &outputs)
+        case .success(let bytes) where UInt64(bytes.count) == chunk.count:
+            download.staged(chunk, by: peer)
+            outputs.append(.writeChunk(path: path, offset: offset, bytes: bytes))
+            if download.hasEveryChunk(path) {
+                download.markChecking([path])
+                outputs.append(.checkFile(path: path))
+            }
+            self.download = download
+        case .success(let bytes):
+            download.requeue(chunk)
+            self.download = download
+            punish(peer, .misbehaved("\(bytes.count) bytes for a chunk of \(chunk.count)"), now: now, into: &outputs)
+        }
+    }
+
+    private mutating func fileChecked(_ path: String, intact: Bool, now: UInt64, into outputs: inout [StateSyncOutput]) {
+        guard var download, download.isChecking(path) else { return }
+        if intact {
+            download.verified(path)
+            self.download = download
+            if download.isComplete {
+                phase = .installing
+                outputs.append(.install(offer: download.offer))
+            }
+            return
+        }
+        Probe.stateSyncFileRefused.hit()
+        outputs.append(.discardFile(path: path))
+        let contributors = download.refetch(path)
+        self.download = download
+        // One peer served every byte: it lied. Several: the file is fetched again from one of
+        // them alone, so that the next failure names the liar.
+        if contributors.count == 1, let liar = contributors.first {
+            punish(liar, .misbehaved("\(path) does not hash to the manifest's SHA-256"), now: now, into: &outputs)
+        }
+    }
+
+    private mutating func installed(height: UInt64, metaRoot: Hash32, now: UInt64, into outputs: inout [StateSyncOutput]) {
+        guard phase == .installing, let offer = download?.offer else { return }
+        precondition(height == offer.height && metaRoot == offer.metaRoot, "the driver installs the snapshot the machine chose")
+        phase = .installed
+        outputs.append(.stateSynced(height: height, metaRoot: metaRoot))
+    }
+
+    /// The files hashed to the manifest, yet the state does not give its roots: the manifest's
+    /// sources served a snapshot that lies (its digest is refused), and another is chosen.
+    private mutating func installRefused(_ reason: String, now: UInt64, into outputs: inout [StateSyncOutput]) {
+        guard phase == .installing, let download else { return }
+        refusedDigests.insert(download.offer.manifestSHA256)
+        for source in sources(of: download.offer) { punish(source, .misbehaved("its snapshot \(download.offer.name) failed verification: \(reason)"), now: now, into: &outputs) }
+        self.download = nil
+        phase = .choosing
+    }
+
+    /// Unreachable: back off. Misbehaved: faulty; its chunks and manifest request are given up.
+    private mutating func punish(_ peer: Int, _ fault: PeerFault, now: UInt64, into outputs: inout [StateSyncOutput]) {
+        guard peers[peer].penalize(fault, configuration: sync, now: now) else { return }
+        if case .misbehaved(let why) = fault {
+            for height in linkVotes.keys {
+                for root in linkVotes[height]!.keys { linkVotes[height]![root]!.remove(peer) }
+            }
+            outputs.append(.peerFaulty(peer: peer, why: why))
+        }
+        download?.forget(peer: peer)
+        offersInFlight[peer] = nil
+        linkInFlight[peer] = nil
+    }
+
+    /// Requests past their time: status, offers and links after the request timeout; a chunk
+    /// after its size at the minimum speed (a slow peer is dropped for a faster one).
+    private mutating func expire(now: UInt64, into outputs: inout [StateSyncOutput]) {
+        let timeout = sync.requestTimeoutNanoseconds
+        for peer in peers.indices {
+            let statusLate = peers[peer].statusInFlight && elapsedNanoseconds(now, since: peers[peer].statusSentAt) >= timeout
+            let offersLate = offersInFlight[peer].map { elapsedNanoseconds(now, since: $0) >= timeout } ?? false
+            let linkLate = linkInFlight[peer].map { elapsedNanoseconds(now, since: $0.sentAt) >= timeout } ?? false
+            if statusLate || offersLate || linkLate {
+                peers[peer].statusInFlight = false
+                punish(peer, .unreachable("a request timed out"), now: now, into: &outputs)
+            }
+        }
+        guard var download else { return }
+        if let asked = download.manifestAskedOf, elapsedNanoseconds(now, since: asked.sentAt) >= timeout {
+            download.manifestAskedOf = nil
+            self.download = download
+            punish(asked.peer, .unreachable("the manifest request timed out"), now: now, into: &outputs)
+            download = self.download!
+        }
+        let slow = download.lateChunks(now: now) { configuration.chunkDeadlineNanoseconds(bytes: $0) }
+        self.download = download
+        for chunk in slow {
+            Probe.stateSyncSlowPeerDropped.hit()
+            punish(chunk.peer, .unreachable("\(chunk.count) bytes took longer than at \(configuration.minimumBytesPerSecond) B/s"), now: now, into: &outputs)
+        }
+    }
+
+    // MARK: Decisions
+
+    private func checkStops() -> StateSyncStop? {
+        let quorum = sync.resolvedQuorum
+        let usable = peers.filter { !$0.isOtherChain }.count
+        if usable < quorum { return .noQuorumPossible(usable: usable, quorum: quorum) }
+        guard phase == .choosing, everyUsablePeerAnswered else { return nil }
+        if case .exhausted(let offered) = choice() { return .noAttestedSnapshot(offered: offered) }
+        return nil
+    }
+
+    /// Every peer still trusted has said what it offers (an unreachable one is waited for: it
+    /// may offer the snapshot to take).
+    private var everyUsablePeerAnswered: Bool {
+        peers.indices.allSatisfy { !isTrusted($0) || offers[$0] != nil }
+    }
+
+    /// Asks for statuses, offers and links; chooses a snapshot; fetches its manifest and chunks.
+    private mutating func plan(now: UInt64, into outputs: inout [StateSyncOutput]) {
+        for peer in peers.indices {
+            if peers[peer].askStatusIfDue(now: now, refresh: sync.statusRefreshNanoseconds) { outputs.append(.request(peer: peer, .status)) }
+            // Offers once per peer until a snapshot is chosen (and again when it is dropped).
+            if peers[peer].isAskable, offers[peer] == nil, offersInFlight[peer] == nil {
+                offersInFlight[peer] = now
+                outputs.append(.request(peer: peer, .offers))
+            }
+        }
+        if download == nil, case .chosen(let offer) = choice() {
+            Probe.stateSyncChosen.hit()
+            download = StateSyncDownload(offer: offer)
+            phase = .fetchingManifest
+        }
+        if download == nil { askLinks(now: now, into: &outputs) }
+        askManifest(now: now, into: &outputs)
+        askChunks(now: now, into: &outputs)
+    }
+
+    private enum Choice: Equatable {
+        case chosen(SnapshotOffer)
+        /// Waiting for answers (offers or links) that may still attest one.
+        case waiting
+        /// Every candidate examined, none attested; how many distinct snapshots were offered.
+        case exhausted(offered: Int)
+    }
+
+    /// The newest offered snapshot whose MetaRoot is attested, once every newer one is known not
+    /// to be; its manifest is the digest the most peers offer (ties: the lowest peer's).
+    private func choice() -> Choice {
+        let candidates = candidateHeights()
+        for (height, roots) in candidates {
+            for root in roots {
+                switch attestation(height: height, root: root) {
+                case .attested: return .chosen(bestOffer(height: height, root: root))
+                case .pending: return .waiting
+                case .refused: continue
+                }
+            }
+        }
+        return everyUsablePeerAnswered ? .exhausted(offered: candidates.reduce(0) { $0 + $1.roots.count }) : .waiting
+    }
+
+    /// Offered (height, roots) from peers that are not faulty, newest first, at most `candidatesMax` heights.
+    private func candidateHeights() -> [(height: UInt64, roots: [Hash32])] {
+        var byHeight: [UInt64: Set<Hash32>] = [:]
+        for peer in peers.indices where isTrusted(peer) {
+            for offer in offers[peer] ?? [] where !refusedDigests.contains(offer.manifestSHA256) {
+                if let anchor = sync.trustAnchor, offer.height < anchor.height { continue }
+                byHeight[offer.height, default: []].insert(offer.metaRoot)
+            }
+        }
+        return byHeight.keys.sorted(by: >).prefix(configuration.candidatesMax).map { ($0, byHeight[$0]!.sorted { $0.hex < $1.hex }) }
+    }
+
+    private func isTrusted(_ peer: Int) -> Bool {
+        switch peers[peer].state {
+        case .faulty, .otherChain: false
+        default: true
+        }
+    }
+
+    private enum Attestation { case attested, pending, refused }
+
+    /// The anchor decides at its height. Otherwise the peers that vouch for `root` at `height`
+    /// (offering it, or linking it) must reach the quorum; while a peer that holds that height
+    /// has not given its link, it may still.
+    private func attestation(height: UInt64, root: Hash32) -> Attestation {
+        if let anchor = sync.trustAnchor, anchor.height == height { return anchor.metaRoot == root ? .attested : .refused }
+        var vouching = Set(linkVotes[height]?[root] ?? [])
+        for peer in peers.indices where isTrusted(peer) && (offers[peer] ?? []).contains(where: { $0.height == height && $0.metaRoot == root }) {
+            vouching.insert(peer)
+        }
+        if vouching.count >= sync.resolvedQuorum { return .attested }
+        let undecided = peers.indices.filter { peer in
+            isTrusted(peer) && !vouching.contains(peer) && (offers[peer] == nil || (holds(peer, height) && !linkAnswered(peer, height)))
+        }
+        return vouching.count + undecided.count >= sync.resolvedQuorum ? .pending : .refused
+    }
+
+    private func holds(_ peer: Int, _ height: UInt64) -> Bool {
+        guard let status = peers[peer].lastKnownStatus, let oldest = status.oldestServableHeight else { return false }
+        return oldest <= height && height <= status.servableHeight
+    }
+
+    /// Asked and answered (or failed: a peer that cannot give its link now is not waited for).
+    private func linkAnswered(_ peer: Int, _ height: UInt64) -> Bool {
+        linksAsked[peer].contains(height) && linkInFlight[peer]?.height != height
+    }
+
+    private func bestOffer(height: UInt64, root: Hash32) -> SnapshotOffer {
+        var counts: [String: (count: Int, firstPeer: Int, offer: SnapshotOffer)] = [:]
+        for peer in peers.indices where isTrusted(peer) {
+            for offer in offers[peer] ?? [] where offer.height == height && offer.metaRoot == root && !refusedDigests.contains(offer.manifestSHA256) {
+                let known = counts[offer.manifestSHA256]
+                counts[offer.manifestSHA256] = ((known?.count ?? 0) + 1, known?.firstPeer ?? peer, known?.offer ?? offer)
+            }
+        }
+        // Attested with a quorum or the anchor, and offered: there is at least one.
+        let best = counts.values.min { ($1.count, $0.firstPeer) < ($0.count, $1.firstPeer) }!
+        return best.offer
+    }
+
+    /// Links at each candidate height from every askable peer that holds it and was not asked.
+    private mutating func askLinks(now: UInt64, into outputs: inout [StateSyncOutput]) {
+        for (height, _) in candidateHeights() {
+            for peer in peers.indices where peers[peer].isAskable && linkInFlight[peer] == nil && holds(peer, height) && !linksAsked[peer].contains(height) {
+                linksAsked[peer].insert(height)
+                linkInFlight[peer] = (height, now)
+                outputs.append(.request(peer: peer, .link(height: height)))
+            }
+        }
+    }
+
+    /// The peers offering exactly this snapshot (its manifest digest).
+    private func sources(of offer: SnapshotOffer) -> [Int] {
+        peers.indices.filter { peer in (offers[peer] ?? []).contains { $0.manifestSHA256 == offer.manifestSHA256 && $0.height == offer.height } }
+    }
+
+    private func askableSources(of offer: SnapshotOffer) -> [Int] {
+        sources(of: offer).filter { peers[$0].isAskable }
+    }
+
+    private mutating func askManifest(now: UInt64, into outputs: inout [StateSyncOutput]) {
+        guard var download, download.manifest == nil, download.manifestAskedOf == nil else { return }
+        let sources = askableSources(of: download.offer)
+        guard !sources.isEmpty else {
+            dropIfNoSource(download)
+            return
+        }
+        let peer = sources[download.manifestAttempts % sources.count]
+        download.manifestAttempts += 1
+        download.manifestAskedOf = (peer, now)
+        self.download = download
+        outputs.append(.request(peer: peer, .manifest(name: download.offer.name)))
+    }
+
+    /// Once every peer has answered and none offers the snapshot being fetched any more (a
+    /// resumed one that is gone, or every source was faulty), another is chosen.
+    private mutating func dropIfNoSource(_ download: StateSyncDownload) {
+        guard everyUsablePeerAnswered, sources(of: download.offer).allSatisfy({ !isTrusted($0) }) else { return }
+        self.download = nil
+        phase = .choosing
+    }
+
+    private mutating func askChunks(now: UInt64, into outputs: inout [StateSyncOutput]) {
+        guard var download, download.manifest != nil else { return }
+        let sources = askableSources(of: download.offer)
+        if sources.isEmpty { return dropIfNoSource(download) }
+        // Bounded: chunksMax in flight.
+        while download.inFlightCount < configuration.chunksMax, let chunk = download.nextChunk() {
+            let candidates = sources.filter { download.inFlight(of: $0) < configuration.chunksPerPeerMax && download.mayServe($0, chunk.path) }
+            guard let peer = candidates.min(by: { (download.inFlight(of: $0), $0) < (download.inFlight(of: $1), $1) }) else {
+                download.requeue(chunk)
+                break
+            }
+            download.send(chunk, to: peer, now: now)
+            outputs.append(.request(peer: peer, .chunk(name: download.offer.name, path: chunk.path, offset: chunk.offset, count: chunk.count)))
+        }
+        self.download = download
+    }
+}
