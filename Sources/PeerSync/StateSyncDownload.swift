@@ -61,6 +61,9 @@ struct StateSyncDownload: Sendable {
     func mayServe(_ peer: Int, _ path: String) -> Bool { pinned[path].map { $0 == peer } ?? true }
     func isChecking(_ path: String) -> Bool { checking.contains(path) }
 
+    /// Whether the file has any bytes to fetch.
+    func hasChunks(_ path: String) -> Bool { (sizes[path] ?? 0) > 0 }
+
     func hasEveryChunk(_ path: String) -> Bool {
         chunks(of: path).allSatisfy { (stagedOffsets[path] ?? []).contains($0.offset) }
     }
@@ -120,6 +123,11 @@ struct StateSyncDownload: Sendable {
         }
         if manifestAskedOf?.peer == peer { manifestAskedOf = nil }
         for (path, only) in pinned where only == peer { pinned[path] = nil }
+    }
+
+    /// Files pinned to a peer that may not be asked any more are fetched from anyone again.
+    mutating func unpin(where gone: (Int) -> Bool) {
+        for (path, only) in pinned where gone(only) { pinned[path] = nil }
     }
 
     /// Chunks in flight past their deadline (by their size): given up, to be asked of another.

@@ -84,7 +84,9 @@ public struct StateSyncMachine: Sendable {
             switch peers[peer].receiveStatus(result, configuration: sync, now: now) {
             case .taken: break
             case .penalize(let fault): punish(peer, fault, now: now, into: &outputs)
-            case .otherChain(let why): outputs.append(.peerFaulty(peer: peer, why: why))
+            case .otherChain(let why):
+                download?.forget(peer: peer)
+                outputs.append(.peerFaulty(peer: peer, why: why))
             }
         case .offers(let peer, let result):
             guard offersInFlight[peer] != nil else { break }
@@ -105,11 +107,14 @@ public struct StateSyncMachine: Sendable {
         case .installRefused(let reason):
             installRefused(reason, now: now, into: &outputs)
         }
+        // Installing (or installed), the driver has the snapshot: nothing is asked or decided
+        // until it answers.
+        guard phase != .installing && phase != .installed else { return outputs }
         if let stop = checkStops() {
             stopped = stop
             return outputs + [.stop(stop)]
         }
-        if phase != .installed { plan(now: now, into: &outputs) }
+        plan(now: now, into: &outputs)
         return outputs
     }
 
@@ -131,6 +136,8 @@ public struct StateSyncMachine: Sendable {
     private mutating func receiveLink(_ peer: Int, height: UInt64, _ result: Result<ChainLink, PeerFault>, now: UInt64, into outputs: inout [StateSyncOutput]) {
         switch result {
         case .failure(let fault):
+            // Not an answer: asked again once the peer is back (it may still vouch).
+            linksAsked[peer].remove(height)
             punish(peer, fault, now: now, into: &outputs)
         case .success(let link) where link.height == height:
             linkVotes[height, default: [:]][link.metaRoot, default: []].insert(peer)
@@ -142,7 +149,7 @@ public struct StateSyncMachine: Sendable {
     private mutating func receiveManifest(
         _ peer: Int, name: String, _ result: Result<FetchedManifest, PeerFault>, now: UInt64, into outputs: inout [StateSyncOutput]
     ) {
-        guard var download, download.manifestAskedOf?.peer == peer, download.offer.name == name, download.manifest == nil else { return }
+        guard var download, download.manifestAskedOf?.peer == peer, name == offerName(download.offer, at: peer), download.manifest == nil else { return }
         download.manifestAskedOf = nil
         switch result {
         case .failure(let fault):
@@ -157,8 +164,6 @@ public struct StateSyncMachine: Sendable {
             self.download = download
             phase = .downloading
             outputs.append(.stage(offer: download.offer, manifestBytes: fetched.bytes))
-            for path in download.filesWithEveryChunk() { outputs.append(.checkFile(path: path)) }
-            self.download?.markChecking(download.filesWithEveryChunk())
         }
     }
 
@@ -189,10 +194,6 @@ public struct StateSyncMachine: Sendable {
         case .success(let bytes) where UInt64(bytes.count) == chunk.count:
             download.staged(chunk, by: peer)
             outputs.append(.writeChunk(path: path, offset: offset, bytes: bytes))
-            if download.hasEveryChunk(path) {
-                download.markChecking([path])
-                outputs.append(.checkFile(path: path))
-            }
             self.download = download
         case .success(let bytes):
             download.requeue(chunk)
@@ -214,6 +215,10 @@ public struct StateSyncMachine: Sendable {
         }
         Probe.stateSyncFileRefused.hit()
         outputs.append(.discardFile(path: path))
+        guard download.hasChunks(path) else {
+            // An empty file cannot be fetched wrong: the manifest's SHA-256 for it lies.
+            return refuseSnapshot("its manifest lists \(path) as empty with another SHA-256", now: now, into: &outputs)
+        }
         let contributors = download.refetch(path)
         self.download = download
         // One peer served every byte: it lied. Several: the file is fetched again from one of
@@ -233,11 +238,24 @@ public struct StateSyncMachine: Sendable {
     /// The files hashed to the manifest, yet the state does not give its roots: the manifest's
     /// sources served a snapshot that lies (its digest is refused), and another is chosen.
     private mutating func installRefused(_ reason: String, now: UInt64, into outputs: inout [StateSyncOutput]) {
-        guard phase == .installing, let download else { return }
+        guard phase == .installing else { return }
+        refuseSnapshot("it failed verification: \(reason)", now: now, into: &outputs)
+    }
+
+    /// The snapshot being fetched lies: its digest is never taken again, its sources are
+    /// faulty, every peer is asked again what it offers, and another is chosen.
+    private mutating func refuseSnapshot(_ why: String, now: UInt64, into outputs: inout [StateSyncOutput]) {
+        guard let download else { return }
         refusedDigests.insert(download.offer.manifestSHA256)
-        for source in sources(of: download.offer) { punish(source, .misbehaved("its snapshot \(download.offer.name) failed verification: \(reason)"), now: now, into: &outputs) }
-        self.download = nil
+        for source in sources(of: download.offer) { punish(source, .misbehaved("its snapshot at \(download.offer.height): \(why)"), now: now, into: &outputs) }
+        abandonDownload()
+    }
+
+    /// Back to choosing, with fresh offers from every peer.
+    private mutating func abandonDownload() {
+        download = nil
         phase = .choosing
+        offers = Array(repeating: nil, count: offers.count)
     }
 
     /// Unreachable: back off. Misbehaved: faulty; its chunks and manifest request are given up.
@@ -247,8 +265,12 @@ public struct StateSyncMachine: Sendable {
             for height in linkVotes.keys {
                 for root in linkVotes[height]!.keys { linkVotes[height]![root]!.remove(peer) }
             }
+            // Once its faulty spell is over it is asked afresh: what it offers, and its links.
+            linksAsked[peer] = []
+            offers[peer] = nil
             outputs.append(.peerFaulty(peer: peer, why: why))
         }
+        if let inFlight = linkInFlight[peer] { linksAsked[peer].remove(inFlight.height) }
         download?.forget(peer: peer)
         offersInFlight[peer] = nil
         linkInFlight[peer] = nil
@@ -288,7 +310,9 @@ public struct StateSyncMachine: Sendable {
         let quorum = sync.resolvedQuorum
         let usable = peers.filter { !$0.isOtherChain }.count
         if usable < quorum { return .noQuorumPossible(usable: usable, quorum: quorum) }
-        guard phase == .choosing, everyUsablePeerAnswered else { return nil }
+        // A faulty spell ends: that peer is asked again, and may offer one.
+        let anyFaulty = peers.contains { if case .faulty = $0.state { true } else { false } }
+        guard phase == .choosing, everyUsablePeerAnswered, !anyFaulty else { return nil }
         if case .exhausted(let offered) = choice() { return .noAttestedSnapshot(offered: offered) }
         return nil
     }
@@ -317,6 +341,13 @@ public struct StateSyncMachine: Sendable {
         if download == nil { askLinks(now: now, into: &outputs) }
         askManifest(now: now, into: &outputs)
         askChunks(now: now, into: &outputs)
+        // Every file whose chunks are all staged is checked: just fetched, resumed that way, or empty.
+        if var download, download.manifest != nil {
+            let ready = download.filesWithEveryChunk()
+            download.markChecking(ready)
+            self.download = download
+            outputs += ready.map { .checkFile(path: $0) }
+        }
     }
 
     private enum Choice: Equatable {
@@ -343,7 +374,8 @@ public struct StateSyncMachine: Sendable {
         return everyUsablePeerAnswered ? .exhausted(offered: candidates.reduce(0) { $0 + $1.roots.count }) : .waiting
     }
 
-    /// Offered (height, roots) from peers that are not faulty, newest first, at most `candidatesMax` heights.
+    /// Offered (height, roots) from peers that are not faulty, newest first (bounded by what
+    /// the peers offer: `offersMax` each).
     private func candidateHeights() -> [(height: UInt64, roots: [Hash32])] {
         var byHeight: [UInt64: Set<Hash32>] = [:]
         for peer in peers.indices where isTrusted(peer) {
@@ -352,7 +384,7 @@ public struct StateSyncMachine: Sendable {
                 byHeight[offer.height, default: []].insert(offer.metaRoot)
             }
         }
-        return byHeight.keys.sorted(by: >).prefix(configuration.candidatesMax).map { ($0, byHeight[$0]!.sorted { $0.hex < $1.hex }) }
+        return byHeight.keys.sorted(by: >).map { ($0, byHeight[$0]!.sorted { $0.hex < $1.hex }) }
     }
 
     private func isTrusted(_ peer: Int) -> Bool {
@@ -393,9 +425,12 @@ public struct StateSyncMachine: Sendable {
     private func bestOffer(height: UInt64, root: Hash32) -> SnapshotOffer {
         var counts: [String: (count: Int, firstPeer: Int, offer: SnapshotOffer)] = [:]
         for peer in peers.indices where isTrusted(peer) {
-            for offer in offers[peer] ?? [] where offer.height == height && offer.metaRoot == root && !refusedDigests.contains(offer.manifestSHA256) {
-                let known = counts[offer.manifestSHA256]
-                counts[offer.manifestSHA256] = ((known?.count ?? 0) + 1, known?.firstPeer ?? peer, known?.offer ?? offer)
+            // Each peer counts once per digest, however often it lists it.
+            let digests = Set((offers[peer] ?? []).filter { $0.height == height && $0.metaRoot == root && !refusedDigests.contains($0.manifestSHA256) }.map(\.manifestSHA256))
+            for digest in digests.sorted() {
+                let offer = (offers[peer] ?? []).first { $0.manifestSHA256 == digest }!
+                let known = counts[digest]
+                counts[digest] = ((known?.count ?? 0) + 1, known?.firstPeer ?? peer, known?.offer ?? offer)
             }
         }
         // Attested with a quorum or the anchor, and offered: there is at least one.
@@ -403,9 +438,12 @@ public struct StateSyncMachine: Sendable {
         return best.offer
     }
 
-    /// Links at each candidate height from every askable peer that holds it and was not asked.
+    /// Links at the newest `candidatesMax` heights still undecided, from every askable peer that
+    /// holds the height and was not asked (refused heights are skipped: a liar's flood of
+    /// made-up snapshots only costs it their refusal).
     private mutating func askLinks(now: UInt64, into outputs: inout [StateSyncOutput]) {
-        for (height, _) in candidateHeights() {
+        let undecided = candidateHeights().filter { candidate in candidate.roots.contains { attestation(height: candidate.height, root: $0) == .pending } }
+        for (height, _) in undecided.prefix(configuration.candidatesMax) {
             for peer in peers.indices where peers[peer].isAskable && linkInFlight[peer] == nil && holds(peer, height) && !linksAsked[peer].contains(height) {
                 linksAsked[peer].insert(height)
                 linkInFlight[peer] = (height, now)
@@ -417,6 +455,11 @@ public struct StateSyncMachine: Sendable {
     /// The peers offering exactly this snapshot (its manifest digest).
     private func sources(of offer: SnapshotOffer) -> [Int] {
         peers.indices.filter { peer in (offers[peer] ?? []).contains { $0.manifestSHA256 == offer.manifestSHA256 && $0.height == offer.height } }
+    }
+
+    /// What `peer` calls the snapshot with this digest (names are each node's own).
+    private func offerName(_ offer: SnapshotOffer, at peer: Int) -> String {
+        (offers[peer] ?? []).first { $0.manifestSHA256 == offer.manifestSHA256 && $0.height == offer.height }?.name ?? offer.name
     }
 
     private func askableSources(of offer: SnapshotOffer) -> [Int] {
@@ -434,31 +477,33 @@ public struct StateSyncMachine: Sendable {
         download.manifestAttempts += 1
         download.manifestAskedOf = (peer, now)
         self.download = download
-        outputs.append(.request(peer: peer, .manifest(name: download.offer.name)))
+        outputs.append(.request(peer: peer, .manifest(name: offerName(download.offer, at: peer))))
     }
 
     /// Once every peer has answered and none offers the snapshot being fetched any more (a
     /// resumed one that is gone, or every source was faulty), another is chosen.
     private mutating func dropIfNoSource(_ download: StateSyncDownload) {
         guard everyUsablePeerAnswered, sources(of: download.offer).allSatisfy({ !isTrusted($0) }) else { return }
-        self.download = nil
-        phase = .choosing
+        abandonDownload()
     }
 
     private mutating func askChunks(now: UInt64, into outputs: inout [StateSyncOutput]) {
         guard var download, download.manifest != nil else { return }
         let sources = askableSources(of: download.offer)
         if sources.isEmpty { return dropIfNoSource(download) }
-        // Bounded: chunksMax in flight.
+        download.unpin { !peers[$0].isAskable }
+        var skipped: [StateSyncDownload.Chunk] = []
+        // Bounded: chunksMax in flight, and each waiting chunk looked at once.
         while download.inFlightCount < configuration.chunksMax, let chunk = download.nextChunk() {
             let candidates = sources.filter { download.inFlight(of: $0) < configuration.chunksPerPeerMax && download.mayServe($0, chunk.path) }
             guard let peer = candidates.min(by: { (download.inFlight(of: $0), $0) < (download.inFlight(of: $1), $1) }) else {
-                download.requeue(chunk)
-                break
+                skipped.append(chunk)
+                continue
             }
             download.send(chunk, to: peer, now: now)
-            outputs.append(.request(peer: peer, .chunk(name: download.offer.name, path: chunk.path, offset: chunk.offset, count: chunk.count)))
+            outputs.append(.request(peer: peer, .chunk(name: offerName(download.offer, at: peer), path: chunk.path, offset: chunk.offset, count: chunk.count)))
         }
+        for chunk in skipped.reversed() { download.requeue(chunk) }
         self.download = download
     }
 }

@@ -64,13 +64,14 @@ struct StateSyncMachineTests {
         return outputs + harness.feed(.offers(peer: 2, .success([])))
     }
 
-    /// `offering`, then peer 1 links another root at 90 and peer 2 cannot be reached: 90 is
-    /// passed over and 50 chosen. Returns the last step's outputs (its manifest request).
+    static let otherRoot = Hash32(bytes: [UInt8](repeating: 9, count: 32))
+
+    /// `offering`, then peers 1 and 2 link another root at 90: 90 is passed over and 50
+    /// chosen. Returns the last step's outputs (its manifest request).
     static func choosing50(_ harness: inout StateHarness, fetched50: FetchedManifest) -> [StateSyncOutput] {
         _ = offering(&harness, fetched50: fetched50)
-        let other = Hash32(bytes: [UInt8](repeating: 9, count: 32))
-        _ = harness.feed(.link(peer: 1, height: 90, .success(ChainLink(height: 90, metaRoot: other, previousMetaRoot: other))))
-        return harness.feed(.link(peer: 2, height: 90, .failure(.unreachable("down"))))
+        _ = harness.feed(.link(peer: 1, height: 90, .success(ChainLink(height: 90, metaRoot: otherRoot, previousMetaRoot: otherRoot))))
+        return harness.feed(.link(peer: 2, height: 90, .success(ChainLink(height: 90, metaRoot: otherRoot, previousMetaRoot: otherRoot))))
     }
 
     @Test func everyPeerIsAskedWhatItOffersOnceHealthy() {
@@ -95,10 +96,7 @@ struct StateSyncMachineTests {
         var harness = StateHarness()
         let fetched = harness.manifest(for: 50, sizes: [25])
         let d50 = SnapshotOffers.digest(of: fetched.bytes)
-        _ = Self.offering(&harness, fetched50: fetched)
-        let other = Hash32(bytes: [UInt8](repeating: 9, count: 32))
-        _ = harness.feed(.link(peer: 1, height: 90, .success(ChainLink(height: 90, metaRoot: other, previousMetaRoot: other))))
-        let outputs = harness.feed(.link(peer: 2, height: 90, .failure(.unreachable("down"))))
+        let outputs = Self.choosing50(&harness, fetched50: fetched)
         #expect(harness.machine.chosen?.height == 50 && harness.machine.chosen?.manifestSHA256 == d50)
         #expect(stateRequests(outputs).contains { $0.request == .manifest(name: "s50") })
         #expect(harness.machine.phase == .fetchingManifest)
@@ -230,6 +228,86 @@ struct StateSyncMachineTests {
         _ = harness.feed(.fileChecked(path: chunk.path, intact: true))
         let refused = harness.feed(.installRefused(reason: "lane 0's root differs"))
         #expect(Set(faulted(refused)) == [0, 1] && harness.machine.phase == .choosing && harness.machine.chosen == nil)
+        #expect(!refused.contains { if case .stop = $0 { true } else { false } }, "no stop while their faulty spells run: they are asked again")
+    }
+
+    /// A link that could not be had is not an answer: the snapshot stays undecided, and the
+    /// peer is asked again once it is back.
+    @Test func aLinkThatFailedIsAskedAgain() throws {
+        var harness = StateHarness()
+        let fetched = harness.manifest(for: 50, sizes: [5])
+        _ = Self.offering(&harness, fetched50: fetched)
+        _ = harness.feed(.link(peer: 1, height: 90, .success(ChainLink(height: 90, metaRoot: Self.otherRoot, previousMetaRoot: Self.otherRoot))))
+        _ = harness.feed(.link(peer: 2, height: 90, .failure(.unreachable("down"))))
+        #expect(harness.machine.chosen == nil, "peer 2 may still vouch for 90")
+        harness.now += 1_000_000_000
+        let asked = harness.feed(.tick)
+        #expect(stateRequests(asked).contains { $0.peer == 2 && $0.request == .status })
+        let back = harness.feed(.status(peer: 2, .success(Harness(peers: 1).status(height: 100))))
+        #expect(stateRequests(back).contains { $0.peer == 2 && $0.request == .link(height: 90) })
+        _ = harness.feed(.link(peer: 2, height: 90, .success(ChainLink(height: 90, metaRoot: harness.chain.root(90), previousMetaRoot: harness.chain.root(89)))))
+        #expect(harness.machine.chosen?.height == 90)
+    }
+
+    /// One liar offering made-up snapshots above the real ones cannot push them out of view.
+    @Test func aFloodOfMadeUpSnapshotsIsPassedOver() {
+        var harness = StateHarness()
+        _ = harness.allHealthy()
+        let fakes = (91...99).map { harness.offer(UInt64($0), digest: "fake\($0)", root: FakeChain(variant: 3).root(UInt64($0))) }
+        var outputs = harness.feed(.offers(peer: 2, .success(fakes)))
+        outputs += harness.feed(.offers(peer: 0, .success([harness.offer(50, digest: "d50")])))
+        outputs += harness.feed(.offers(peer: 1, .success([harness.offer(50, digest: "d50")])))
+        var asked = stateRequests(outputs).filter { if case .link = $0.request { true } else { false } }
+        // Bounded: every fake height is refused by the others' true links, one link per peer at a time.
+        var answered = 0
+        while harness.machine.chosen == nil, !asked.isEmpty, answered < 100 {
+            let ask = asked.removeFirst()
+            guard case .link(let height) = ask.request else { continue }
+            answered += 1
+            let link = ChainLink(height: height, metaRoot: harness.chain.root(height), previousMetaRoot: harness.chain.root(height - 1))
+            asked += stateRequests(harness.feed(.link(peer: ask.peer, height: height, .success(link)))).filter { if case .link = $0.request { true } else { false } }
+        }
+        #expect(harness.machine.chosen?.manifestSHA256 == "d50", "after \(answered) links")
+    }
+
+    /// While the driver installs, nothing the peers do changes the choice.
+    @Test func aSourceTurningFaultyDuringTheInstallChangesNothing() throws {
+        var harness = StateHarness()
+        let fetched = harness.manifest(for: 50, sizes: [5])
+        let chosen = Self.choosing50(&harness, fetched50: fetched)
+        let ask = try #require(stateRequests(chosen).first { $0.request == .manifest(name: "s50") })
+        let chunk = try #require(chunkRequests(harness.feed(.manifest(peer: ask.peer, name: "s50", .success(fetched)))).first)
+        _ = harness.feed(.chunk(peer: chunk.peer, path: chunk.path, offset: 0, .success([1, 2, 3, 4, 5])))
+        harness.now += 1_000_000_000
+        let refresh = harness.feed(.tick)
+        #expect(stateRequests(refresh).filter { $0.request == .status }.count == 3, "statuses are refreshed (and in flight)")
+        #expect(harness.feed(.fileChecked(path: chunk.path, intact: true)).contains(.install(offer: harness.machine.chosen!)))
+        // Both sources now answer garbage: faulty. Before, the download was dropped mid-install.
+        for peer in 0..<2 {
+            let outputs = harness.feed(.status(peer: peer, .failure(.misbehaved("a status that does not decode"))))
+            #expect(faulted(outputs) == [peer] && outputs.allSatisfy { if case .request = $0 { false } else { true } })
+        }
+        #expect(harness.machine.phase == .installing && harness.machine.chosen?.height == 50)
+        #expect(harness.feed(.installed(height: 50, metaRoot: harness.chain.root(50))) == [.stateSynced(height: 50, metaRoot: harness.chain.root(50))])
+    }
+
+    /// A resumed file whose chunks were all staged before the crash is checked, not fetched;
+    /// an empty file that does not check out means the manifest lies.
+    @Test func aFullyStagedResumedFileIsCheckedAndAnEmptyOneThatFailsRefusesTheSnapshot() {
+        let plain = StateHarness()
+        let fetched = plain.manifest(for: 50, sizes: [20, 0])
+        let offer = plain.offer(50, digest: SnapshotOffers.digest(of: fetched.bytes))
+        let staged = StateSyncStaged(
+            manifestSHA256: offer.manifestSHA256, manifestBytes: fetched.bytes, manifest: fetched.manifest, offer: offer, verifiedFiles: [],
+            stagedChunks: ["lanes/lane-0000/f0": [0, 10]])
+        var harness = StateHarness(staged: staged)
+        var outputs = harness.feed(.tick)
+        for peer in 0..<3 { outputs += harness.feed(.status(peer: peer, .success(Harness(peers: 1).status(height: 100)))) }
+        outputs += harness.feed(.offers(peer: 0, .success([offer])))
+        #expect(outputs.contains(.checkFile(path: "lanes/lane-0000/f0")) && outputs.contains(.checkFile(path: "lanes/lane-0000/f1")))
+        #expect(chunkRequests(outputs).isEmpty, "nothing to fetch")
+        let refused = harness.feed(.fileChecked(path: "lanes/lane-0000/f1", intact: false))
+        #expect(faulted(refused) == [0] && harness.machine.chosen == nil, "its source lied in the manifest")
     }
 
     @Test func tooFewPeersOnTheChainStop() {
