@@ -66,6 +66,17 @@ struct StateSyncMachineTests {
 
     static let otherRoot = Hash32(bytes: [UInt8](repeating: 9, count: 32))
 
+    /// `choosing50` with a manifest of one 5-byte file, its manifest served and its one chunk
+    /// staged; returns that chunk's request.
+    static func stagingOneFile(_ harness: inout StateHarness) throws -> (peer: Int, path: String, offset: UInt64, count: UInt64) {
+        let fetched = harness.manifest(for: 50, sizes: [5])
+        let chosen = choosing50(&harness, fetched50: fetched)
+        let ask = try #require(stateRequests(chosen).first { $0.request == .manifest(name: "s50") })
+        let chunk = try #require(chunkRequests(harness.feed(.manifest(peer: ask.peer, name: "s50", .success(fetched)))).first)
+        _ = harness.feed(.chunk(peer: chunk.peer, path: chunk.path, offset: 0, .success([1, 2, 3, 4, 5])))
+        return chunk
+    }
+
     /// `offering`, then peers 1 and 2 link another root at 90: 90 is passed over and 50
     /// chosen. Returns the last step's outputs (its manifest request).
     static func choosing50(_ harness: inout StateHarness, fetched50: FetchedManifest) -> [StateSyncOutput] {
@@ -220,11 +231,7 @@ struct StateSyncMachineTests {
     /// its digest is refused and nothing of it is taken again.
     @Test func aRefusedInstallMarksItsSourcesAndChoosesAgain() throws {
         var harness = StateHarness()
-        let fetched = harness.manifest(for: 50, sizes: [5])
-        let chosen = Self.choosing50(&harness, fetched50: fetched)
-        let ask = try #require(stateRequests(chosen).first { $0.request == .manifest(name: "s50") })
-        let chunk = try #require(chunkRequests(harness.feed(.manifest(peer: ask.peer, name: "s50", .success(fetched)))).first)
-        _ = harness.feed(.chunk(peer: chunk.peer, path: chunk.path, offset: 0, .success([1, 2, 3, 4, 5])))
+        let chunk = try Self.stagingOneFile(&harness)
         _ = harness.feed(.fileChecked(path: chunk.path, intact: true))
         let refused = harness.feed(.installRefused(reason: "lane 0's root differs"))
         #expect(Set(faulted(refused)) == [0, 1] && harness.machine.phase == .choosing && harness.machine.chosen == nil)
@@ -273,11 +280,7 @@ struct StateSyncMachineTests {
     /// While the driver installs, nothing the peers do changes the choice.
     @Test func aSourceTurningFaultyDuringTheInstallChangesNothing() throws {
         var harness = StateHarness()
-        let fetched = harness.manifest(for: 50, sizes: [5])
-        let chosen = Self.choosing50(&harness, fetched50: fetched)
-        let ask = try #require(stateRequests(chosen).first { $0.request == .manifest(name: "s50") })
-        let chunk = try #require(chunkRequests(harness.feed(.manifest(peer: ask.peer, name: "s50", .success(fetched)))).first)
-        _ = harness.feed(.chunk(peer: chunk.peer, path: chunk.path, offset: 0, .success([1, 2, 3, 4, 5])))
+        let chunk = try Self.stagingOneFile(&harness)
         harness.now += 1_000_000_000
         let refresh = harness.feed(.tick)
         #expect(stateRequests(refresh).filter { $0.request == .status }.count == 3, "statuses are refreshed (and in flight)")
