@@ -1,4 +1,3 @@
-import Foundation
 import Engine
 import FaultFS
 import PeerSync
@@ -7,10 +6,6 @@ import PeerSync
 /// by the workload's own oracle (I8 after every step, I1 on every recovery, convergence after
 /// healing), then against the expectation: `converges` — no node stopped; `refuses` — the
 /// catching-up node stopped for the reason `expect_error` names, its chain untouched.
-@Sendable private func printSyncTrace(_ event: TraceEvent) {
-    let op = event.operation
-    if op.hasPrefix("sync.") || op.hasPrefix("net.") || op.hasPrefix("sim.") { print(op, event.path, event.outcome) }
-}
 struct SyncScenarioRunner {
     let scenario: Scenario
     let fault: SyncScenarioFault
@@ -19,7 +14,7 @@ struct SyncScenarioRunner {
     func run() -> ScenarioOutcome {
         let workload = SyncSwarmWorkload(
             seed: UInt64(scenario.seed ?? 1), length: scenario.blocks ?? WorkloadKind.sync.defaultLength,
-            controls: SeedControls(mutations: mutations, traceSink: ProcessInfo.processInfo.environment["DBG"] == nil ? nil : printSyncTrace))
+            controls: SeedControls(mutations: mutations))
         let followers = scenario.followers
         let lanes = scenario.lanes
         let run = SyncSwarmRun(workload) { setup in
