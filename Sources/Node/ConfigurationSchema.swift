@@ -19,7 +19,7 @@ enum ConfigurationSchema {
         ],
         "logging": ["level", "format"],
         "snapshot": ["dir", "interval_hours", "keep"],
-        "sync": ["peers", "quorum", "trust_height", "trust_meta_root", "follow"],
+        "sync": ["peers", "quorum", "trust_height", "trust_meta_root", "follow", "mode", "chunk_kib"],
     ]
 
     /// The first unknown section or key of `table` (sections in file order are not kept by

@@ -43,6 +43,7 @@ public final class HTTPPeerTransport: PeerTransport {
         var outgoing = HTTPClientRequest(url: request.baseURL + request.path)
         outgoing.method = request.method == .get ? .GET : .POST
         if let contentType = request.contentType { outgoing.headers.add(name: "content-type", value: contentType) }
+        for (name, value) in request.headers.sorted(by: { $0.key < $1.key }) { outgoing.headers.add(name: name, value: value) }
         if !request.body.isEmpty { outgoing.body = .bytes(ByteBuffer(bytes: request.body)) }
         let deadline = NIODeadline.now() + .nanoseconds(Int64(request.timeoutSeconds * 1e9))
         do {

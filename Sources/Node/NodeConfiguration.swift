@@ -1,6 +1,7 @@
 import Engine
 import Documents
 import FaultFS
+import PeerSync
 import TOMLKit
 
 /// The node's configuration: the embedded defaults, overlaid by a TOML file, overlaid by
@@ -91,6 +92,10 @@ public struct NodeConfiguration: Sendable, Equatable {
         public var trustMetaRoot = ""
         /// Keep applying the peers' new blocks after catching up; local `POST /v1/blocks` is 409.
         public var follow = false
+        /// Blocks, state sync from a peer's snapshot, or (auto) whichever the node needs.
+        public var mode: SyncMode = .auto
+        /// State sync asks peers for snapshot files in chunks of this many KiB (64...4096).
+        public var chunkKiB = 4_096
     }
 
     public var node = NodeSection()
@@ -158,6 +163,8 @@ public struct NodeConfiguration: Sendable, Equatable {
             trust_height = \(sync.trustHeight)                  # optional trust anchor, obtained out of band (0: none)
             trust_meta_root = ""
             follow = \(sync.follow)                    # true: keep applying the peers' new blocks (standby); local writes 409
+            mode = "\(sync.mode.rawValue)"                     # auto | blocks | snapshot: auto state-syncs an empty data directory, or one the peers' retention left behind
+            chunk_kib = \(sync.chunkKiB)                   # state sync fetches snapshot files in chunks of this size (64...4096)
 
             """
     }()
@@ -269,6 +276,7 @@ public struct NodeConfiguration: Sendable, Equatable {
             "trust_height and trust_meta_root come together (a height and its MetaRoot), or neither")
         try check(sync.trustMetaRoot.isEmpty || Hash32(hex: sync.trustMetaRoot) != nil, "sync.trust_meta_root", "must be 64 hex digits")
         try check(!sync.follow || !sync.peers.isEmpty, "sync.follow", "a follower needs sync.peers")
+        try check((64...4_096).contains(sync.chunkKiB), "sync.chunk_kib", "must be in 64...4096, got \(sync.chunkKiB)")
     }
 
     /// `http://HOST:PORT` with nothing after the port.
@@ -330,6 +338,8 @@ public struct NodeConfiguration: Sendable, Equatable {
         var trust_height: Int?
         var trust_meta_root: String?
         var follow: Bool?
+        var mode: String?
+        var chunk_kib: Int?
     }
 
     struct RawNode: Decodable {
@@ -444,6 +454,8 @@ public struct NodeConfiguration: Sendable, Equatable {
             if let value = section.trust_height { sync.trustHeight = try unsigned(value, "sync.trust_height") }
             if let value = section.trust_meta_root { sync.trustMetaRoot = value }
             if let value = section.follow { sync.follow = value }
+            if let value = section.mode { sync.mode = try choice(value, "sync.mode", SyncMode.self) }
+            if let value = section.chunk_kib { sync.chunkKiB = value }
         }
     }
 }

@@ -2,6 +2,7 @@ import Engine
 import FaultFS
 import Hummingbird
 import Logging
+import PeerSync
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -61,12 +62,60 @@ public enum NodeRunner {
     /// - Parameters:
     ///   - clock: the engine's WAL clock and the snapshots' (the system clock in production).
     ///   - intervalClock: peer sync's timeouts and backoff (monotonic in production).
+    ///
+    /// With peers, `sync.mode` (`SyncModePlan`) decides first: an empty data directory (auto)
+    /// is state-synced from the peers' snapshots before the API starts; a node whose next block
+    /// no quorum of peers still holds stops its services, state-syncs, and starts them again.
     public static func run(
         configuration: NodeConfiguration, clock: any WALClock, intervalClock: any WALClock = MonotonicClock(), logger: Logger
     ) async throws {
+        try await confirmGenesis(configuration: configuration, logger: logger)
+        guard !configuration.sync.peers.isEmpty else {
+            return try await runDaemon(configuration: configuration, clock: clock, intervalClock: intervalClock, logger: logger)
+        }
+        let syncLogger = Logger(label: "rivellum_sync")
+        let onEvent: @Sendable (SyncModeEvent) -> Void = { event in logModeEvent(event, logger: syncLogger) }
+        var plan = SyncModePlan(mode: configuration.sync.mode, dataDirectoryEmpty: !hasGenesis(configuration))
+        var step = plan.first()
+        onEvent(.chose(step, reason: firstReason(step, plan: plan)))
+        // Bounded by the plan: each round runs a state sync, and it allows a bounded number.
+        while true {
+            try await runStateSyncSteps(
+                step, plan: &plan, configuration: configuration, clock: clock, intervalClock: intervalClock, logger: syncLogger,
+                stallSeconds: Self.daemonStateSyncStallSeconds,
+                onEvent: onEvent)
+            do {
+                return try await runDaemon(configuration: configuration, clock: clock, intervalClock: intervalClock, logger: logger)
+            } catch let exit as NodeExit where exit.exitCode == ExitCodes.needsStateSync {
+                step = plan.blockSyncEnded(.needsStateSync)
+                if case .stop = step { throw exit }
+                onEvent(.chose(step, reason: "the peers no longer hold the next block: the node stops its services and state-syncs"))
+            }
+        }
+    }
+
+    /// How long the daemon's state sync may make no progress before it gives up (auto mode
+    /// into an empty directory then starts with blocks, serving its API meanwhile).
+    static let daemonStateSyncStallSeconds = 30
+
+    static func logModeEvent(_ event: SyncModeEvent, logger: Logger) {
+        switch event {
+        case .chose(let step, let reason):
+            logger.notice("sync mode chosen", metadata: ["next": "\(step == .stateSync ? "state_sync" : "blocks")", "reason": "\(reason)"])
+        case .stateSyncProgress(let progress):
+            logger.info(
+                "state sync", metadata: ["phase": "\(progress.phase.rawValue)", "bytes_downloaded": "\(progress.bytesDownloaded)", "snapshot_bytes": "\(progress.snapshotBytes)"])
+        case .stateSynced(let report):
+            logger.notice("state synced", metadata: ["height": "\(report.height)", "snapshot": "\(report.name)", "bytes_downloaded": "\(report.bytesDownloaded)"])
+        }
+    }
+
+    /// The daemon proper: opens (recovering) the engine and runs its services until shutdown.
+    static func runDaemon(
+        configuration: NodeConfiguration, clock: any WALClock, intervalClock: any WALClock, logger: Logger
+    ) async throws {
         let walLogger = Logger(label: "rivellum_wal")
         let metrics = NodeMetrics()
-        try await confirmGenesis(configuration: configuration, logger: logger)
         let engine = try openEngine(configuration: configuration, clock: clock, metrics: metrics, logger: logger, walLogger: walLogger)
         let commitPool = NIOThreadPool(numberOfThreads: min(64, configuration.api.maxInflightCommits))
         commitPool.start()
@@ -138,6 +187,7 @@ public enum NodeRunner {
         }
         let report = engine.recoveryReport
         metrics.recordRecovery(report)
+        discardInstalledStaging(configuration: configuration, localHeight: engine.stateRoots().height, logger: logger)
         walLogger.info(
             "recovered",
             metadata: [

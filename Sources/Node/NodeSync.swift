@@ -24,18 +24,53 @@ final class LastProgressBox: Sendable {
 }
 
 extension NodeRunner {
-    /// `rivellum-node sync`: opens (recovering) the engine, syncs from the configured peers until
-    /// caught up with them (or `heightMax`), and closes the engine. Everything applied is durable
-    /// when it returns, under the configured fsync policy's meaning (one sync per applied batch).
-    /// Throws `NodeExit`: 65 a fork, 69 stalled for `stallSeconds` or the directory is in use,
-    /// 78 configuration (no quorum possible, a genesis the peers contradict), 79 state sync needed.
+    /// `rivellum-node sync`: brings a stopped node's data directory up to its peers, then
+    /// returns. `sync.mode` (`SyncModePlan`) decides between blocks and state sync, and
+    /// `onEvent` hears which was chosen and why: an empty directory (auto) is state-synced from
+    /// the peers' snapshots first; a node whose next block no quorum of peers still holds is
+    /// state-synced when block sync stops for it. Block sync then opens (recovering) the
+    /// engine, syncs until caught up with the peers (or `heightMax`), and closes it. Everything
+    /// applied is durable when it returns, under the configured fsync policy's meaning (one
+    /// sync per applied batch). Throws `NodeExit`: 65 a fork, 69 stalled for `stallSeconds` or
+    /// the directory is in use, 78 configuration (no quorum possible, a genesis the peers
+    /// contradict), 79 state sync needed and not possible.
     public static func syncOnce(
         configuration: NodeConfiguration, clock: any WALClock, intervalClock: any WALClock = MonotonicClock(), logger: Logger, heightMax: UInt64?,
         stallSeconds: Int,
-        onProgress: @escaping @Sendable (SyncProgress) -> Void
+        onProgress: @escaping @Sendable (SyncProgress) -> Void, onEvent: @escaping @Sendable (SyncModeEvent) -> Void = { _ in }
     ) async throws -> SyncOutcome {
         precondition(!configuration.sync.peers.isEmpty, "a one-shot sync has peers")
         try await confirmGenesis(configuration: configuration, logger: logger)
+        var plan = SyncModePlan(mode: configuration.sync.mode, dataDirectoryEmpty: !hasGenesis(configuration))
+        var step = plan.first()
+        onEvent(.chose(step, reason: firstReason(step, plan: plan)))
+        // Bounded by the plan: each round runs a state sync, and it allows a bounded number.
+        while true {
+            try await runStateSyncSteps(
+                step, plan: &plan, configuration: configuration, clock: clock, intervalClock: intervalClock, logger: logger, stallSeconds: stallSeconds,
+                onEvent: onEvent)
+            do {
+                return try await blockSyncOnce(
+                    configuration: configuration, clock: clock, intervalClock: intervalClock, logger: logger, heightMax: heightMax, stallSeconds: stallSeconds,
+                    onProgress: onProgress)
+            } catch let exit as NodeExit where exit.exitCode == ExitCodes.needsStateSync {
+                step = plan.blockSyncEnded(.needsStateSync)
+                if case .stop = step { throw exit }
+                onEvent(.chose(step, reason: "the peers no longer hold the next block: state sync"))
+            }
+        }
+    }
+
+    /// Whether the data directory holds a genesis (a chain); a missing one counts as empty.
+    static func hasGenesis(_ configuration: NodeConfiguration) -> Bool {
+        (try? PosixFileSystem().exists(configuration.layout.genesis)) ?? false
+    }
+
+    /// Block sync of `syncOnce`: open, sync until caught up (or stopped), close.
+    static func blockSyncOnce(
+        configuration: NodeConfiguration, clock: any WALClock, intervalClock: any WALClock, logger: Logger, heightMax: UInt64?, stallSeconds: Int,
+        onProgress: @escaping @Sendable (SyncProgress) -> Void
+    ) async throws -> SyncOutcome {
         let metrics = NodeMetrics()
         let engine = try openEngine(configuration: configuration, clock: clock, metrics: metrics, logger: logger, walLogger: Logger(label: "rivellum_wal"))
         if let heightMax, heightMax < engine.stateRoots().height {
@@ -101,8 +136,7 @@ extension NodeRunner {
                 for url in peers {
                     group.addTask {
                         let wire = SyncExchange.peerRequest(.status, baseURL: url, timeoutSeconds: 5)
-                        let outcome: Result<PeerResponse, PeerTransportError>
-                        do throws(PeerTransportError) { outcome = .success(try await transport.exchange(wire)) } catch { outcome = .failure(error) }
+                        let outcome = await transport.outcome(of: wire)
                         guard case .status(_, .success(let status)) = SyncExchange.input(peer: 0, request: .status, outcome: outcome) else { return nil }
                         return status
                     }

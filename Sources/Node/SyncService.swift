@@ -239,13 +239,7 @@ struct SyncService: Service {
                 let transport = self.transport
                 group.addTask {
                     let wire = SyncExchange.peerRequest(request, baseURL: url, timeoutSeconds: Self.requestTimeoutSeconds)
-                    let outcome: Result<PeerResponse, PeerTransportError>
-                    do throws(PeerTransportError) {
-                        outcome = .success(try await transport.exchange(wire))
-                    } catch {
-                        outcome = .failure(error)
-                    }
-                    continuation.yield(SyncExchange.input(peer: peer, request: request, outcome: outcome))
+                    continuation.yield(SyncExchange.input(peer: peer, request: request, outcome: await transport.outcome(of: wire)))
                 }
             case .apply(let blocks, let attested):
                 let engine = self.engine, commitPool = self.commitPool

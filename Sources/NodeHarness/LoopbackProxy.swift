@@ -8,7 +8,8 @@ import Glibc
 /// An HTTP proxy on a free loopback port in front of one upstream node, for end-to-end tests
 /// of a network that is slow or lies: every request (GET only, one per connection) goes to the
 /// upstream through `LoopbackHTTP` after `rewritePath`, and its answer back after `delay` and
-/// `transform`. Each connection gets its own thread; `stop` closes the listener. Test use only.
+/// `transform`. A `Range` header goes up and a `Content-Range` header comes back. Each
+/// connection gets its own thread; `stop` closes the listener. Test use only.
 public final class LoopbackProxy: Sendable {
     public typealias Transform = @Sendable (_ path: String, _ response: LoopbackHTTP.Response) -> LoopbackHTTP.Response
 
@@ -20,9 +21,12 @@ public final class LoopbackProxy: Sendable {
     private let delayMilliseconds: Int
     private let stopped = Atomic<Bool>(false)
     private let served = Atomic<Int>(0)
+    private let bodyBytes = Atomic<Int>(0)
 
     /// Requests answered so far.
     public var requestsServed: Int { served.load(ordering: .relaxed) }
+    /// Body bytes of the answers sent so far.
+    public var bodyBytesServed: Int { bodyBytes.load(ordering: .relaxed) }
 
     public init(
         upstreamPort: Int, delayMilliseconds: Int = 0, rewritePath: @escaping @Sendable (String) -> String = { $0 },
@@ -63,10 +67,10 @@ public final class LoopbackProxy: Sendable {
         defer { Glibc.close(client) }
         var timeout = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        guard let path = Self.readRequestPath(client) else { return }
+        guard let (path, range) = Self.readRequestHead(client) else { return }
         let upstream: LoopbackHTTP.Response
         do {
-            upstream = try LoopbackHTTP.request("GET", rewritePath(path), port: upstreamPort)
+            upstream = try LoopbackHTTP.request("GET", rewritePath(path), port: upstreamPort, extraHeaders: range.map { ["Range: \($0)"] } ?? [])
         } catch {
             return
         }
@@ -74,6 +78,7 @@ public final class LoopbackProxy: Sendable {
         let answer = transform(path, upstream)
         var head = "HTTP/1.1 \(answer.status) Proxied\r\nContent-Length: \(answer.body.count)\r\nConnection: close\r\n"
         if let type = answer.headers["content-type"] { head += "Content-Type: \(type)\r\n" }
+        if let range = answer.headers["content-range"] { head += "Content-Range: \(range)\r\n" }
         let bytes = Array((head + "\r\n").utf8) + answer.body
         var sent = 0
         // Bounded: each send moves at least one byte or ends the loop.
@@ -83,10 +88,11 @@ public final class LoopbackProxy: Sendable {
             sent += count
         }
         served.add(1, ordering: .relaxed)
+        bodyBytes.add(answer.body.count, ordering: .relaxed)
     }
 
-    /// The path of a GET request's head (read up to 16 KiB), nil for anything else.
-    private static func readRequestPath(_ client: Int32) -> String? {
+    /// The path and `Range` header of a GET request's head (read up to 16 KiB), nil for anything else.
+    private static func readRequestHead(_ client: Int32) -> (path: String, range: String?)? {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4_096)
         // Bounded: 16 KiB of head at most.
@@ -95,9 +101,11 @@ public final class LoopbackProxy: Sendable {
             guard count > 0 else { return nil }
             bytes += chunk[0..<count]
         }
-        let line = String(decoding: bytes.prefix { $0 != 13 }, as: UTF8.self).split(separator: " ")
+        let lines = String(decoding: bytes, as: UTF8.self).components(separatedBy: "\r\n")
+        let line = (lines.first ?? "").split(separator: " ")
         guard line.count == 3, line[0] == "GET" else { return nil }
-        return String(line[1])
+        let range = lines.dropFirst().first { $0.lowercased().hasPrefix("range:") }.map { String($0.dropFirst("range:".count)).trimmingCharacters(in: .whitespaces) }
+        return (String(line[1]), range)
     }
 }
 

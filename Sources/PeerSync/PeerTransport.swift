@@ -12,6 +12,17 @@ public protocol PeerTransport: Sendable {
     func exchange(_ request: PeerRequest) async throws(PeerTransportError) -> PeerResponse
 }
 
+extension PeerTransport {
+    /// `exchange`, with its failure as a value (what the sync exchanges translate).
+    public func outcome(of request: PeerRequest) async -> Result<PeerResponse, PeerTransportError> {
+        do throws(PeerTransportError) {
+            return .success(try await exchange(request))
+        } catch {
+            return .failure(error)
+        }
+    }
+}
+
 /// One HTTP request to a peer: `baseURL` (`http://host:port`) and a path beginning with `/`.
 public struct PeerRequest: Sendable, Equatable {
     public enum Method: String, Sendable { case get = "GET", post = "POST" }
@@ -21,6 +32,8 @@ public struct PeerRequest: Sendable, Equatable {
     public var path: String
     public var body: [UInt8]
     public var contentType: String?
+    /// Extra request headers (lower-case names), such as `range`.
+    public var headers: [String: String] = [:]
     public var timeoutSeconds: Double
     public var responseBytesMax: Int
 

@@ -1,3 +1,5 @@
+import Engine
+
 /// The download half of `StateSyncMachine`: the chosen snapshot, its manifest, and every
 /// chunk of every file — waiting, in flight (with whom and since when), staged (and by whom),
 /// checked, verified. Bounded by the manifest: one entry per chunk at most.

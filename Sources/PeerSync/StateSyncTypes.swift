@@ -1,24 +1,5 @@
 import Engine
 
-/// A snapshot a peer offers (`GET /v1/sync/snapshots`), as the driver decoded it. Nothing in it
-/// is trusted: the MetaRoot must be attested, and the manifest must hash to the digest.
-public struct SnapshotOffer: Sendable, Equatable {
-    public var name: String
-    public var height: UInt64
-    public var metaRoot: Hash32
-    /// SHA-256 of the manifest's bytes, hex.
-    public var manifestSHA256: String
-    public var sizeBytes: UInt64
-
-    public init(name: String, height: UInt64, metaRoot: Hash32, manifestSHA256: String, sizeBytes: UInt64) {
-        self.name = name
-        self.height = height
-        self.metaRoot = metaRoot
-        self.manifestSHA256 = manifestSHA256
-        self.sizeBytes = sizeBytes
-    }
-}
-
 /// One file of the chosen snapshot, as its verified manifest lists it.
 public struct StateSyncFile: Sendable, Equatable {
     public var path: String

@@ -36,7 +36,7 @@ public enum SyncExchange {
         }
     }
 
-    private static func answer<Value>(
+    static func answer<Value>(
         _ outcome: Result<PeerResponse, PeerTransportError>, decode: ([UInt8]) -> Result<Value, PeerFault>
     ) -> Result<Value, PeerFault> {
         switch outcome {
@@ -49,7 +49,7 @@ public enum SyncExchange {
         }
     }
 
-    private static func status(_ body: [UInt8]) -> Result<PeerStatus, PeerFault> {
+    static func status(_ body: [UInt8]) -> Result<PeerStatus, PeerFault> {
         guard let document = try? JSONDocument.decode(SyncStatusDocument.self, from: body), let digest = Hash32(hex: document.genesisDigest),
             (1...1_024).contains(document.lanes)
         else { return .failure(.misbehaved("a status that does not decode")) }
@@ -59,7 +59,7 @@ public enum SyncExchange {
                 oldestServableHeight: document.oldestServableHeight, archive: document.archive))
     }
 
-    private static func links(_ body: [UInt8]) -> Result<[ChainLink], PeerFault> {
+    static func links(_ body: [UInt8]) -> Result<[ChainLink], PeerFault> {
         guard let document = try? JSONDocument.decode(SyncHeadersDocument.self, from: body), document.headers.count <= ChainLink.countMax else {
             return .failure(.misbehaved("chain links that do not decode"))
         }

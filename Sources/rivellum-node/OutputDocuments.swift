@@ -314,3 +314,52 @@ struct SyncEventDocument: Codable {
         etaSeconds = nil
     }
 }
+
+/// One `sync` event about the mode: `{"event":"mode","next":"state_sync"|"blocks","reason":…}`,
+/// `{"event":"state_sync_progress","phase":…,"bytes_downloaded":…,"snapshot_bytes":…}`, or
+/// `{"event":"state_synced","snapshot":…,"height":…,"meta_root":…,"bytes_downloaded":…,"snapshot_bytes":…,"resumed":…}`.
+struct SyncModeEventDocument: Codable {
+    var event: String
+    var next: String?
+    var reason: String?
+    var phase: String?
+    var snapshot: String?
+    var height: UInt64?
+    var metaRoot: String?
+    var bytesDownloaded: UInt64?
+    var snapshotBytes: UInt64?
+    var resumed: Bool?
+
+    enum CodingKeys: String, CodingKey {
+        case event, next, reason, phase, snapshot, height, resumed
+        case metaRoot = "meta_root"
+        case bytesDownloaded = "bytes_downloaded"
+        case snapshotBytes = "snapshot_bytes"
+    }
+
+    init(_ event: SyncModeEvent) {
+        switch event {
+        case .chose(let step, let reason):
+            self.event = "mode"
+            switch step {
+            case .stateSync: next = "state_sync"
+            case .blockSync: next = "blocks"
+            case .stop: next = "stop"
+            }
+            self.reason = reason
+        case .stateSyncProgress(let progress):
+            self.event = "state_sync_progress"
+            phase = progress.phase.rawValue
+            bytesDownloaded = progress.bytesDownloaded
+            snapshotBytes = progress.snapshotBytes
+        case .stateSynced(let report):
+            self.event = "state_synced"
+            snapshot = report.name
+            height = report.height
+            metaRoot = report.metaRoot.hex
+            bytesDownloaded = report.bytesDownloaded
+            snapshotBytes = report.snapshotBytes
+            resumed = report.resumed
+        }
+    }
+}

@@ -75,6 +75,8 @@ extension RivellumNode {
 
         @OptionGroup var chain: NewChainOptions
 
+        @OptionGroup var modeOption: SyncModeOption
+
         @Option(help: "trace | debug | info | notice | warning | error | critical (logging.level).")
         var logLevel: String?
 
@@ -97,6 +99,7 @@ extension RivellumNode {
                     configuration.wal.fsyncPolicy = policy
                 }
                 chain.apply(to: &configuration)
+                try modeOption.apply(to: &configuration)
                 if let logLevel { configuration.logging.level = logLevel }
                 if let logFormat {
                     guard let format = NodeConfiguration.LoggingSection.Format(rawValue: logFormat) else {

@@ -36,6 +36,8 @@ extension RivellumNode {
 
         @OptionGroup var chain: NewChainOptions
 
+        @OptionGroup var modeOption: SyncModeOption
+
         @Option(help: "Give up (exit 69) when no quorum of peers has answered for this long.")
         var stallTimeoutSeconds = 300
 
@@ -55,6 +57,7 @@ extension RivellumNode {
                 if !peers.isEmpty { configuration.sync.peers = peers }
                 if let quorum { configuration.sync.quorum = quorum }
                 chain.apply(to: &configuration)
+                try modeOption.apply(to: &configuration)
                 configuration.sync.follow = false
                 configuration.logging.level = logLevel
                 guard !configuration.sync.peers.isEmpty else {
@@ -66,7 +69,7 @@ extension RivellumNode {
             do {
                 let outcome = try await NodeRunner.syncOnce(
                     configuration: configuration, clock: CommandClock.system, logger: Logger(label: "rivellum_sync"), heightMax: toHeight,
-                    stallSeconds: stallTimeoutSeconds, onProgress: printer.report)
+                    stallSeconds: stallTimeoutSeconds, onProgress: printer.report, onEvent: printer.report)
                 printer.finish(outcome)
                 if case .interrupted = outcome { throw ExitCode(ExitCodes.interrupted) }
             } catch let exit as NodeExit {
@@ -74,6 +77,20 @@ extension RivellumNode {
                 throw ExitCode(exit.exitCode)
             }
         }
+    }
+}
+
+/// `--mode auto|blocks|snapshot` (sync.mode), for `sync` and `run`.
+struct SyncModeOption: ParsableArguments {
+    @Option(help: "auto | blocks | snapshot (sync.mode): auto state-syncs an empty data directory, or one the peers' retention left behind.")
+    var mode: String?
+
+    func apply(to configuration: inout NodeConfiguration) throws(NodeConfigurationError) {
+        guard let mode else { return }
+        guard let chosen = SyncMode(rawValue: mode) else {
+            throw NodeConfigurationError(file: "command line", key: "--mode", "\(mode) is not one of auto | blocks | snapshot")
+        }
+        configuration.sync.mode = chosen
     }
 }
 
@@ -88,6 +105,22 @@ struct SyncProgressPrinter: Sendable {
             writeText(JSONDocument.encode(document) + "\n", to: 1)
         } else {
             printError("\r" + Self.line(document), newline: false)
+        }
+    }
+
+    /// The choice between blocks and state sync, and state sync's progress.
+    func report(_ event: SyncModeEvent) {
+        let document = SyncModeEventDocument(event)
+        if json {
+            writeText(JSONDocument.encode(document) + "\n", to: 1)
+            return
+        }
+        switch event {
+        case .chose(let step, let reason): printError("sync: \(document.next ?? "\(step)"): \(reason)")
+        case .stateSyncProgress(let progress):
+            printError(String(format: "\rstate sync %@  %.1f/%.1f MB", progress.phase.rawValue, Double(progress.bytesDownloaded) / 1e6, Double(progress.snapshotBytes) / 1e6), newline: false)
+        case .stateSynced(let report):
+            printError("\nstate synced: snapshot \(report.name) at height \(report.height), \(report.bytesDownloaded) bytes downloaded\(report.resumed ? " (resumed)" : "")")
         }
     }
 

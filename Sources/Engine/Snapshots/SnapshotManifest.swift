@@ -89,6 +89,14 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
         try? JSONDecoder().decode(SnapshotManifest.self, from: Data(bytes))
     }
 
+    /// A manifest a peer served: it must decode and be well formed (`structuralProblem`);
+    /// whether it is the one wanted (its digest, chain and roots) is the caller's check.
+    public static func decodeServed(_ bytes: [UInt8]) -> Result<SnapshotManifest, SnapshotError> {
+        guard let manifest = decode(bytes) else { return .failure(SnapshotError(.damaged, path: fileName, "the manifest does not decode")) }
+        if let problem = manifest.structuralProblem() { return .failure(SnapshotError(.hostile, path: fileName, problem)) }
+        return .success(manifest)
+    }
+
     static func completeMarker(manifestBytes: [UInt8]) -> [UInt8] {
         Array("format=\(currentFormatVersion)\nmanifest_sha256=\(sha256Hex(manifestBytes))\n".utf8)
     }
@@ -128,7 +136,8 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
         guard components.count >= 3, components[0] == "lanes" else { return "not under lanes/lane-NNNN/" }
         for component in components {
             guard !component.isEmpty, component != ".", component != ".." else { return "a path escaping the snapshot" }
-            guard component.utf8.count <= 255, !component.contains("\0"), !component.contains("\\") else { return "a malformed name" }
+            guard component.utf8.count <= 255, !component.contains("\\"), !component.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
+            else { return "a malformed name" }
         }
         guard components[1].hasPrefix("lane-"), Int(components[1].dropFirst(5)) != nil else { return "not under lanes/lane-NNNN/" }
         return nil

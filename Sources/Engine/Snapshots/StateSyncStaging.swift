@@ -1,0 +1,396 @@
+import FaultFS
+
+/// A snapshot a peer offers (`GET /v1/sync/snapshots`), as a state sync decoded it, and as
+/// its staging records the one chosen (`OFFER`). Nothing in it is trusted: the MetaRoot must be
+/// attested, and the manifest must hash to the digest.
+public struct SnapshotOffer: Sendable, Equatable {
+    public var name: String
+    public var height: UInt64
+    public var metaRoot: Hash32
+    /// SHA-256 of the manifest's bytes, hex.
+    public var manifestSHA256: String
+    public var sizeBytes: UInt64
+
+    public init(name: String, height: UInt64, metaRoot: Hash32, manifestSHA256: String, sizeBytes: UInt64) {
+        self.name = name
+        self.height = height
+        self.metaRoot = metaRoot
+        self.manifestSHA256 = manifestSHA256
+        self.sizeBytes = sizeBytes
+    }
+}
+
+/// What a stopped state sync left in staging, each piece checked again when it was loaded:
+/// the offer, the manifest (its bytes hash to the offer's digest and it is well formed), the
+/// files already verified (their size checked), and the chunks of others whose bytes still
+/// carry the CRC32C recorded when they were written.
+public struct StagedDownload: Sendable, Equatable {
+    public struct Chunk: Sendable, Hashable {
+        public var offset: UInt64
+        public var count: UInt64
+    }
+
+    public var offer: SnapshotOffer
+    public var manifestBytes: [UInt8]
+    public var manifest: SnapshotManifest
+    public var verifiedPaths: Set<String>
+    public var stagedChunks: [String: Set<Chunk>]
+}
+
+/// A state sync's staging area, `<data>/state-sync/`, on the `FileSystem` seam. Nothing in it
+/// is part of the node's state until `install`; a crash at any point leaves a staging area that
+/// `load` resumes from (or discards, when it cannot vouch for it), never a half-written state.
+///
+/// ```
+/// state-sync/OFFER                      the chosen snapshot; written atomically last of `begin`
+/// state-sync/CHUNKS                     journal: one line per durable step, each with its CRC32C
+/// state-sync/snapshot/MANIFEST.json     the manifest's bytes, as the peers served them
+/// state-sync/snapshot/lanes/...         every file at its manifest path (created empty by `begin`)
+/// state-sync/snapshot/COMPLETE          written by `install`, right before the staged restore
+/// ```
+///
+/// Durability: a `chunk` line is appended (and the journal synced) only after the chunk's bytes
+/// were written and the file synced, so a line vouches for durable bytes; `load` still checks
+/// each chunk's CRC32C against the file, so lost or rotten bytes are fetched again rather than
+/// trusted. `verified` follows a full SHA-256 check; `discarded` cancels a file's earlier lines.
+public struct StateSyncStaging: Sendable {
+    public static let folderName = "state-sync"
+    static let offerFileName = "OFFER"
+    static let journalFileName = "CHUNKS"
+    static let snapshotFolderName = "snapshot"
+    /// The most bytes the journal may hold (one line per chunk of a 1 TiB snapshot in 4 MiB chunks fits).
+    static let journalBytesMax: UInt64 = 64 << 20
+
+    public let fileSystem: any FileSystem
+    public let dataDirectory: String
+    public let offer: SnapshotOffer
+    public let manifest: SnapshotManifest
+    private let files: [String: SnapshotManifest.File]
+
+    private init(fileSystem: any FileSystem, dataDirectory: String, offer: SnapshotOffer, manifest: SnapshotManifest) {
+        self.fileSystem = fileSystem
+        self.dataDirectory = dataDirectory
+        self.offer = offer
+        self.manifest = manifest
+        var files: [String: SnapshotManifest.File] = [:]
+        for file in manifest.files { files[file.path] = file }
+        self.files = files
+    }
+
+    public static func root(_ dataDirectory: String) -> String { PathComponents.join(dataDirectory, folderName) }
+    /// The staged snapshot directory (a complete snapshot once `install` wrote its marker).
+    public var snapshotPath: String { PathComponents.join(Self.root(dataDirectory), Self.snapshotFolderName) }
+    private var journalPath: String { PathComponents.join(Self.root(dataDirectory), Self.journalFileName) }
+    private func stagedPath(_ path: String) -> String { PathComponents.join(snapshotPath, path) }
+
+    // MARK: Starting
+
+    /// Starts staging `offer` afresh: whatever was staged is removed; the manifest (already
+    /// checked against the offer's digest by the caller) is checked for structure, every
+    /// directory and an empty file per listed path are created and synced, and the offer is
+    /// written last, so that a crash before it leaves nothing `load` would resume.
+    public static func begin(
+        fileSystem: any FileSystem, dataDirectory: String, offer: SnapshotOffer, manifestBytes: [UInt8]
+    ) throws(SnapshotError) -> StateSyncStaging {
+        let manifest = try checkedManifest(manifestBytes, offer: offer, path: root(dataDirectory))
+        let staging = StateSyncStaging(fileSystem: fileSystem, dataDirectory: dataDirectory, offer: offer, manifest: manifest)
+        let root = root(dataDirectory)
+        try io(root, "staging a state sync") { () throws(FileSystemError) in
+            try fileSystem.removeTree(root)
+            try fileSystem.createDirectories(staging.snapshotPath)
+            try fileSystem.writeFileAtomically(PathComponents.join(staging.snapshotPath, SnapshotManifest.fileName), bytes: manifestBytes)
+            try staging.createFiles(manifest.files.map(\.path))
+            try fileSystem.writeFileAtomically(PathComponents.join(root, offerFileName), bytes: encodeOffer(offer))
+        }
+        return staging
+    }
+
+    /// Creates each listed file empty (and its directories), then syncs every directory made.
+    private func createFiles(_ paths: [String]) throws(FileSystemError) {
+        var directories = Set<String>()
+        for path in paths {
+            let target = stagedPath(path)
+            let parent = PathComponents.parent(of: target)
+            if directories.insert(parent).inserted { try fileSystem.createDirectories(parent) }
+            let handle = try fileSystem.openFile(target, options: OpenOptions(creation: .createIfMissing, writable: true, truncate: true))
+            try handle.sync()
+            try handle.close()
+        }
+        for directory in directories.sorted(by: >) { try fileSystem.syncDirectory(directory) }
+    }
+
+    /// The manifest's bytes must hash to the offer's digest, decode, be well formed (plain paths
+    /// under `lanes/`, sane sizes) and describe the offered height and root.
+    static func checkedManifest(_ bytes: [UInt8], offer: SnapshotOffer, path: String) throws(SnapshotError) -> SnapshotManifest {
+        guard sha256Hex(bytes) == offer.manifestSHA256 else { throw SnapshotError(.damaged, path: path, "the manifest does not hash to the offered digest") }
+        guard let manifest = SnapshotManifest.decode(bytes) else { throw SnapshotError(.damaged, path: path, "the manifest does not decode") }
+        if let problem = manifest.structuralProblem() { throw SnapshotError(.hostile, path: path, problem) }
+        guard manifest.height == offer.height, manifest.metaRoot == offer.metaRoot.hex else {
+            throw SnapshotError(.damaged, path: path, "the manifest is of height \(manifest.height) with another MetaRoot than the offer")
+        }
+        return manifest
+    }
+
+    // MARK: Downloading
+
+    /// Writes one chunk of a listed file and makes it durable, then journals it.
+    public func writeChunk(path: String, offset: UInt64, bytes: [UInt8]) throws(SnapshotError) {
+        let file = files[path]
+        precondition(file != nil && offset + UInt64(bytes.count) <= file!.sizeBytes && !bytes.isEmpty, "a chunk lies inside a listed file")
+        let target = stagedPath(path)
+        try io(target, "writing a state-sync chunk") { () throws(FileSystemError) in
+            let handle = try fileSystem.openFile(target, options: .readWrite)
+            do throws(FileSystemError) {
+                try handle.write(bytes, at: offset)
+                try handle.sync()
+            } catch {
+                try? handle.close()
+                throw error
+            }
+            try handle.close()
+            try appendJournal(.chunk(path: path, offset: offset, count: UInt64(bytes.count), crc: CRC32C.checksum(bytes)))
+        }
+    }
+
+    /// Whether the staged file has the manifest's size and SHA-256 (read again from the media
+    /// before it counts as wrong); an intact file is journaled as verified.
+    public func checkFile(path: String) throws(SnapshotError) -> Bool {
+        guard let file = files[path] else { preconditionFailure("a checked file is listed") }
+        let target = stagedPath(path)
+        let size = try io(target, "checking a staged file") { () throws(FileSystemError) in try fileSystem.status(target)?.sizeBytes }
+        guard size == file.sizeBytes, try SnapshotVerifier.rehashMatches(fileSystem: fileSystem, path: target, expected: file.sha256) else { return false }
+        try io(target, "journaling a verified file") { () throws(FileSystemError) in try appendJournal(.verified(path: path)) }
+        return true
+    }
+
+    /// Empties a staged file that failed its check (it is fetched again) and journals it.
+    public func discardFile(path: String) throws(SnapshotError) {
+        precondition(files[path] != nil, "a discarded file is listed")
+        let target = stagedPath(path)
+        try io(target, "discarding a staged file") { () throws(FileSystemError) in
+            let handle = try fileSystem.openFile(target, options: OpenOptions(creation: .createIfMissing, writable: true, truncate: true))
+            try handle.sync()
+            try handle.close()
+            try appendJournal(.discarded(path: path))
+        }
+    }
+
+    private func appendJournal(_ entry: JournalEntry) throws(FileSystemError) {
+        let handle = try fileSystem.openFile(journalPath, options: .createOrOpen)
+        do throws(FileSystemError) {
+            let created = try handle.size() == 0
+            try handle.append(entry.line())
+            try handle.sync()
+            try handle.close()
+            if created { try fileSystem.syncDirectory(Self.root(dataDirectory)) }
+        } catch {
+            try? handle.close()
+            throw error
+        }
+    }
+
+    // MARK: Installing
+
+    /// Makes staging a complete snapshot (its marker) and restores it through the staged restore
+    /// (`SnapshotRestorer`), which verifies it fully first — every file's SHA-256, then every lane
+    /// root and the MetaRoot recomputed — and writes nothing outside staging if it refuses. The
+    /// log is started afresh at the snapshot (the old one, if any, is moved aside). Staging is
+    /// removed once the restore is complete. The caller holds the data directory's lock.
+    public func install(walDirectory: String?, id: String, clock: any WALClock) throws(SnapshotError) -> RestorePlan {
+        let marker = PathComponents.join(snapshotPath, SnapshotManifest.completeMarkerName)
+        let manifestPath = PathComponents.join(snapshotPath, SnapshotManifest.fileName)
+        // The marker vouches for the manifest's bytes on the media, which must still hash to the offer's digest.
+        let manifestBytes = try io(manifestPath, "reading the staged manifest") { () throws(FileSystemError) in try fileSystem.readFileFromMedia(manifestPath) }
+        _ = try Self.checkedManifest(manifestBytes, offer: offer, path: manifestPath)
+        try io(marker, "completing the staged snapshot") { () throws(FileSystemError) in
+            try fileSystem.writeFileAtomically(marker, bytes: SnapshotManifest.completeMarker(manifestBytes: manifestBytes))
+        }
+        let plan = try SnapshotRestorer.plan(
+            fileSystem: fileSystem, snapshotPath: snapshotPath, dataDirectory: dataDirectory, walDirectory: walDirectory, resetWAL: true, id: id)
+        try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: false, clock: clock)
+        try Self.discard(fileSystem: fileSystem, dataDirectory: dataDirectory)
+        return plan
+    }
+
+    /// Removes the staging area (durably).
+    public static func discard(fileSystem: any FileSystem, dataDirectory: String) throws(SnapshotError) {
+        let root = root(dataDirectory)
+        try io(root, "removing state-sync staging") { () throws(FileSystemError) in
+            guard try fileSystem.exists(root) else { return }
+            try fileSystem.removeTree(root)
+            try fileSystem.syncDirectory(dataDirectory)
+        }
+    }
+}
+
+// MARK: The journal and the offer's encoding
+
+extension StateSyncStaging {
+    enum JournalEntry: Equatable {
+        case chunk(path: String, offset: UInt64, count: UInt64, crc: UInt32)
+        case verified(path: String)
+        case discarded(path: String)
+
+        /// `chunk <offset> <count> <crc32c hex> <path>|<line crc32c hex>\n`: the path is the rest of
+        /// the line up to the last `|` (`SnapshotManifest.pathProblem` refuses control characters).
+        func line() -> [UInt8] {
+            let body: String
+            switch self {
+            case .chunk(let path, let offset, let count, let crc): body = "chunk \(offset) \(count) \(String(crc, radix: 16)) \(path)"
+            case .verified(let path): body = "verified \(path)"
+            case .discarded(let path): body = "discarded \(path)"
+            }
+            return Array("\(body)|\(String(CRC32C.checksum(Array(body.utf8)), radix: 16))\n".utf8)
+        }
+
+        /// One line without its newline; nil when torn or damaged.
+        static func decode(_ line: Substring) -> JournalEntry? {
+            guard let bar = line.lastIndex(of: "|"), let crc = UInt32(line[line.index(after: bar)...], radix: 16) else { return nil }
+            let body = line[..<bar]
+            guard CRC32C.checksum(Array(body.utf8)) == crc else { return nil }
+            guard let space = body.firstIndex(of: " ") else { return nil }
+            let rest = body[body.index(after: space)...]
+            switch body[..<space] {
+            case "verified" where !rest.isEmpty: return .verified(path: String(rest))
+            case "discarded" where !rest.isEmpty: return .discarded(path: String(rest))
+            case "chunk":
+                let words = rest.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
+                guard words.count == 4, let offset = UInt64(words[0]), let count = UInt64(words[1]), let chunkCRC = UInt32(words[2], radix: 16), !words[3].isEmpty
+                else { return nil }
+                return .chunk(path: String(words[3]), offset: offset, count: count, crc: chunkCRC)
+            default: return nil
+            }
+        }
+    }
+
+    static func encodeOffer(_ offer: SnapshotOffer) -> [UInt8] {
+        let body = "format=1\nname=\(offer.name)\nheight=\(offer.height)\nmeta_root=\(offer.metaRoot.hex)\nmanifest_sha256=\(offer.manifestSHA256)\nsize=\(offer.sizeBytes)\n"
+        return Array((body + "crc32c=\(String(CRC32C.checksum(Array(body.utf8)), radix: 16))\n").utf8)
+    }
+
+    static func decodeOffer(_ bytes: [UInt8]) -> SnapshotOffer? {
+        var fields: [String: String] = [:]
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { return nil }
+            fields[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        }
+        guard fields["format"] == "1", let name = fields["name"], let height = fields["height"].flatMap({ UInt64($0) }),
+            let root = fields["meta_root"].flatMap({ Hash32(hex: $0) }), let digest = fields["manifest_sha256"], digest.count == 64,
+            let size = fields["size"].flatMap({ UInt64($0) })
+        else { return nil }
+        let offer = SnapshotOffer(name: name, height: height, metaRoot: root, manifestSHA256: digest, sizeBytes: size)
+        return encodeOffer(offer) == bytes ? offer : nil
+    }
+}
+
+// MARK: Resuming
+
+extension StateSyncStaging {
+    /// What a stopped state sync left, checked again: nil when there is no staging area, or when
+    /// it cannot be vouched for (no offer, a damaged offer or manifest) — then it is removed. A
+    /// torn or damaged journal line ends the journal (it is rewritten to the good lines before
+    /// them); a chunk whose bytes no longer carry their CRC32C, a verified file of the wrong
+    /// size, and a listed file that is missing are all fetched again.
+    public static func load(fileSystem: any FileSystem, dataDirectory: String) throws(SnapshotError) -> (StateSyncStaging, StagedDownload)? {
+        let root = root(dataDirectory)
+        let offerPath = PathComponents.join(root, offerFileName)
+        let found = try io(root, "reading state-sync staging") { () throws(FileSystemError) -> (offer: [UInt8], manifest: [UInt8])? in
+            guard try fileSystem.exists(root) else { return nil }
+            let manifestPath = PathComponents.join(PathComponents.join(root, snapshotFolderName), SnapshotManifest.fileName)
+            guard try fileSystem.status(offerPath)?.kind == .file, try fileSystem.status(manifestPath)?.kind == .file else { return ([], []) }
+            return (try readBounded(fileSystem, offerPath, limit: 4_096), try readBounded(fileSystem, manifestPath, limit: 256 << 20))
+        }
+        guard let found else { return nil }
+        guard let offer = decodeOffer(found.offer), let manifest = try? checkedManifest(found.manifest, offer: offer, path: root) else {
+            try discard(fileSystem: fileSystem, dataDirectory: dataDirectory)
+            return nil
+        }
+        let staging = StateSyncStaging(fileSystem: fileSystem, dataDirectory: dataDirectory, offer: offer, manifest: manifest)
+        let (verified, chunks) = try staging.replayJournal()
+        let download = StagedDownload(offer: offer, manifestBytes: found.manifest, manifest: manifest, verifiedPaths: verified, stagedChunks: chunks)
+        return (staging, download)
+    }
+
+    /// Replays the journal against the staged files (see `load`).
+    private func replayJournal() throws(SnapshotError) -> (verified: Set<String>, chunks: [String: Set<StagedDownload.Chunk>]) {
+        let (entries, torn) = try readJournal()
+        var verified = Set<String>()
+        var chunks: [String: [StagedDownload.Chunk: UInt32]] = [:]
+        for entry in entries {
+            switch entry {
+            case .chunk(let path, let offset, let count, let crc):
+                guard let file = files[path], count > 0, offset <= file.sizeBytes, count <= file.sizeBytes - offset else { continue }
+                chunks[path, default: [:]][StagedDownload.Chunk(offset: offset, count: count)] = crc
+            case .verified(let path) where files[path] != nil: verified.insert(path)
+            case .discarded(let path):
+                verified.remove(path)
+                chunks[path] = nil
+            default: continue
+            }
+        }
+        if torn { try rewriteJournal(entries) }
+        return try io(snapshotPath, "checking staged files") { () throws(FileSystemError) in
+            var intact: [String: Set<StagedDownload.Chunk>] = [:]
+            for file in manifest.files {
+                let target = stagedPath(file.path)
+                guard let status = try fileSystem.status(target), status.kind == .file else {
+                    verified.remove(file.path)
+                    try createFiles([file.path])
+                    continue
+                }
+                if verified.contains(file.path) {
+                    if status.sizeBytes != file.sizeBytes { verified.remove(file.path) } else { continue }
+                }
+                intact[file.path] = try chunksStillIntact(target, chunks[file.path] ?? [:])
+            }
+            return (verified, intact.filter { !$0.value.isEmpty })
+        }
+    }
+
+    /// The journal's good lines, and whether a torn or damaged line ended it early.
+    private func readJournal() throws(SnapshotError) -> (entries: [JournalEntry], torn: Bool) {
+        let bytes = try io(journalPath, "reading the state-sync journal") { () throws(FileSystemError) -> [UInt8] in
+            guard try fileSystem.exists(journalPath) else { return [] }
+            return try readBounded(fileSystem, journalPath, limit: Self.journalBytesMax)
+        }
+        var entries: [JournalEntry] = []
+        let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
+        // The last element is what follows the last newline: empty unless a line was torn.
+        for (index, line) in lines.enumerated() {
+            let isLast = index == lines.count - 1
+            if isLast && line.isEmpty { break }
+            guard !isLast, let entry = JournalEntry.decode(Substring(decoding: line, as: UTF8.self)) else { return (entries, true) }
+            entries.append(entry)
+        }
+        return (entries, false)
+    }
+
+    private func rewriteJournal(_ entries: [JournalEntry]) throws(SnapshotError) {
+        try io(journalPath, "rewriting the state-sync journal") { () throws(FileSystemError) in
+            try fileSystem.writeFileAtomically(journalPath, bytes: entries.flatMap { $0.line() })
+        }
+    }
+
+    /// The chunks whose bytes in the file still carry their recorded CRC32C (read from the media).
+    private func chunksStillIntact(_ target: String, _ recorded: [StagedDownload.Chunk: UInt32]) throws(FileSystemError) -> Set<StagedDownload.Chunk> {
+        guard !recorded.isEmpty else { return [] }
+        let handle = try fileSystem.openFile(target, options: .readOnly)
+        defer { try? handle.close() }
+        try handle.dropCachedPages()
+        var intact = Set<StagedDownload.Chunk>()
+        // Bounded by the journal's chunks of this file.
+        for (chunk, crc) in recorded.sorted(by: { $0.key.offset < $1.key.offset }) {
+            let bytes = try handle.read(at: chunk.offset, count: Int(chunk.count))
+            if bytes.count == Int(chunk.count), CRC32C.checksum(bytes) == crc { intact.insert(chunk) }
+        }
+        return intact
+    }
+}
+
+extension StateSyncStaging {
+    /// The offer staging holds, when it holds a readable one (nothing else is checked).
+    public static func stagedOffer(fileSystem: any FileSystem, dataDirectory: String) -> SnapshotOffer? {
+        let path = PathComponents.join(root(dataDirectory), offerFileName)
+        return (try? readBounded(fileSystem, path, limit: 4_096)).flatMap(decodeOffer)
+    }
+}
