@@ -80,10 +80,14 @@ public enum NodeRunner {
         onEvent(.chose(step, reason: firstReason(step, plan: plan)))
         // Bounded by the plan: each round runs a state sync, and it allows a bounded number.
         while true {
-            try await runStateSyncSteps(
-                step, plan: &plan, configuration: configuration, clock: clock, intervalClock: intervalClock, logger: syncLogger,
-                stallSeconds: Self.daemonStateSyncStallSeconds,
-                onEvent: onEvent)
+            do {
+                try await runStateSyncSteps(
+                    step, plan: &plan, configuration: configuration, clock: clock, intervalClock: intervalClock, logger: syncLogger,
+                    stallSeconds: Self.daemonStateSyncStallSeconds, onEvent: onEvent)
+            } catch is StateSyncInterrupted {
+                logger.info("stopped during state sync; the next start resumes the download")
+                return
+            }
             do {
                 return try await runDaemon(configuration: configuration, clock: clock, intervalClock: intervalClock, logger: logger)
             } catch let exit as NodeExit where exit.exitCode == ExitCodes.needsStateSync {

@@ -3,6 +3,7 @@ import FaultFS
 import Logging
 import NIOPosix
 import PeerSync
+import ServiceLifecycle
 
 /// What `sync` and `run` tell their caller about the choice between blocks and state sync.
 public enum SyncModeEvent: Sendable, Equatable {
@@ -87,6 +88,7 @@ extension NodeRunner {
     ) async throws -> StateSyncReport {
         let fileSystem = PosixFileSystem()
         let dataDirectory = configuration.node.dataDirectory
+        let heightFloor = try localHeight(configuration)
         let lock: any FileLock
         do {
             try fileSystem.createDirectories(dataDirectory)
@@ -107,13 +109,33 @@ extension NodeRunner {
             return try await HTTPPeerTransport.withTransport { transport in
                 var service = StateSyncService(
                     configuration: configuration, transport: transport, pool: pool, clock: intervalClock, walClock: clock, metrics: NodeMetrics(),
-                    logger: logger)
+                    logger: logger, heightFloor: heightFloor)
                 service.stallSeconds = stallSeconds
                 service.onProgress = { onEvent(.stateSyncProgress($0)) }
-                return try await service.run()
+                let run = StateSyncRun(service: service)
+                let group = ServiceGroup(
+                    configuration: .init(
+                        services: [.init(service: run, successTerminationBehavior: .gracefullyShutdownGroup)],
+                        gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
+                try await group.run()
+                guard let report = run.report else { throw StateSyncInterrupted() }
+                return report
             }
         } catch let error as SnapshotError {
             throw NodeExit(error.kind == .locked ? ExitCodes.unavailable : ExitCodes.ioError, "rivellum-node: state sync: \(error)")
+        }
+    }
+
+    /// The height a stopped node's data directory recovers to (0 when it has no genesis): state
+    /// sync only takes a snapshot above it. Read before the lock is taken (the read takes it).
+    static func localHeight(_ configuration: NodeConfiguration) throws -> UInt64 {
+        guard hasGenesis(configuration) else { return 0 }
+        do {
+            let status = try DataDirectoryStatus.read(
+                fileSystem: PosixFileSystem(), dataDirectory: configuration.node.dataDirectory, walDirectory: configuration.wal.walDirectory)
+            return max(status.logHeight, status.lanes.map(\.appliedHeight).min() ?? 0)
+        } catch {
+            throw NodeExit(NodeExit.exitCode(for: error), "rivellum-node: state sync: \(error)")
         }
     }
 

@@ -46,9 +46,14 @@ extension NodeRunner {
         onEvent(.chose(step, reason: firstReason(step, plan: plan)))
         // Bounded by the plan: each round runs a state sync, and it allows a bounded number.
         while true {
-            try await runStateSyncSteps(
-                step, plan: &plan, configuration: configuration, clock: clock, intervalClock: intervalClock, logger: logger, stallSeconds: stallSeconds,
-                onEvent: onEvent)
+            do {
+                try await runStateSyncSteps(
+                    step, plan: &plan, configuration: configuration, clock: clock, intervalClock: intervalClock, logger: logger, stallSeconds: stallSeconds,
+                    onEvent: onEvent)
+            } catch is StateSyncInterrupted {
+                // Staging keeps what was downloaded; the next run resumes it.
+                return .interrupted(height: (try? localHeight(configuration)) ?? 0, nil)
+            }
             do {
                 return try await blockSyncOnce(
                     configuration: configuration, clock: clock, intervalClock: intervalClock, logger: logger, heightMax: heightMax, stallSeconds: stallSeconds,

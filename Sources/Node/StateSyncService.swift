@@ -3,6 +3,7 @@ import FaultFS
 import Logging
 import NIOPosix
 import PeerSync
+import ServiceLifecycle
 import Synchronization
 
 /// Why state sync stopped without installing; `NodeRunner` maps it to the exit code.
@@ -70,7 +71,7 @@ struct StateSyncService {
 
     init(
         configuration: NodeConfiguration, transport: any PeerTransport, pool: NIOThreadPool, clock: any WALClock, walClock: any WALClock,
-        metrics: NodeMetrics, logger: Logger
+        metrics: NodeMetrics, logger: Logger, heightFloor: UInt64
     ) {
         self.configuration = configuration
         self.transport = transport
@@ -81,6 +82,7 @@ struct StateSyncService {
         self.logger = logger
         machineConfiguration = StateSyncConfiguration(sync: SyncService.machineConfiguration(of: configuration))
         machineConfiguration.chunkBytes = UInt64(configuration.sync.chunkKiB) << 10
+        machineConfiguration.heightFloor = heightFloor
     }
 
     private var fileSystem: PosixFileSystem { PosixFileSystem() }
@@ -107,6 +109,29 @@ struct StateSyncService {
         }
         let machine = StateSyncMachine(configuration: machineConfiguration, staged: staged)
         return try await loop.run(machine: machine)
+    }
+}
+
+/// Stopped by SIGTERM or SIGINT before it installed (the next run resumes from staging).
+public struct StateSyncInterrupted: Error, Sendable {}
+
+/// Runs a `StateSyncService` as a service, so that SIGTERM and SIGINT stop it gracefully
+/// (staging keeps what was written) through the same service lifecycle as the daemon.
+final class StateSyncRun: Service, Sendable {
+    let service: StateSyncService
+    private let outcome = Mutex<StateSyncReport?>(nil)
+
+    init(service: StateSyncService) {
+        self.service = service
+    }
+
+    var report: StateSyncReport? { outcome.withLock { $0 } }
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            let report = try await self.service.run()
+            self.outcome.withLock { $0 = report }
+        }
     }
 }
 
@@ -150,12 +175,21 @@ struct StateSyncLoop {
                 let outputs = machine.handle(input, now: now)
                 if machine.phase != phaseBefore { lastProgressAt = now }
                 try await perform(outputs, machine: machine, group: &group, continuation: continuation, now: now)
+                // Local work (staging writes, checks, the install) is progress, however long it took.
+                if outputs.contains(where: Self.isLocalWork) { lastProgressAt = service.clock.nowNanoseconds() }
                 if report != nil { break }
                 try checkStall(machine: machine, now: now)
             }
         }
         guard let report else { throw CancellationError() }
         return report
+    }
+
+    static func isLocalWork(_ output: StateSyncOutput) -> Bool {
+        switch output {
+        case .stage, .writeChunk, .checkFile, .discardFile, .install: true
+        default: false
+        }
     }
 
     private mutating func perform(
@@ -172,7 +206,6 @@ struct StateSyncLoop {
                 let staging = try requireStaging()
                 try await onPool { try staging.writeChunk(path: path, offset: offset, bytes: bytes) }
                 bytesDownloaded += UInt64(bytes.count)
-                lastProgressAt = now
             case .checkFile(let path):
                 let staging = try requireStaging()
                 let intact = try await onPool { try staging.checkFile(path: path) }

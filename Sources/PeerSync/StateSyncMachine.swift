@@ -13,6 +13,13 @@ public struct StateSyncConfiguration: Sendable, Equatable {
     public var chunkGraceNanoseconds: UInt64 = 2_000_000_000
     /// The most snapshot heights examined, newest first.
     public var candidatesMax = 4
+    /// Only snapshots above this height are taken (the node's own height: state sync never
+    /// rolls a node back).
+    public var heightFloor: UInt64 = 0
+    /// The most files a state-synced manifest may list, and the most chunks it may make: what
+    /// the download keeps per chunk stays within memory.
+    public static let filesMax = 100_000
+    public static let chunksMax: UInt64 = 4_000_000
 
     public init(sync: SyncConfiguration) {
         self.sync = sync
@@ -156,7 +163,7 @@ public struct StateSyncMachine: Sendable {
             self.download = download
             punish(peer, fault, now: now, into: &outputs)
         case .success(let fetched):
-            if let problem = Self.manifestProblem(fetched, offer: download.offer, configuration: sync) {
+            if let problem = Self.manifestProblem(fetched, offer: download.offer, configuration: sync, chunkBytes: configuration.chunkBytes) {
                 self.download = download
                 return punish(peer, .misbehaved(problem), now: now, into: &outputs)
             }
@@ -169,7 +176,7 @@ public struct StateSyncMachine: Sendable {
 
     /// Why a manifest may not be used for `offer`: its bytes do not hash to the offered digest,
     /// or it describes another chain, height or root, or nothing.
-    static func manifestProblem(_ fetched: FetchedManifest, offer: SnapshotOffer, configuration: SyncConfiguration) -> String? {
+    static func manifestProblem(_ fetched: FetchedManifest, offer: SnapshotOffer, configuration: SyncConfiguration, chunkBytes: UInt64) -> String? {
         let manifest = fetched.manifest
         guard SnapshotOffers.digest(of: fetched.bytes) == offer.manifestSHA256 else { return "a manifest that does not hash to the offered digest" }
         guard manifest.chainID == configuration.chainID, manifest.laneCount == configuration.laneCount else {
@@ -178,7 +185,11 @@ public struct StateSyncMachine: Sendable {
         guard manifest.height == offer.height, manifest.metaRoot == offer.metaRoot else {
             return "a manifest at height \(manifest.height) with another root than offered"
         }
-        guard !manifest.files.isEmpty, manifest.files.count <= SnapshotManifest.filesMax else { return "a manifest listing \(manifest.files.count) files" }
+        guard !manifest.files.isEmpty, manifest.files.count <= StateSyncConfiguration.filesMax else { return "a manifest listing \(manifest.files.count) files" }
+        let totalBytes = manifest.files.reduce(UInt64(0)) { $0 + $1.sizeBytes }
+        guard totalBytes == offer.sizeBytes else { return "a manifest of \(totalBytes) bytes for a snapshot offered as \(offer.sizeBytes)" }
+        let chunks = manifest.files.reduce(UInt64(0)) { $0 + ($1.sizeBytes + chunkBytes - 1) / chunkBytes }
+        guard chunks <= StateSyncConfiguration.chunksMax else { return "a manifest of \(chunks) chunks (at most \(StateSyncConfiguration.chunksMax); a larger sync.chunk_kib fetches it)" }
         return nil
     }
 
@@ -348,6 +359,11 @@ public struct StateSyncMachine: Sendable {
             self.download = download
             outputs += ready.map { .checkFile(path: $0) }
         }
+        // Resumed with every file verified (a stop during the install's verification): install.
+        if let download, download.isComplete, phase == .downloading {
+            phase = .installing
+            outputs.append(.install(offer: download.offer))
+        }
     }
 
     private enum Choice: Equatable {
@@ -379,7 +395,7 @@ public struct StateSyncMachine: Sendable {
     private func candidateHeights() -> [(height: UInt64, roots: [Hash32])] {
         var byHeight: [UInt64: Set<Hash32>] = [:]
         for peer in peers.indices where isTrusted(peer) {
-            for offer in offers[peer] ?? [] where !refusedDigests.contains(offer.manifestSHA256) {
+            for offer in offers[peer] ?? [] where !refusedDigests.contains(offer.manifestSHA256) && offer.height > configuration.heightFloor {
                 if let anchor = sync.trustAnchor, offer.height < anchor.height { continue }
                 byHeight[offer.height, default: []].insert(offer.metaRoot)
             }

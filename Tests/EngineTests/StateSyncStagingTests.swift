@@ -104,17 +104,22 @@ struct StateSyncStagingTests {
                 #expect(error.kind == .damaged && error.message.contains("digest"))
             }
         }
-        // Hostile: a path escaping the snapshot, with the offer's digest made to match it.
-        var hostile = source.manifest
-        hostile.files[0].path = "lanes/lane-0000/../../../GENESIS"
-        let hostileBytes = hostile.encoded()
-        var offer = source.offer
-        offer.manifestSHA256 = sha256Hex(hostileBytes)
-        do {
-            _ = try StateSyncStaging.begin(fileSystem: source.fileSystem, dataDirectory: Self.target, offer: offer, manifestBytes: hostileBytes)
-            Issue.record("a hostile manifest was staged")
-        } catch {
-            #expect(error.kind == .hostile)
+        // Hostile, with the offer's digest made to match: a path escaping the snapshot, and a
+        // file listed as the directory of another.
+        var escaping = source.manifest
+        escaping.files[0].path = "lanes/lane-0000/../../../GENESIS"
+        var nested = source.manifest
+        nested.files[1].path = nested.files[0].path + "/inside"
+        for hostile in [escaping, nested] {
+            let hostileBytes = hostile.encoded()
+            var offer = source.offer
+            offer.manifestSHA256 = sha256Hex(hostileBytes)
+            do {
+                _ = try StateSyncStaging.begin(fileSystem: source.fileSystem, dataDirectory: Self.target, offer: offer, manifestBytes: hostileBytes)
+                Issue.record("a hostile manifest was staged: \(hostile.files[0].path), \(hostile.files[1].path)")
+            } catch {
+                #expect(error.kind == .hostile)
+            }
         }
         #expect(!(try source.fileSystem.exists(StateSyncStaging.root(Self.target))), "nothing was written")
     }

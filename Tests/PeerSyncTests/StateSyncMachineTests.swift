@@ -1,6 +1,11 @@
 import Engine
 import PeerSync
+import Synchronization
 import Testing
+
+/// The total size of each manifest `StateHarness.manifest(for:)` made, by digest, so that its
+/// offers carry it (the machine checks the two agree).
+let manifestSizes = Mutex<[String: UInt64]>([:])
 
 /// Drives a state-sync machine by hand (peers on chain "c" with one lane).
 struct StateHarness {
@@ -27,15 +32,19 @@ struct StateHarness {
         return outputs
     }
 
+    /// An offer whose size is its manifest's (one made by `manifest(for:)`), else 25 bytes.
     func offer(_ height: UInt64, digest: String, root: Hash32? = nil, name: String? = nil) -> SnapshotOffer {
-        SnapshotOffer(name: name ?? "s\(height)", height: height, metaRoot: root ?? chain.root(height), manifestSHA256: digest, sizeBytes: 25)
+        let size = manifestSizes.withLock { $0[digest] } ?? 25
+        return SnapshotOffer(name: name ?? "s\(height)", height: height, metaRoot: root ?? chain.root(height), manifestSHA256: digest, sizeBytes: size)
     }
 
     /// A manifest for `offer` with files of these sizes, and its bytes (whose digest the offer must carry).
     func manifest(for height: UInt64, sizes: [UInt64], root: Hash32? = nil) -> FetchedManifest {
         let files = sizes.enumerated().map { StateSyncFile(path: "lanes/lane-0000/f\($0.offset)", sizeBytes: $0.element, sha256: String(repeating: "a", count: 64)) }
         let manifest = StateSyncManifest(chainID: "c", laneCount: 1, height: height, metaRoot: root ?? chain.root(height), files: files)
-        return FetchedManifest(bytes: Array("manifest \(height) \(sizes)".utf8), manifest: manifest)
+        let bytes = Array("manifest \(height) \(sizes)".utf8)
+        manifestSizes.withLock { $0[SnapshotOffers.digest(of: bytes)] = sizes.reduce(0, +) }
+        return FetchedManifest(bytes: bytes, manifest: manifest)
     }
 }
 
@@ -322,5 +331,44 @@ struct StateSyncMachineTests {
         _ = harness.feed(.tick)
         let outputs = harness.feed(.status(peer: 0, .success(other)))
         #expect(outputs.last == .stop(.noQuorumPossible(usable: 1, quorum: 2)))
+    }
+
+    /// A stop during the install's verification leaves every file verified: the resumed
+    /// machine installs at once, fetching nothing.
+    @Test func aResumedDownloadWithEveryFileVerifiedInstallsAtOnce() {
+        let plain = StateHarness()
+        let fetched = plain.manifest(for: 50, sizes: [20, 0])
+        let offer = plain.offer(50, digest: SnapshotOffers.digest(of: fetched.bytes))
+        let staged = StateSyncStaged(
+            manifestSHA256: offer.manifestSHA256, manifestBytes: fetched.bytes, manifest: fetched.manifest, offer: offer,
+            verifiedFiles: ["lanes/lane-0000/f0", "lanes/lane-0000/f1"], stagedChunks: [:])
+        var harness = StateHarness(staged: staged)
+        let outputs = harness.feed(.tick)
+        #expect(outputs.contains(.install(offer: offer)) && harness.machine.phase == .installing)
+        #expect(chunkRequests(outputs).isEmpty)
+        #expect(harness.feed(.installed(height: 50, metaRoot: offer.metaRoot)) == [.stateSynced(height: 50, metaRoot: offer.metaRoot)])
+    }
+
+    /// A manifest whose files do not add up to the offered size is the peer's lie.
+    @Test func aManifestOfAnotherSizeThanOfferedIsRefused() throws {
+        var harness = StateHarness()
+        let fetched = harness.manifest(for: 50, sizes: [25])
+        let chosen = Self.choosing50(&harness, fetched50: fetched)
+        let ask = try #require(stateRequests(chosen).first { $0.request == .manifest(name: "s50") })
+        var bigger = fetched
+        bigger.manifest.files[0].sizeBytes = 26
+        let outputs = harness.feed(.manifest(peer: ask.peer, name: "s50", .success(bigger)))
+        #expect(faulted(outputs) == [ask.peer] && chunkRequests(outputs).isEmpty)
+    }
+
+    /// State sync never rolls a node back: snapshots at or below its height are not taken.
+    @Test func snapshotsAtOrBelowTheNodesHeightAreNotCandidates() {
+        var harness = StateHarness { $0.heightFloor = 50 }
+        let fetched = harness.manifest(for: 50, sizes: [25])
+        var outputs = Self.offering(&harness, fetched50: fetched)
+        outputs += harness.feed(.link(peer: 1, height: 90, .success(ChainLink(height: 90, metaRoot: Self.otherRoot, previousMetaRoot: Self.otherRoot))))
+        outputs += harness.feed(.link(peer: 2, height: 90, .success(ChainLink(height: 90, metaRoot: Self.otherRoot, previousMetaRoot: Self.otherRoot))))
+        #expect(harness.machine.chosen == nil && !stateRequests(outputs).contains { $0.request == .manifest(name: "s50") })
+        #expect(outputs.last == .stop(.noAttestedSnapshot(offered: 1)), "only the refused 90 was a candidate")
     }
 }

@@ -125,6 +125,15 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
             guard file.sizeBytes <= Self.fileBytesMax else { return "\(file.path) claims \(file.sizeBytes) bytes (size bomb)" }
             guard file.sha256.count == 64, file.sha256.allSatisfy(\.isHexDigit) else { return "\(file.path) has a malformed sha256" }
         }
+        // A file cannot also be a directory of another (`a` and `a/b`).
+        for file in files {
+            var ancestor = Substring(file.path)
+            // Bounded by the path's components.
+            while let slash = ancestor.lastIndex(of: "/") {
+                ancestor = ancestor[..<slash]
+                if seen.contains(String(ancestor)) { return "\(ancestor) is listed as a file and as a directory of \(file.path)" }
+            }
+        }
         return nil
     }
 

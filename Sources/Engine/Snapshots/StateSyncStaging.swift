@@ -100,6 +100,7 @@ public struct StateSyncStaging: Sendable {
             try fileSystem.createDirectories(staging.snapshotPath)
             try fileSystem.writeFileAtomically(PathComponents.join(staging.snapshotPath, SnapshotManifest.fileName), bytes: manifestBytes)
             try staging.createFiles(manifest.files.map(\.path))
+            try fileSystem.writeFileAtomically(staging.journalPath, bytes: [])
             try fileSystem.writeFileAtomically(PathComponents.join(root, offerFileName), bytes: encodeOffer(offer))
         }
         return staging
@@ -176,13 +177,12 @@ public struct StateSyncStaging: Sendable {
     }
 
     private func appendJournal(_ entry: JournalEntry) throws(FileSystemError) {
-        let handle = try fileSystem.openFile(journalPath, options: .createOrOpen)
+        // `begin` created the journal durably: appending needs only the file's own sync.
+        let handle = try fileSystem.openFile(journalPath, options: .readWrite)
         do throws(FileSystemError) {
-            let created = try handle.size() == 0
             try handle.append(entry.line())
             try handle.sync()
             try handle.close()
-            if created { try fileSystem.syncDirectory(Self.root(dataDirectory)) }
         } catch {
             try? handle.close()
             throw error
@@ -306,14 +306,18 @@ extension StateSyncStaging {
             return nil
         }
         let staging = StateSyncStaging(fileSystem: fileSystem, dataDirectory: dataDirectory, offer: offer, manifest: manifest)
-        let (verified, chunks) = try staging.replayJournal()
+        guard let (verified, chunks) = try staging.replayJournal() else {
+            try discard(fileSystem: fileSystem, dataDirectory: dataDirectory)
+            return nil
+        }
         let download = StagedDownload(offer: offer, manifestBytes: found.manifest, manifest: manifest, verifiedPaths: verified, stagedChunks: chunks)
         return (staging, download)
     }
 
-    /// Replays the journal against the staged files (see `load`).
-    private func replayJournal() throws(SnapshotError) -> (verified: Set<String>, chunks: [String: Set<StagedDownload.Chunk>]) {
-        let (entries, torn) = try readJournal()
+    /// Replays the journal against the staged files (see `load`); nil when the journal is past
+    /// its bound (staging is then started afresh).
+    private func replayJournal() throws(SnapshotError) -> (verified: Set<String>, chunks: [String: Set<StagedDownload.Chunk>])? {
+        guard let (entries, torn) = try readJournal() else { return nil }
         var verified = Set<String>()
         var chunks: [String: [StagedDownload.Chunk: UInt32]] = [:]
         for entry in entries {
@@ -328,7 +332,30 @@ extension StateSyncStaging {
             default: continue
             }
         }
-        if torn { try rewriteJournal(entries) }
+        let checked = try checkStagedFiles(verified: verified, chunks: chunks)
+        // Torn, or grown well past what is live (refetches): rewritten to what still holds.
+        let live = checked.verified.count + checked.chunks.values.reduce(0) { $0 + $1.count }
+        if torn || entries.count > 2 * live + 1_024 { try rewriteJournal(liveEntries(checked.verified, checked.chunks, recorded: chunks)) }
+        return checked
+    }
+
+    private func liveEntries(_ verified: Set<String>, _ intact: [String: Set<StagedDownload.Chunk>], recorded: [String: [StagedDownload.Chunk: UInt32]]) -> [JournalEntry] {
+        var entries: [JournalEntry] = []
+        for file in manifest.files {
+            for chunk in (intact[file.path] ?? []).sorted(by: { $0.offset < $1.offset }) {
+                entries.append(.chunk(path: file.path, offset: chunk.offset, count: chunk.count, crc: recorded[file.path]![chunk]!))
+            }
+            if verified.contains(file.path) { entries.append(.verified(path: file.path)) }
+        }
+        return entries
+    }
+
+    /// Each listed file against what the journal says of it: a verified file must still hash to
+    /// the manifest (else its chunks are checked one by one); a missing file is created empty.
+    private func checkStagedFiles(
+        verified: Set<String>, chunks: [String: [StagedDownload.Chunk: UInt32]]
+    ) throws(SnapshotError) -> (verified: Set<String>, chunks: [String: Set<StagedDownload.Chunk>]) {
+        var verified = verified
         return try io(snapshotPath, "checking staged files") { () throws(FileSystemError) in
             var intact: [String: Set<StagedDownload.Chunk>] = [:]
             for file in manifest.files {
@@ -339,7 +366,9 @@ extension StateSyncStaging {
                     continue
                 }
                 if verified.contains(file.path) {
-                    if status.sizeBytes != file.sizeBytes { verified.remove(file.path) } else { continue }
+                    let stillWhole = status.sizeBytes == file.sizeBytes && (try? SnapshotVerifier.rehashMatches(fileSystem: fileSystem, path: target, expected: file.sha256)) == true
+                    if stillWhole { continue }
+                    verified.remove(file.path)
                 }
                 intact[file.path] = try chunksStillIntact(target, chunks[file.path] ?? [:])
             }
@@ -347,12 +376,15 @@ extension StateSyncStaging {
         }
     }
 
-    /// The journal's good lines, and whether a torn or damaged line ended it early.
-    private func readJournal() throws(SnapshotError) -> (entries: [JournalEntry], torn: Bool) {
-        let bytes = try io(journalPath, "reading the state-sync journal") { () throws(FileSystemError) -> [UInt8] in
-            guard try fileSystem.exists(journalPath) else { return [] }
+    /// The journal's good lines, and whether a torn or damaged line ended it early; nil when it
+    /// is larger than its bound.
+    private func readJournal() throws(SnapshotError) -> (entries: [JournalEntry], torn: Bool)? {
+        let read = try io(journalPath, "reading the state-sync journal") { () throws(FileSystemError) -> [UInt8]? in
+            guard let status = try fileSystem.status(journalPath) else { return [] }
+            guard status.sizeBytes <= Self.journalBytesMax else { return nil }
             return try readBounded(fileSystem, journalPath, limit: Self.journalBytesMax)
         }
+        guard let bytes = read else { return nil }
         var entries: [JournalEntry] = []
         let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
         // The last element is what follows the last newline: empty unless a line was torn.
