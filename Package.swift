@@ -83,16 +83,19 @@ let package = Package(
         // The network seam (`PeerTransport`) and, as peer sync lands, the sync decisions the
         // simulator runs; no I/O of its own.
         .target(name: "PeerSync", dependencies: ["Engine", "FaultFS", "Documents"]),
+        // Off-site snapshot copies: the object-store seam, a directory store, S3 (SigV4 over
+        // async-http-client), and push / pull / list / prune, content-addressed.
+        .target(name: "Offsite", dependencies: ["Engine", "FaultFS", crypto, asyncHTTPClient]),
         // The node: config, HTTP API, metrics, logs, lifecycle and the offline tools, as a library
         // so that tests can drive it in-process as well as through the binary.
         .target(
             name: "Node",
             dependencies: [
                 "Engine", "FaultFS", "Documents", tomlKit, logging, metrics, prometheus, hummingbird, hummingbirdCore, serviceLifecycle, nioPosix, nioHTTP1,
-                nioHTTPTypes, "PeerSync", asyncHTTPClient,
+                nioHTTPTypes, "PeerSync", "Offsite", asyncHTTPClient,
             ]),
         .executableTarget(
-            name: "rivellum-node", dependencies: ["Node", "PeerSync", "Engine", "FaultFS", "Documents", "CommandLineOptions", argumentParser, logging]),
+            name: "rivellum-node", dependencies: ["Node", "PeerSync", "Offsite", "Engine", "FaultFS", "Documents", "CommandLineOptions", argumentParser, logging]),
         // Drives the real node binary: a minimal loopback HTTP client and a process launcher, for the
         // kill -9 test and the end-to-end tests.
         .target(name: "NodeHarness"),
@@ -107,10 +110,13 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "CCRC32C", "FaultFS", "SimRunner", propertyBased]),
         // End-to-end tests of the command-line tools (they run the built executables).
         .testTarget(
-            name: "NodeTests", dependencies: ["Node", "Documents", "PeerSync", "Engine", "FaultFS", "NodeHarness", "rivellum-node", "rivellum-killtest", "rivellum-loadtest"]),
+            name: "NodeTests",
+            dependencies: ["Node", "Documents", "PeerSync", "Offsite", "Engine", "FaultFS", "NodeHarness", "rivellum-node", "rivellum-killtest", "rivellum-loadtest"]),
         .testTarget(name: "SimRunnerTests", dependencies: ["SimRunner", "Engine", "FaultFS", "rivellum-sim"]),
         // The sync state machine's decision table (no I/O).
         .testTarget(name: "PeerSyncTests", dependencies: ["PeerSync", "Engine"]),
+        // Off-site copies: SigV4 vectors, the directory store, and S3 against a moto server on loopback.
+        .testTarget(name: "OffsiteTests", dependencies: ["Offsite", "Engine", "FaultFS", "SimRunner", "NodeHarness"]),
         // The benchmark harness itself (baselines that fail must fail the run).
         .testTarget(name: "BenchTests", dependencies: ["rivellum-bench"]),
     ],

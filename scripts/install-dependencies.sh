@@ -15,3 +15,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
+# moto's standalone S3 server (the off-site tests run it on loopback) and the AWS CLI (the
+# off-site benchmark's baseline), from PyPI, only if missing.
+if ! python3 -c "import moto.server, flask" 2>/dev/null || ! command -v aws >/dev/null 2>&1; then
+    echo "== installing moto[server] and awscli from PyPI"
+    python3 -m pip install -q "moto[server]" awscli
+fi

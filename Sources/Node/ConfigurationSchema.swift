@@ -18,7 +18,7 @@ enum ConfigurationSchema {
             "max_connections", "request_head_timeout_ms", "request_body_timeout_ms", "idle_timeout_ms", "max_body_bytes_in_flight",
         ],
         "logging": ["level", "format"],
-        "snapshot": ["dir", "interval_hours", "keep"],
+        "snapshot": ["dir", "interval_hours", "keep", "offsite"],
         "sync": ["peers", "quorum", "trust_height", "trust_meta_root", "follow", "mode", "chunk_kib"],
     ]
 

@@ -172,6 +172,8 @@ public struct NodeAPI: Sendable {
             let status: HTTPResponse.Status = error.kind == .exists || error.kind == .invalid ? .conflict : .internalServerError
             throw APIError(status, error.description, kind: "snapshot_\(error.kind.rawValue)")
         }
+        // Every snapshot the daemon takes goes off-site too (`[snapshot] offsite`), once verified.
+        await snapshots.pushOffsite(path: result.path)
         return json(SnapshotCreated(path: result.path, manifest: result.manifest, seconds: result.seconds))
     }
 

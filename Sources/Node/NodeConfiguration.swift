@@ -1,6 +1,7 @@
 import Engine
 import Documents
 import FaultFS
+import Offsite
 import PeerSync
 import TOMLKit
 
@@ -79,6 +80,9 @@ public struct NodeConfiguration: Sendable, Equatable {
         /// 0 turns scheduled snapshots off.
         public var intervalHours: UInt64 = 0
         public var keep = 7
+        /// `file:///path` or `s3://bucket/prefix`: every snapshot the daemon takes is pushed
+        /// there once verified (nil: none).
+        public var offsite: String?
     }
 
     /// `[sync]`: the peers this node catches up from and follows.
@@ -156,6 +160,7 @@ public struct NodeConfiguration: Sendable, Equatable {
             # dir = "/var/lib/rivellum/snapshots"  # default: <data_dir>/snapshots
             interval_hours = \(snapshot.intervalHours)                # 0: no scheduled snapshots
             keep = \(snapshot.keep)
+            # offsite = "s3://bucket/prefix"      # or "file:///mnt/backup": every snapshot the daemon takes is pushed there once verified
 
             [sync]
             peers = []                        # e.g. ["http://10.0.0.2:7070", "http://10.0.0.3:7070"]; empty: no sync
@@ -258,6 +263,9 @@ public struct NodeConfiguration: Sendable, Equatable {
         try check(snapshot.directory.map { !$0.isEmpty } ?? true, "snapshot.dir", "must not be empty (leave it out for <data_dir>/snapshots)")
         try check(snapshot.intervalHours <= 24 * 365, "snapshot.interval_hours", "must be at most 8760")
         try check((1...10_000).contains(snapshot.keep), "snapshot.keep", "must be in 1...10000")
+        if let offsite = snapshot.offsite {
+            if case .failure(let error) = OffsiteLocation.parse(offsite) { try check(false, "snapshot.offsite", error.message) }
+        }
         try validateSync(file: file)
     }
 
@@ -382,6 +390,7 @@ public struct NodeConfiguration: Sendable, Equatable {
         var dir: String?
         var interval_hours: Int?
         var keep: Int?
+        var offsite: String?
     }
 
     private mutating func apply(_ raw: RawFile, file: String) throws(NodeConfigurationError) {
@@ -447,6 +456,7 @@ public struct NodeConfiguration: Sendable, Equatable {
             if let value = section.dir { snapshot.directory = value }
             if let value = section.interval_hours { snapshot.intervalHours = try unsigned(value, "snapshot.interval_hours") }
             if let value = section.keep { snapshot.keep = value }
+            if let value = section.offsite { snapshot.offsite = value }
         }
         if let section = raw.sync {
             if let value = section.peers { sync.peers = value }

@@ -21,6 +21,7 @@ public final class NodeMetrics: WALObserver, Sendable {
     let recoveryRecordsReplayed: CoreMetrics.Gauge
     let recoveryBlocksDropped: CoreMetrics.Gauge
     let snapshotsCreated: CoreMetrics.Counter
+    let offsitePushes: CoreMetrics.Counter
     let snapshotDuration: CoreMetrics.Timer
     private let syncDurations: Mutex<[UInt32: CoreMetrics.Timer]>
     private let batchRecords: CoreMetrics.Recorder
@@ -49,6 +50,7 @@ public final class NodeMetrics: WALObserver, Sendable {
         recoveryRecordsReplayed = CoreMetrics.Gauge(label: "rivellum_recovery_records_replayed", factory: factory)
         recoveryBlocksDropped = CoreMetrics.Gauge(label: "rivellum_recovery_uncommitted_blocks_dropped", factory: factory)
         snapshotsCreated = CoreMetrics.Counter(label: "rivellum_snapshots_created_total", factory: factory)
+        offsitePushes = CoreMetrics.Counter(label: "rivellum_snapshots_pushed_offsite_total", factory: factory)
         snapshotDuration = CoreMetrics.Timer(label: "rivellum_snapshot_create_duration_seconds", factory: factory)
         batchRecords = CoreMetrics.Recorder(label: "rivellum_wal_group_commit_batch_records", aggregate: true, factory: factory)
         syncDurations = Mutex([:])

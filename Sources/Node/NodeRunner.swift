@@ -50,6 +50,8 @@ public enum ExitCodes {
     public static let interrupted: Int32 = 75
     /// Peer sync: too few peers to make a quorum still hold the next height; state sync (a snapshot) is needed.
     public static let needsStateSync: Int32 = 79
+    /// The off-site store refused: credentials, permissions, a missing bucket.
+    public static let noPermission: Int32 = 77
 }
 
 /// Runs the daemon: opens (recovering) the engine, serves the API, ticks the WAL, and shuts

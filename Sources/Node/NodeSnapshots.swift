@@ -102,7 +102,7 @@ struct SnapshotScheduleService: Service {
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
                 if Task.isCancelled { break }
-                _ = try? snapshots.create(outputPath: nil)
+                if let created = try? snapshots.create(outputPath: nil) { await snapshots.pushOffsite(path: created.path) }
                 snapshots.prune()
             }
         }

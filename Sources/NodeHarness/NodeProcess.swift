@@ -24,7 +24,7 @@ public struct NodeProcess {
     /// - Parameter currentDirectory: the node's working directory (where the default
     ///   `./rivellum-data` goes); the caller's when nil.
     public static func start(
-        binary: String, arguments: [String], logPath: String, currentDirectory: String? = nil
+        binary: String, arguments: [String], logPath: String, currentDirectory: String? = nil, environment: [String: String] = [:]
     ) throws -> NodeProcess {
         if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
         // Bounded: a few attempts in case another process takes the port first (exit 69).
@@ -34,6 +34,7 @@ public struct NodeProcess {
             process.executableURL = URL(fileURLWithPath: binary)
             process.arguments = ["run", "--listen", "127.0.0.1:\(port)"] + arguments
             process.standardOutput = FileHandle.nullDevice
+            if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
             if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
             guard let log = FileHandle(forWritingAtPath: logPath) else {
                 throw LoopbackHTTP.Failure(message: "cannot open \(logPath)")

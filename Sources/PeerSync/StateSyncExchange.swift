@@ -94,11 +94,8 @@ public enum StateSyncExchange {
         }
     }
 
-    /// A snapshot name a node could have made: 1–128 of `A-Z a-z 0-9 . _ -`, not `.` or `..`.
-    public static func isPlainName(_ name: String) -> Bool {
-        (1...128).contains(name.utf8.count) && name != "." && name != ".."
-            && name.utf8.allSatisfy { isUnreserved($0) }
-    }
+    /// A snapshot name a node could have made (`SnapshotManifest.isPlainName`).
+    public static func isPlainName(_ name: String) -> Bool { SnapshotManifest.isPlainName(name) }
 
     private static func isUnreserved(_ byte: UInt8) -> Bool {
         (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte) || byte == 0x2E || byte == 0x5F || byte == 0x2D

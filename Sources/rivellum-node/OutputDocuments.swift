@@ -1,6 +1,7 @@
 import Documents
 import Engine
 import Node
+import Offsite
 import PeerSync
 
 /// The JSON documents the offline commands print under `--json` (README, "The node"), built
@@ -361,5 +362,91 @@ struct SyncModeEventDocument: Codable {
             snapshotBytes = report.snapshotBytes
             resumed = report.resumed
         }
+    }
+}
+
+/// `snapshot push --json`.
+struct OffsitePushDocument: Codable {
+    var name: String
+    var to: String
+    var files: Int
+    var filesUploaded: Int
+    var bytesUploaded: UInt64
+    var filesAlreadyStored: Int
+    var bytesAlreadyStored: UInt64
+    var manifestSHA256: String
+
+    enum CodingKeys: String, CodingKey {
+        case name, to, files
+        case filesUploaded = "files_uploaded"
+        case bytesUploaded = "bytes_uploaded"
+        case filesAlreadyStored = "files_already_stored"
+        case bytesAlreadyStored = "bytes_already_stored"
+        case manifestSHA256 = "manifest_sha256"
+    }
+
+    init(_ report: OffsiteSnapshots.PushReport, to: String) {
+        name = report.name
+        self.to = to
+        files = report.files
+        filesUploaded = report.filesUploaded
+        bytesUploaded = report.bytesUploaded
+        filesAlreadyStored = report.filesAlreadyStored
+        bytesAlreadyStored = report.bytesAlreadyStored
+        manifestSHA256 = report.manifestSHA256
+    }
+}
+
+/// `snapshot pull --json`.
+struct OffsitePullDocument: Codable {
+    var name: String
+    var path: String
+    var files: Int
+    var bytes: UInt64
+    var height: UInt64
+    var metaRoot: String
+    var verified = true
+
+    enum CodingKeys: String, CodingKey {
+        case name, path, files, bytes, height, verified
+        case metaRoot = "meta_root"
+    }
+
+    init(_ report: OffsiteSnapshots.PullReport) {
+        name = report.name
+        path = report.path
+        files = report.files
+        bytes = report.bytes
+        height = report.height
+        metaRoot = report.metaRoot
+    }
+}
+
+/// One entry of `snapshot list --offsite URI --json`.
+struct OffsiteListedDocument: Codable {
+    var name: String
+    var height: UInt64?
+    var metaRoot: String?
+    var sizeBytes: UInt64?
+    var createdAt: UInt64?
+    var manifestSHA256: String
+    var damaged: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case name, height, damaged
+        case metaRoot = "meta_root"
+        case sizeBytes = "size_bytes"
+        case createdAt = "created_at"
+        case manifestSHA256 = "manifest_sha256"
+    }
+
+    init(_ listed: OffsiteSnapshots.Listed) {
+        name = listed.name
+        height = listed.manifest?.height
+        metaRoot = listed.manifest?.metaRoot
+        sizeBytes = listed.manifest?.totalBytes
+        createdAt = listed.manifest?.createdAt
+        manifestSHA256 = listed.manifestSHA256
+        damaged = listed.manifest == nil
     }
 }

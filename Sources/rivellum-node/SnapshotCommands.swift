@@ -15,7 +15,7 @@ extension RivellumNode {
     struct Snapshot: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create, list, verify, restore and prune snapshots.",
-            subcommands: [Create.self, List.self, Verify.self, Restore.self, Prune.self])
+            subcommands: [Create.self, List.self, Verify.self, Restore.self, Prune.self, Push.self, Pull.self])
     }
 }
 
@@ -154,14 +154,18 @@ extension RivellumNode.Snapshot {
         }
     }
 
-    struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List snapshots (including partial or broken ones).")
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List snapshots (including partial or broken ones), or those kept off-site (--offsite).")
 
         @OptionGroup var options: ConfigurationOptions
 
+        @Option(help: "List the snapshots in this off-site store instead (file:///path or s3://bucket/prefix).")
+        var offsite: String?
+
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
+        func run() async throws {
+            if let offsite { return try await listOffsite(offsite, output: output) }
             let configuration = try options.load()
             let listings: [SnapshotListing]
             do {
@@ -262,11 +266,14 @@ extension RivellumNode.Snapshot {
         }
     }
 
-    struct Prune: ParsableCommand {
+    struct Prune: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Remove old snapshots; never the newest verified one without --force.")
+            abstract: "Remove old snapshots; never the newest verified one without --force. --offsite URI --keep N prunes an off-site store.")
 
         @OptionGroup var options: ConfigurationOptions
+
+        @Option(help: "Prune this off-site store instead (file:///path or s3://bucket/prefix): keep the newest --keep N.")
+        var offsite: String?
 
         @Option(help: "Keep the newest N snapshots.")
         var keep: Int?
@@ -282,6 +289,7 @@ extension RivellumNode.Snapshot {
 
         func validate() throws {
             guard keep != nil || olderThan != nil else { throw ValidationError("give --keep N and/or --older-than DURATION") }
+            if offsite != nil, keep == nil || olderThan != nil || force { throw ValidationError("--offsite takes --keep N (and --dry-run) only") }
             if let keep, keep < 0 { throw ValidationError("--keep must not be negative") }
             if let olderThan, Self.seconds(olderThan) == nil { throw ValidationError("--older-than: \(olderThan) is not like 30d, 12h, 90m or 3600") }
         }
@@ -292,7 +300,8 @@ extension RivellumNode.Snapshot {
             return UInt64(text)
         }
 
-        func run() throws {
+        func run() async throws {
+            if let offsite, let keep { return try await pruneOffsite(offsite, keep: keep, dryRun: dryRun) }
             let configuration = try options.load()
             let fileSystem = PosixFileSystem()
             do {

@@ -21,10 +21,13 @@ final class ScratchDirectory {
 }
 
 /// Runs the built `rivellum-node` with `arguments` to completion.
-func runNodeCommand(_ arguments: [String], currentDirectory: String? = nil) throws -> (status: Int32, output: String, error: String) {
+func runNodeCommand(
+    _ arguments: [String], currentDirectory: String? = nil, environment: [String: String] = [:]
+) throws -> (status: Int32, output: String, error: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: NodeProcess.siblingBinary())
     process.arguments = arguments
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
     let output = Pipe()
     let error = Pipe()

@@ -89,6 +89,13 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
         try? JSONDecoder().decode(SnapshotManifest.self, from: Data(bytes))
     }
 
+    /// A snapshot name a node could have made (and that is safe in a URL path, an object key and
+    /// a file name): 1–128 of `A-Z a-z 0-9 . _ -`, not `.` or `..`.
+    public static func isPlainName(_ name: String) -> Bool {
+        (1...128).contains(name.utf8.count) && name != "." && name != ".."
+            && name.utf8.allSatisfy { (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }
+    }
+
     /// A manifest a peer served: it must decode and be well formed (`structuralProblem`);
     /// whether it is the one wanted (its digest, chain and roots) is the caller's check.
     public static func decodeServed(_ bytes: [UInt8]) -> Result<SnapshotManifest, SnapshotError> {
@@ -97,7 +104,7 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
         return .success(manifest)
     }
 
-    static func completeMarker(manifestBytes: [UInt8]) -> [UInt8] {
+    public static func completeMarker(manifestBytes: [UInt8]) -> [UInt8] {
         Array("format=\(currentFormatVersion)\nmanifest_sha256=\(sha256Hex(manifestBytes))\n".utf8)
     }
 

@@ -69,7 +69,7 @@ public enum SnapshotVerifier {
     }
 
     /// `readManifest`, with the bytes the completion marker vouched for.
-    static func readManifestAndBytes(fileSystem: any FileSystem, path: String) throws(SnapshotError) -> (manifest: SnapshotManifest, bytes: [UInt8]) {
+    public static func readManifestAndBytes(fileSystem: any FileSystem, path: String) throws(SnapshotError) -> (manifest: SnapshotManifest, bytes: [UInt8]) {
         var attempt = 0
         while true {
             attempt += 1
