@@ -15,7 +15,7 @@ extension RivellumNode {
     struct Snapshot: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create, list, verify, restore and prune snapshots.",
-            subcommands: [Create.self, List.self, Verify.self, Restore.self, Prune.self, Push.self, Pull.self])
+            subcommands: [Create.self, List.self, Verify.self, Restore.self, Prune.self, Push.self, Pull.self, Drill.self])
     }
 }
 
@@ -52,6 +52,16 @@ struct ProgressPrinter {
             Double(progress.bytesDone) / 1_048_576, Double(progress.bytesTotal) / 1_048_576, rate)
         printError(line, newline: progress.filesDone == progress.filesTotal)
     }
+}
+
+/// `http://HOST:PORT` of the node running on `dataDirectory`, from its `node.api` file.
+func localNodeURL(dataDirectory: String) -> String? {
+    let addressFile = PathComponents.join(dataDirectory, NodeRunner.apiAddressFileName)
+    guard let text = try? String(contentsOfFile: addressFile, encoding: .utf8),
+        let (host, port) = NodeConfiguration.parseListen(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    else { return nil }
+    let loopback = host == "0.0.0.0" || host == "localhost" ? "127.0.0.1" : host
+    return "http://\(loopback):\(port)"
 }
 
 func absolutePath(_ path: String) -> String {
@@ -120,17 +130,13 @@ extension RivellumNode.Snapshot {
         }
 
         func createOnline(dataDirectory: String, outputPath: String) async throws {
-            let addressFile = PathComponents.join(dataDirectory, NodeRunner.apiAddressFileName)
-            guard let text = try? String(contentsOfFile: addressFile, encoding: .utf8),
-                let (host, port) = NodeConfiguration.parseListen(text.trimmingCharacters(in: .whitespacesAndNewlines))
-            else {
-                printError("rivellum-node snapshot create: a node holds \(dataDirectory) but \(addressFile) does not say where it listens")
+            guard let baseURL = localNodeURL(dataDirectory: dataDirectory) else {
+                printError("rivellum-node snapshot create: a node holds \(dataDirectory) but its \(NodeRunner.apiAddressFileName) does not say where it listens")
                 throw ExitCode(ExitCodes.unavailable)
             }
-            let loopback = host == "0.0.0.0" || host == "localhost" ? "127.0.0.1" : host
             let body = JSONDocument.encodeBytes(SnapshotRequestDocument(out: outputPath))
             let request = PeerRequest(
-                .post, baseURL: "http://\(loopback):\(port)", path: "/v1/admin/snapshots", body: Array(body),
+                .post, baseURL: baseURL, path: "/v1/admin/snapshots", body: Array(body),
                 contentType: "application/json", timeoutSeconds: 3_600, responseBytesMax: 1 << 20)
             let response: PeerResponse
             do {
@@ -138,7 +144,7 @@ extension RivellumNode.Snapshot {
                     try await transport.exchange(request)
                 }
             } catch {
-                printError("rivellum-node snapshot create: asking the node at \(loopback):\(port): \(error)")
+                printError("rivellum-node snapshot create: asking the node at \(baseURL): \(error)")
                 throw ExitCode(ExitCodes.unavailable)
             }
             guard response.status == 200, let created = try? JSONDocument.decode(SnapshotCreated.self, from: response.body) else {
