@@ -116,7 +116,7 @@ let package = Package(
         // The sync state machine's decision table (no I/O).
         .testTarget(name: "PeerSyncTests", dependencies: ["PeerSync", "Engine"]),
         // Off-site copies: SigV4 vectors, the directory store, and S3 against a moto server on loopback.
-        .testTarget(name: "OffsiteTests", dependencies: ["Offsite", "Engine", "FaultFS", "SimRunner", "NodeHarness"]),
+        .testTarget(name: "OffsiteTests", dependencies: ["Offsite", "Engine", "FaultFS", "SimRunner", "NodeHarness", crypto]),
         // The benchmark harness itself (baselines that fail must fail the run).
         .testTarget(name: "BenchTests", dependencies: ["rivellum-bench"]),
     ],

@@ -43,9 +43,16 @@ extension NodeSnapshots {
     func pushOffsite(path: String) async {
         guard let uri = configuration.snapshot.offsite else { return }
         let name = PathComponents.name(of: path)
+        guard SnapshotManifest.isPlainName(name) else {
+            metrics.countError("offsite_push")
+            logger.error("off-site push skipped: the snapshot's name is not a plain name (A-Z a-z 0-9 . _ -)", metadata: ["path": "\(path)"])
+            return
+        }
         do {
+            // Just created and verified: each file is hashed again as it is uploaded, not the whole snapshot re-verified.
             let report = try await OffsiteStores.withStore(uri: uri) { store in
-                try await OffsiteSnapshots.push(snapshotPath: path, name: name, store: store, fileSystem: PosixFileSystem(), nowSeconds: clock.nowSeconds)
+                try await OffsiteSnapshots.push(
+                    snapshotPath: path, name: name, store: store, fileSystem: PosixFileSystem(), nowSeconds: clock.nowSeconds, verify: false)
             }
             metrics.offsitePushes.increment()
             logger.info(

@@ -51,6 +51,9 @@ public enum OffsiteSnapshots {
     static func objectKey(_ sha256: String) -> String { "objects/" + sha256 }
     static func manifestKey(_ name: String) -> String { "snapshots/\(name)/" + SnapshotManifest.fileName }
     static func pushingKey(_ name: String) -> String { "snapshots/\(name)/PUSHING" }
+    static let pruningKey = "locks/PRUNING"
+    /// A prune marker older than this is a crashed prune's: pushes go on.
+    public static let pruneMarkerLifetimeSeconds: UInt64 = 3_600
     /// A push marker older than this is a crashed push's: prune removes it and stops keeping its objects.
     public static let pushMarkerLifetimeSeconds: UInt64 = 24 * 3_600
 
@@ -60,17 +63,26 @@ public enum OffsiteSnapshots {
     /// file the store does not hold yet (by SHA-256, size checked), reads each upload back and
     /// checks it, then uploads the manifest and reads it back. Throws `SnapshotError` for a local
     /// snapshot that does not verify, `ObjectStoreError` for the store.
+    ///
+    /// Against a concurrent prune: the push writes its `PUSHING` marker, then refuses
+    /// (`unavailable`) while a `locks/PRUNING` marker younger than its lifetime exists; a prune
+    /// writes that marker before it reads the push markers, so either the prune sees this push's
+    /// marker and keeps its objects, or the push sees the prune and stops.
     public static func push(
-        snapshotPath: String, name: String, store: any ObjectStore, fileSystem: any FileSystem, nowSeconds: UInt64
+        snapshotPath: String, name: String, store: any ObjectStore, fileSystem: any FileSystem, nowSeconds: UInt64, verify: Bool = true
     ) async throws -> PushReport {
         precondition(SnapshotManifest.isPlainName(name), "a snapshot's name is plain")
-        _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: snapshotPath)
+        if verify { _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: snapshotPath) }
         let (manifest, manifestBytes) = try SnapshotVerifier.readManifestAndBytes(fileSystem: fileSystem, path: snapshotPath)
         var report = PushReport(
             name: name, files: manifest.files.count, filesUploaded: 0, bytesUploaded: 0, filesAlreadyStored: 0, bytesAlreadyStored: 0,
             manifestSHA256: SnapshotOffers.digest(of: manifestBytes))
         let marker = "started=\(nowSeconds)\n" + Set(manifest.files.map(\.sha256)).sorted().joined(separator: "\n") + "\n"
         try await store.put(pushingKey(name), bytes: Array(marker.utf8))
+        if let started = try await markerStart(store, pruningKey), started + pruneMarkerLifetimeSeconds >= nowSeconds {
+            try await store.delete(pushingKey(name))
+            throw ObjectStoreError(.unavailable, store: store.description, key: pruningKey, operation: "push", "a prune is running (since \(started)); push again once it is done")
+        }
         var done = Set<String>()
         for file in manifest.files where done.insert(file.sha256).inserted {
             let key = objectKey(file.sha256)
@@ -158,6 +170,9 @@ public enum OffsiteSnapshots {
         var directories = Set<String>()
         for file in manifest.files {
             let key = objectKey(file.sha256)
+            guard file.sizeBytes <= S3ObjectStore.objectBytesMax else {
+                throw ObjectStoreError(.damaged, store: store.description, key: key, operation: "pull", "\(file.path) claims \(file.sizeBytes) bytes, more than an object holds")
+            }
             guard let bytes = try await store.get(key, bytesMax: file.sizeBytes) else {
                 throw ObjectStoreError(.damaged, store: store.description, key: key, operation: "pull", "the object of \(file.path) is missing")
             }
@@ -198,18 +213,33 @@ public enum OffsiteSnapshots {
     /// running push needs. A damaged manifest counts as the oldest.
     public static func prune(store: any ObjectStore, keep: Int, nowSeconds: UInt64) async throws(ObjectStoreError) -> PruneReport {
         precondition(keep >= 1, "prune keeps at least one snapshot")
+        // The marker first, then the pushes' markers, then the manifests (see `push`).
+        try await store.put(pruningKey, bytes: Array("started=\(nowSeconds)\n".utf8))
+        var needed = try await runningPushes(store: store, nowSeconds: nowSeconds)
         let listed = try await list(store: store)
         let kept = Array(listed.prefix(keep)), removed = Array(listed.dropFirst(keep))
         for snapshot in removed { try await store.delete(manifestKey(snapshot.name)) }
-        var needed = Set(kept.flatMap { $0.manifest?.files.map(\.sha256) ?? [] })
-        needed.formUnion(try await runningPushes(store: store, nowSeconds: nowSeconds))
+        needed.formUnion(kept.flatMap { $0.manifest?.files.map(\.sha256) ?? [] })
         var report = PruneReport(kept: kept.map(\.name), removed: removed.map(\.name), objectsRemoved: 0, bytesRemoved: 0)
+        // A kept snapshot whose manifest does not decode names no objects: nothing is collected.
+        if kept.contains(where: { $0.manifest == nil }) {
+            try await store.delete(pruningKey)
+            return report
+        }
         for object in try await store.list(prefix: "objects/") where !needed.contains(String(object.key.dropFirst("objects/".count))) {
             try await store.delete(object.key)
             report.objectsRemoved += 1
             report.bytesRemoved += object.sizeBytes
         }
+        try await store.delete(pruningKey)
         return report
+    }
+
+    /// The `started=` time of a marker, nil when there is none.
+    static func markerStart(_ store: any ObjectStore, _ key: String) async throws(ObjectStoreError) -> UInt64? {
+        guard let bytes = try await store.get(key, bytesMax: 64 << 20) else { return nil }
+        let first = String(decoding: bytes.prefix { $0 != 0x0A }, as: UTF8.self)
+        return first.hasPrefix("started=") ? UInt64(first.dropFirst("started=".count)) ?? 0 : 0
     }
 
     /// The objects pushes still running need; a marker past its lifetime is removed.

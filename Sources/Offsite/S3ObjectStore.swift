@@ -82,14 +82,18 @@ public final class S3ObjectStore: ObjectStore {
     /// The largest object put or got in one request (S3's single-PUT limit is 5 GiB).
     public static let objectBytesMax: UInt64 = 1 << 30
     static let attemptsMax = 3
-    static let timeoutSeconds: Int64 = 300
+    /// A request's time limit: 60 s, plus its body at 1 MB/s.
+    static func timeoutSeconds(bodyBytes: Int) -> Int64 { 60 + Int64(bodyBytes / 1_000_000) }
+    static let readIdleSeconds: Int64 = 60
 
     private init(bucket: String, prefix: String, settings: S3Settings, nowSeconds: @escaping @Sendable () -> UInt64) {
         self.bucket = bucket
         self.prefix = prefix
         self.settings = settings
         self.nowSeconds = nowSeconds
-        let configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10)), decompression: .disabled)
+        // A read timeout bounds a stall mid-body (the request deadline covers the head only).
+        let configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10), read: .seconds(Self.readIdleSeconds)), decompression: .disabled)
         client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 
@@ -130,11 +134,11 @@ public final class S3ObjectStore: ObjectStore {
 
     /// One signed request, retried while the store is unavailable.
     private func send(
-        _ method: HTTPMethod, key: String?, query: [(String, String)] = [], body: [UInt8] = [], bodySHA256: String? = nil, bytesMax: UInt64, operation: String
+        _ method: HTTPMethod, key: String?, query: [(String, String)] = [], body: [UInt8] = [], bytesMax: UInt64, operation: String
     ) async throws(ObjectStoreError) -> Answer {
         let (base, host, pathPrefix) = addressing
         let path = pathPrefix + (key.map { "/" + objectKey($0) } ?? (pathPrefix.isEmpty ? "/" : ""))
-        let payload = bodySHA256 ?? SigV4.hex(SHA256.hash(data: body))
+        let payload = SigV4.hex(SHA256.hash(data: body))
         var lastError: ObjectStoreError?
         // Bounded: attemptsMax tries.
         for attempt in 1...Self.attemptsMax {
@@ -145,13 +149,14 @@ public final class S3ObjectStore: ObjectStore {
             let queryText = query.map { "\(SigV4.encode($0.0, keepSlash: false))=\(SigV4.encode($0.1, keepSlash: false))" }.joined(separator: "&")
             var request = HTTPClientRequest(url: base + SigV4.encode(path, keepSlash: true) + (queryText.isEmpty ? "" : "?" + queryText))
             request.method = method
-            for (name, value) in signed.sorted(by: { $0.key < $1.key }) where name != "host" { request.headers.add(name: name, value: value) }
+            // Host as signed (with its port): async-http-client keeps a Host header given to it.
+            for (name, value) in signed.sorted(by: { $0.key < $1.key }) { request.headers.add(name: name, value: value) }
             if !body.isEmpty || method == .PUT {
                 request.headers.add(name: "content-length", value: "\(body.count)")
                 request.body = .bytes(ByteBuffer(bytes: body))
             }
             do {
-                let response = try await client.execute(request, timeout: .seconds(Self.timeoutSeconds))
+                let response = try await client.execute(request, timeout: .seconds(Self.timeoutSeconds(bodyBytes: body.count)))
                 let collected = try await response.body.collect(upTo: Int(min(bytesMax, UInt64(Int.max))))
                 var headers: [String: String] = [:]
                 for (name, value) in response.headers { headers[name.lowercased()] = value }
@@ -206,6 +211,7 @@ public final class S3ObjectStore: ObjectStore {
     public func list(prefix keyPrefix: String) async throws(ObjectStoreError) -> [StoredObject] {
         var objects: [StoredObject] = []
         var token: String?
+        var pages = 0
         let stripped = prefix.isEmpty ? 0 : prefix.count + 1
         // Bounded: a thousand keys a page, listKeysMax keys in all.
         repeat {
@@ -213,18 +219,24 @@ public final class S3ObjectStore: ObjectStore {
             if let token { query.append(("continuation-token", token)) }
             let answer = try await send(.GET, key: nil, query: query, bytesMax: 16 << 20, operation: "list")
             guard answer.status == 200 else { throw refused(answer, key: keyPrefix, operation: "list") }
-            for contents in Self.xmlValues(answer.body, tag: "Contents") {
+            let page = Self.xmlElements(answer.body, tag: "Contents")
+            for contents in page {
                 let bytes = Array(contents.utf8)
-                guard let key = Self.xmlValues(bytes, tag: "Key").first, key.count >= stripped,
+                guard let key = Self.xmlValues(bytes, tag: "Key").first, key.count > stripped,
                     let size = Self.xmlValues(bytes, tag: "Size").first.flatMap({ UInt64($0) })
-                else { continue }
+                else { throw ObjectStoreError(.damaged, store: description, key: keyPrefix, operation: "list", "a listing entry without a key or size") }
                 objects.append(StoredObject(key: String(key.dropFirst(stripped)), sizeBytes: size))
             }
+            pages += 1
             guard objects.count <= listKeysMax else {
                 throw ObjectStoreError(.refused, store: description, key: keyPrefix, operation: "list", "more than \(listKeysMax) keys")
             }
-            token = Self.xmlValues(answer.body, tag: "IsTruncated").first == "true" ? Self.xmlValues(answer.body, tag: "NextContinuationToken").first : nil
-        } while token != nil
+            guard Self.xmlValues(answer.body, tag: "IsTruncated").first == "true" else { break }
+            guard let next = Self.xmlValues(answer.body, tag: "NextContinuationToken").first, next != token, !page.isEmpty, pages < Self.listPagesMax else {
+                throw ObjectStoreError(.damaged, store: description, key: keyPrefix, operation: "list", "a truncated listing without a new continuation token")
+            }
+            token = next
+        } while true
         return objects.sorted { $0.key < $1.key }
     }
 
@@ -238,18 +250,27 @@ public final class S3ObjectStore: ObjectStore {
         }
     }
 
-    /// The text of every `<tag>…</tag>` in `xml`, entities decoded.
-    static func xmlValues(_ xml: [UInt8], tag: String) -> [String] {
+    /// The most pages one listing reads (a thousand keys each).
+    static let listPagesMax = listKeysMax / 1_000 + 1
+
+    /// The raw text of every `<tag>…</tag>` in `xml` (a container: entities left as they are).
+    static func xmlElements(_ xml: [UInt8], tag: String) -> [String] {
         let text = String(decoding: xml, as: UTF8.self)
-        var values: [String] = []
+        var elements: [String] = []
         var rest = text[...]
         // Bounded by the document: each round consumes one element.
         while let open = rest.range(of: "<\(tag)>"), let close = rest.range(of: "</\(tag)>", range: open.upperBound..<rest.endIndex) {
-            values.append(
-                String(rest[open.upperBound..<close.lowerBound]).replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
-                    .replacingOccurrences(of: "&quot;", with: "\"").replacingOccurrences(of: "&apos;", with: "'").replacingOccurrences(of: "&amp;", with: "&"))
+            elements.append(String(rest[open.upperBound..<close.lowerBound]))
             rest = rest[close.upperBound...]
         }
-        return values
+        return elements
+    }
+
+    /// The text of every leaf `<tag>…</tag>` in `xml`, its entities decoded once (`&amp;` last).
+    static func xmlValues(_ xml: [UInt8], tag: String) -> [String] {
+        xmlElements(xml, tag: tag).map {
+            $0.replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">").replacingOccurrences(of: "&quot;", with: "\"")
+                .replacingOccurrences(of: "&apos;", with: "'").replacingOccurrences(of: "&amp;", with: "&")
+        }
     }
 }

@@ -101,17 +101,22 @@ extension RivellumBench {
 
         /// Runs `rivellum-node sync --json` into a fresh directory; the seconds its caught-up event reports.
         static func syncSeconds(binary: String, into path: String, peers: [NodeProcess]) throws -> Double {
+            try syncEventMilliseconds(binary: binary, arguments: ["--data-dir", path], peers: peers, event: "caught_up")
+        }
+
+        /// Runs `rivellum-node sync ARGUMENTS --json` against `peers`; the `elapsed_ms` of its first
+        /// `event` event, in seconds (it must exit 0).
+        static func syncEventMilliseconds(binary: String, arguments: [String], peers: [NodeProcess], event: String) throws -> Double {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = ["sync", "--data-dir", path, "--json", "--log-level", "error"] + peers.flatMap { ["--peer", "http://127.0.0.1:\($0.port)"] }
+            process.arguments = ["sync"] + arguments + ["--json", "--log-level", "error"] + peers.flatMap { ["--peer", "http://127.0.0.1:\($0.port)"] }
             let output = Pipe()
             process.standardOutput = output
             try process.run()
             let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             process.waitUntilExit()
-            guard process.terminationStatus == 0, let last = text.split(separator: "\n").last,
-                let event = try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any], event["event"] as? String == "caught_up",
-                let milliseconds = event["elapsed_ms"] as? Int
+            let events = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            guard process.terminationStatus == 0, let found = events.first(where: { $0["event"] as? String == event }), let milliseconds = found["elapsed_ms"] as? Int
             else { throw ValidationError("sync exited \(process.terminationStatus): \(text.suffix(400))") }
             return Double(max(milliseconds, 1)) / 1_000
         }

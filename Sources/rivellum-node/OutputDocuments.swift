@@ -330,9 +330,11 @@ struct SyncModeEventDocument: Codable {
     var bytesDownloaded: UInt64?
     var snapshotBytes: UInt64?
     var resumed: Bool?
+    var elapsedMilliseconds: UInt64?
 
     enum CodingKeys: String, CodingKey {
         case event, next, reason, phase, snapshot, height, resumed
+        case elapsedMilliseconds = "elapsed_ms"
         case metaRoot = "meta_root"
         case bytesDownloaded = "bytes_downloaded"
         case snapshotBytes = "snapshot_bytes"
@@ -361,6 +363,7 @@ struct SyncModeEventDocument: Codable {
             bytesDownloaded = report.bytesDownloaded
             snapshotBytes = report.snapshotBytes
             resumed = report.resumed
+            elapsedMilliseconds = report.elapsedNanoseconds / 1_000_000
         }
     }
 }

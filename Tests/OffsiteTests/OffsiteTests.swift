@@ -1,8 +1,9 @@
+import Crypto
 import Engine
 import FaultFS
 import Foundation
 import NodeHarness
-import Offsite
+@testable import Offsite
 import SimRunner
 import Testing
 
@@ -115,6 +116,17 @@ struct OffsiteTests {
             SigV4.Request(method: "GET", path: "/", query: [("max-keys", "2"), ("prefix", "J")], payloadSHA256: SigV4.emptyPayloadSHA256),
             host: "examplebucket.s3.amazonaws.com", region: "us-east-1", credentials: credentials, secondsSince1970: at)
         #expect(list["authorization"]?.hasSuffix("Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7") == true, "\(list)")
+        // PUT Object with a body, a path that needs encoding, and extra signed headers.
+        let body = Array("Welcome to Amazon S3.".utf8)
+        let put = SigV4.sign(
+            SigV4.Request(
+                method: "PUT", path: "/test$file.text", headers: ["date": "Fri, 24 May 2013 00:00:00 GMT", "x-amz-storage-class": "REDUCED_REDUNDANCY"],
+                payloadSHA256: SigV4.hex(SHA256.hash(data: body))),
+            host: "examplebucket.s3.amazonaws.com", region: "us-east-1", credentials: credentials, secondsSince1970: at)
+        #expect(put["x-amz-content-sha256"] == "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072")
+        #expect(
+            put["authorization"]
+                == "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class, Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd")
     }
 
     @Test(arguments: [
@@ -165,5 +177,31 @@ struct OffsiteTests {
             try handle.sync()
             try handle.close()
         }
+    }
+
+    /// A push while a prune runs stops before it uploads anything (and leaves no marker); a
+    /// prune marker past its lifetime (a crashed prune) does not stop it.
+    @Test func aPushStopsWhileAPruneRuns() async throws {
+        let snapshots = try TwoSnapshots()
+        let store = FileObjectStore(fileSystem: snapshots.fileSystem, root: "/offsite")
+        try await store.put("locks/PRUNING", bytes: Array("started=1000\n".utf8))
+        do {
+            _ = try await OffsiteSnapshots.push(snapshotPath: "/backup/s1", name: "s1", store: store, fileSystem: snapshots.fileSystem, nowSeconds: 1_100)
+            Issue.record("a push went on during a prune")
+        } catch let error as ObjectStoreError {
+            #expect(error.kind == .unavailable && error.key == "locks/PRUNING")
+        }
+        #expect(try await store.list(prefix: "").map(\.key) == ["locks/PRUNING"], "nothing uploaded, no push marker left")
+        let late = try await OffsiteSnapshots.push(
+            snapshotPath: "/backup/s1", name: "s1", store: store, fileSystem: snapshots.fileSystem, nowSeconds: 1_000 + OffsiteSnapshots.pruneMarkerLifetimeSeconds + 1)
+        #expect(late.filesUploaded > 0)
+    }
+
+    /// ListObjectsV2's XML: leaf values decoded once, containers left raw.
+    @Test func listingXMLIsDecodedOnce() {
+        let xml = Array("<ListBucketResult><Contents><Key>a&amp;lt;b</Key><Size>3</Size></Contents><Contents><Key>c&lt;d</Key><Size>4</Size></Contents></ListBucketResult>".utf8)
+        let entries = S3ObjectStore.xmlElements(xml, tag: "Contents")
+        #expect(entries.count == 2)
+        #expect(entries.flatMap { S3ObjectStore.xmlValues(Array($0.utf8), tag: "Key") } == ["a&lt;b", "c<d"])
     }
 }
