@@ -54,8 +54,13 @@ public enum RestoreDrill {
         }
     }
 
+    /// `scratch` must not exist or be empty (exit 73 otherwise): it is removed afterwards.
     public static func run(source: Source, peer: String, scratch: String, keep: Bool, logger: Logger) async throws -> DrillReport {
         let fileSystem = PosixFileSystem()
+        // Removed afterwards: so it must be the drill's own (absent, or an empty directory).
+        if try fileSystem.exists(scratch), !(try fileSystem.listDirectory(scratch)).isEmpty {
+            throw SnapshotError(.exists, path: scratch, "the scratch directory is not empty; the drill removes it afterwards, so give a new or empty one")
+        }
         try fileSystem.createDirectories(scratch)
         defer { if !keep { try? fileSystem.removeTree(scratch) } }
         let started = ContinuousClock.now

@@ -69,7 +69,8 @@ public enum OffsiteSnapshots {
     /// writes that marker before it reads the push markers, so either the prune sees this push's
     /// marker and keeps its objects, or the push sees the prune and stops.
     public static func push(
-        snapshotPath: String, name: String, store: any ObjectStore, fileSystem: any FileSystem, nowSeconds: UInt64, verify: Bool = true
+        snapshotPath: String, name: String, store: any ObjectStore, fileSystem: any FileSystem, nowSeconds: UInt64, verify: Bool = true,
+        verifyExisting: Bool = false
     ) async throws -> PushReport {
         precondition(SnapshotManifest.isPlainName(name), "a snapshot's name is plain")
         if verify { _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: snapshotPath) }
@@ -86,7 +87,7 @@ public enum OffsiteSnapshots {
         var done = Set<String>()
         for file in manifest.files where done.insert(file.sha256).inserted {
             let key = objectKey(file.sha256)
-            if try await store.size(key) == file.sizeBytes {
+            if try await isStored(store, key: key, file: file, verify: verifyExisting) {
                 report.filesAlreadyStored += 1
                 report.bytesAlreadyStored += file.sizeBytes
                 continue
@@ -103,6 +104,15 @@ public enum OffsiteSnapshots {
         }
         try await store.delete(pushingKey(name))
         return report
+    }
+
+    /// Whether the store holds `file`'s object already: by its size, or (`verify`) read back and
+    /// hashed, so that a damaged one is uploaded again.
+    static func isStored(_ store: any ObjectStore, key: String, file: SnapshotManifest.File, verify: Bool) async throws(ObjectStoreError) -> Bool {
+        guard try await store.size(key) == file.sizeBytes else { return false }
+        guard verify else { return true }
+        guard let stored = try await store.get(key, bytesMax: file.sizeBytes) else { return false }
+        return UInt64(stored.count) == file.sizeBytes && sha256Hex(stored) == file.sha256
     }
 
     /// A snapshot file's bytes, bounded, checked against the manifest (it may have changed

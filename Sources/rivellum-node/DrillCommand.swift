@@ -40,6 +40,10 @@ extension RivellumNode.Snapshot {
 
         @OptionGroup var output: OutputOptions
 
+        func validate() throws {
+            if let name, !SnapshotManifest.isPlainName(name) { throw ValidationError("--name: \(name) is not a snapshot name") }
+        }
+
         func run() async throws {
             let isURI = from.hasPrefix("file://") || from.hasPrefix("s3://")
             let source = isURI ? RestoreDrill.Source(uri: from, name: name) : RestoreDrill.Source(path: absolutePath(from))

@@ -42,6 +42,9 @@ extension RivellumNode.Snapshot {
         @Option(help: "file:///path or s3://bucket/prefix.")
         var to: String
 
+        @Flag(help: "Read back and hash every object the store already holds (not only its size); upload again any that changed.")
+        var verifyExisting = false
+
         @OptionGroup var output: OutputOptions
 
         func validate() throws {
@@ -53,7 +56,9 @@ extension RivellumNode.Snapshot {
             let path = try snapshotPath(configuration)
             let report = try await runOffsite("snapshot push") {
                 try await OffsiteStores.withStore(uri: to) { store in
-                    try await OffsiteSnapshots.push(snapshotPath: path, name: name, store: store, fileSystem: PosixFileSystem(), nowSeconds: CommandClock.system.nowSeconds)
+                    try await OffsiteSnapshots.push(
+                        snapshotPath: path, name: name, store: store, fileSystem: PosixFileSystem(), nowSeconds: CommandClock.system.nowSeconds,
+                        verifyExisting: verifyExisting)
                 }
             }
             output.print(OffsitePushDocument(report, to: to)) {

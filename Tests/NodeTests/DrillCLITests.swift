@@ -30,6 +30,9 @@ struct DrillCLITests {
         #expect(passed.report["verdict"] as? String == "passed" && passed.report["compared_height"] as? Int == 50)
         #expect(passed.report["blocks_replayed"] as? Int == 20 && passed.report["gap_blocks"] as? Int == 20 && passed.report["snapshot_height"] as? Int == 30)
         #expect(!FileManager.default.fileExists(atPath: scratch.path + "/standby"), "the scratch standby is removed")
+        // A scratch directory that is not the drill's own (not empty) is refused: it would be removed.
+        let occupied = try Self.drill(["--from", scratch.path + "/snap", "--peer", peer, "--scratch", scratch.path])
+        #expect(occupied.status == 73 && FileManager.default.fileExists(atPath: scratch.path + "/a/GENESIS"), "\(occupied.error)")
 
         // From an off-site copy, the newest there, keeping the standby.
         let pushed = try runNodeCommand(["snapshot", "push", "--data-dir", scratch.path + "/a", "--name", "snap", "--to", "file://\(scratch.path)/offsite"])

@@ -91,6 +91,11 @@ enum OffsiteRoundTrip {
         }
         let leftovers = try fileSystem.exists("/restore/s2") || fileSystem.exists("/restore/s2.partial")
         #expect(!leftovers)
+        // The remedy: a push that reads back what the store holds uploads the damaged object again.
+        let repaired = try await OffsiteSnapshots.push(
+            snapshotPath: "/backup/s2", name: "s2", store: store, fileSystem: fileSystem, nowSeconds: 35, verifyExisting: true)
+        #expect(repaired.filesUploaded == 1 && repaired.bytesUploaded == victim.sizeBytes, "\(repaired)")
+        #expect(try await OffsiteSnapshots.pull(store: store, name: "s2", outPath: "/restore/s2", fileSystem: fileSystem).height == 34)
 
         let pruned = try await OffsiteSnapshots.prune(store: store, keep: 1, nowSeconds: 40)
         #expect(pruned.kept == ["s2"] && pruned.removed == ["s1"] && pruned.objectsRemoved > 0)
