@@ -92,8 +92,16 @@ struct StateSyncService {
     /// (`SyncStalled`), a local I/O failure (`SnapshotError`), or cancellation.
     func run() async throws -> StateSyncReport {
         let fileSystem = self.fileSystem, dataDirectory = self.dataDirectory
+        let floor = machineConfiguration.heightFloor
         let loaded = try await pool.runIfActive { () throws -> (StateSyncStaging, StagedDownload)? in
-            try StateSyncStaging.load(fileSystem: fileSystem, dataDirectory: dataDirectory)
+            guard let loaded = try StateSyncStaging.load(fileSystem: fileSystem, dataDirectory: dataDirectory) else { return nil }
+            // Staging of a snapshot the node already stands at or above (a stop between the
+            // install and the removal of staging) is never installed again.
+            guard loaded.1.offer.height > floor else {
+                try StateSyncStaging.discard(fileSystem: fileSystem, dataDirectory: dataDirectory)
+                return nil
+            }
+            return loaded
         }
         var loop = StateSyncLoop(service: self, startedAt: clock.nowNanoseconds())
         let staged = loaded.flatMap { StateSyncStaged($0.1, chunkBytes: machineConfiguration.chunkBytes) }
@@ -257,7 +265,7 @@ struct StateSyncLoop {
     private func install() async throws -> StateSyncInput {
         let staging = try requireStaging()
         let walDirectory = service.configuration.wal.walDirectory, walClock = service.walClock
-        let id = "state-sync-\(walClock.nowNanoseconds() / 1_000_000_000)"
+        let id = "state-sync-\(staging.offer.height)-\(walClock.nowNanoseconds() / 1_000_000_000)"
         service.logger.info("state sync: every file staged and verified; verifying the snapshot and installing it", metadata: ["height": "\(staging.offer.height)"])
         do {
             let plan = try await onPool { try staging.install(walDirectory: walDirectory, id: id, clock: walClock) }
