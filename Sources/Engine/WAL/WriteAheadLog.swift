@@ -100,17 +100,23 @@ public final class WriteAheadLog: Sendable {
         let files = try scanner.segmentFiles().filter { $0.index >= firstIndex }
         do throws(FileSystemError) {
             for file in files.reversed() {
+                // The chain's first segment never moves aside, even when every record in it is
+                // past `lsn`: its header (previous last LSN) is the only thing that says where
+                // the partition starts, which is above 0 after a snapshot restore or retention.
+                // Moved aside, the partition would read as empty and restart at LSN 1. Its
+                // records are cut off instead, down to the header.
+                let movable = file.index != files.first!.index
                 // A bad read is read again (bounded); one that never settles is an error, never
                 // a reason to keep uncommitted records.
                 let read = try fileSystem.readFile(file.path) { bytes in
                     guard let firstLSN = headerFirstLSN(bytes) else { return false }
-                    return firstLSN > lsn || firstOffset(after: lsn, in: bytes) != nil
+                    return (movable && firstLSN > lsn) || firstOffset(after: lsn, in: bytes) != nil
                 }
                 guard read.verified, let firstLSN = headerFirstLSN(read.bytes) else {
                     throw FileSystemError(.ioError, operation: "discard", path: file.path, detail: "the segment does not read back as recovery verified it")
                 }
                 let bytes = read.bytes
-                if firstLSN > lsn {
+                if movable && firstLSN > lsn {
                     try fileSystem.rename(file.path, to: file.path + ".uncommitted-0")
                     discardedBytes += UInt64(bytes.count)
                     continue
@@ -128,10 +134,12 @@ public final class WriteAheadLog: Sendable {
         let (report, scan) = try WALRecovery.recover(
             fileSystem: fileSystem, directory: partitionDirectory, partition: partition, mode: .tolerateTornTail,
             replay: { _, _ in })
-        guard scan.lastLSN <= lsn else {
+        // Exactly at `lsn`: above it, records were left behind; below it, the partition lost
+        // its starting position and its writer would reuse LSNs the lane has applied.
+        guard scan.lastLSN == lsn else {
             throw WALError(
                 kind: .io, partition: partition, damage: nil, cause: nil,
-                message: "records after LSN \(lsn) are still in the log after discarding them (it ends at \(scan.lastLSN))")
+                message: "the log ends at LSN \(scan.lastLSN) after discarding the records after LSN \(lsn)")
         }
         recovered.scans[partition] = scan
         if let index = recovered.reports.firstIndex(where: { $0.partition == partition }) {
