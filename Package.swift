@@ -78,14 +78,16 @@ let package = Package(
             // to prove the simulator catches them. Debug (test) builds only; never in release.
             swiftSettings: [.define("RIVELLUM_MUTATIONS", .when(configuration: .debug))]),
         // The deterministic simulator's library (workloads, fault schedules, oracles).
-        .target(name: "SimRunner", dependencies: ["Engine", "FaultFS", "Documents", "PeerSync", tomlKit]),
+        .target(name: "SimRunner", dependencies: ["Engine", "FaultFS", "Documents", "PeerSync", "OffsiteCore", tomlKit]),
         .executableTarget(name: "rivellum-sim", dependencies: ["SimRunner", "CommandLineOptions", "Documents", argumentParser]),
         // The network seam (`PeerTransport`) and, as peer sync lands, the sync decisions the
         // simulator runs; no I/O of its own.
         .target(name: "PeerSync", dependencies: ["Engine", "FaultFS", "Documents"]),
-        // Off-site snapshot copies: the object-store seam, a directory store, S3 (SigV4 over
-        // async-http-client), and push / pull / list / prune, content-addressed.
-        .target(name: "Offsite", dependencies: ["Engine", "FaultFS", crypto, asyncHTTPClient]),
+        // Off-site snapshot copies: the object-store seam, a directory store, and push / pull /
+        // list / prune, content-addressed (no network of its own: the simulator drives it too).
+        .target(name: "OffsiteCore", dependencies: ["Engine", "FaultFS"]),
+        // S3 (SigV4 over async-http-client) and opening stores; re-exports OffsiteCore.
+        .target(name: "Offsite", dependencies: ["OffsiteCore", "Engine", "FaultFS", crypto, asyncHTTPClient]),
         // The node: config, HTTP API, metrics, logs, lifecycle and the offline tools, as a library
         // so that tests can drive it in-process as well as through the binary.
         .target(

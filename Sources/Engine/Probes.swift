@@ -56,6 +56,21 @@ public enum Probe: String, CaseIterable, Sendable {
     case stateSyncFileRefused = "state_sync.file_refused"
     /// A chunk took longer than the minimum speed allows; its peer was dropped for another.
     case stateSyncSlowPeerDropped = "state_sync.slow_peer_dropped"
+    /// A manifest a peer served was refused: not the offered digest, malformed, or not the offer's.
+    case stateSyncManifestRefused = "state_sync.manifest_refused"
+    /// Every file hashed to its manifest, yet the install's full verification refused the
+    /// snapshot (a manifest that lies consistently): another is chosen.
+    case stateSyncInstallRefused = "state_sync.install_refused"
+    /// Counted by the simulator: an off-site push found an upload the store lost or cut short
+    /// (reading it back) and failed rather than report the snapshot pushed.
+    case offsiteUploadDamageCaught = "offsite.upload_damage_caught"
+    /// Counted by the simulator: a pull refused a snapshot whose object or manifest the store damaged.
+    case offsitePullRefusedDamage = "offsite.pull_refused_damage"
+    /// Counted by the simulator: a push found objects another snapshot had already stored.
+    case offsiteObjectShared = "offsite.object_shared"
+    /// Counted by the simulator: a crash interrupted a state sync's install, and the node stood at
+    /// a snapshot's height again afterwards (the restore rolled forward, or the install ran again).
+    case stateSyncInstallRolledForward = "state_sync.install_rolled_forward"
 
     /// Branches a sweep of a few hundred seeds may well miss: a zero tail needs a crash between
     /// an extension and its data; a tail lost to corruption is the documented limit (rot in the
@@ -65,8 +80,10 @@ public enum Probe: String, CaseIterable, Sendable {
     public var isRare: Bool {
         switch self {
         case .walCleanZeroTailTrimmed, .walAcknowledgedTailLostToCorruption, .snapshotRestoreStagingDiscarded: true
-        // No simulator workload drives state sync yet (issue #16): its decision-table tests do.
-        case .stateSyncChosen, .stateSyncResumed, .stateSyncFileRefused, .stateSyncSlowPeerDropped: true
+        // A crash inside the install of a state sync is a narrow window of a few seeds; a liar's
+        // consistent manifest is chosen only when it offers the newest attested snapshot first
+        // (its scenario runs it every time).
+        case .stateSyncInstallRolledForward, .stateSyncInstallRefused: true
         default: false
         }
     }

@@ -44,15 +44,7 @@ extension NodeAPI {
         let dataDirectory = configuration.node.dataDirectory
         let rangeHeader = request.headers[.range]
         let range = try await servingSnapshot { () throws(SnapshotError) -> SnapshotOffers.FileRange in
-            try SnapshotOffers.fileRange(fileSystem: PosixFileSystem(), dataDirectory: dataDirectory, name: name, filePath: filePath) {
-                size throws(SnapshotError) in
-                do throws(ByteRangeRequest.Problem) {
-                    let wanted = try ByteRangeRequest(header: rangeHeader, fileSizeBytes: size, answerBytesMax: SnapshotOffers.rangeBytesMax)
-                    return (wanted.offset, wanted.count)
-                } catch {
-                    throw SnapshotError(error.rangeRequired ? .rangeRequired : .rangeNotSatisfiable, path: filePath, error.description)
-                }
-            }
+            try SnapshotServing.fileRange(fileSystem: PosixFileSystem(), dataDirectory: dataDirectory, name: name, filePath: filePath, rangeHeader: rangeHeader)
         }
         var headers: HTTPFields = [.contentType: "application/octet-stream", .acceptRanges: "bytes"]
         guard rangeHeader != nil else {
@@ -71,68 +63,10 @@ extension NodeAPI {
         do {
             return try await servingPeer { () throws -> Value in try read() }
         } catch let error as SnapshotError {
-            switch error.kind {
-            case .rangeRequired:
-                throw APIError(.contentTooLarge, error.message, kind: "range_required")
-            case .rangeNotSatisfiable:
-                throw APIError(.rangeNotSatisfiable, error.message, kind: "range_not_satisfiable")
-            case .notOffered:
-                throw APIError(.notFound, error.description, kind: "not_offered")
-            case .io:
-                throw APIError(.serviceUnavailable, error.description, kind: "io")
-            default:
-                logger.error("a snapshot offered to peers is not intact", metadata: ["error": "\(error)"])
-                throw APIError(.internalServerError, error.description, kind: "snapshot_\(error.kind.rawValue)")
-            }
+            let (status, kind) = SnapshotServing.failureStatus(error)
+            if status == 500 { logger.error("a snapshot offered to peers is not intact", metadata: ["error": "\(error)"]) }
+            // A bad range is the peer's mistake: its message alone says what was wrong.
+            throw APIError(HTTPResponse.Status(code: status), status == 413 || status == 416 ? error.message : error.description, kind: kind)
         }
-    }
-}
-
-/// One byte range a peer asks for (`Range: bytes=A-B`, `bytes=A-`, `bytes=-N`), resolved against
-/// the file's size and capped at what one answer holds. Without a header: the whole file, if it
-/// fits in one answer.
-struct ByteRangeRequest: Equatable {
-    var offset: UInt64
-    var count: UInt64
-
-    struct Problem: Error, CustomStringConvertible {
-        var description: String
-        /// No range was given and the whole file is larger than one answer.
-        var rangeRequired = false
-    }
-
-    init(header: String?, fileSizeBytes size: UInt64, answerBytesMax: UInt64) throws(Problem) {
-        guard let header else {
-            guard size <= answerBytesMax else {
-                throw Problem(description: "a Range header is required: the file is \(size) bytes, more than one answer holds (\(answerBytesMax))", rangeRequired: true)
-            }
-            self.init(offset: 0, count: size)
-            return
-        }
-        guard header.hasPrefix("bytes="), !header.contains(",") else {
-            throw Problem(description: "the range \(quoted(header)) is not one bytes=A-B range")
-        }
-        let spec = header.dropFirst("bytes=".count).split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
-        guard spec.count == 2 else { throw Problem(description: "the range \(quoted(header)) is not one bytes=A-B range") }
-        let first = UInt64(spec[0]), last = UInt64(spec[1])
-        switch (spec[0].isEmpty, spec[1].isEmpty) {
-        case (false, _) where first != nil && (spec[1].isEmpty || last != nil):
-            let start = first!
-            let end = min(last ?? (size &- 1), size &- 1)
-            guard start < size, last.map({ $0 >= start }) ?? true else {
-                throw Problem(description: "the range \(quoted(header)) is past the file's \(size) bytes")
-            }
-            self.init(offset: start, count: min(end - start + 1, answerBytesMax))
-        case (true, false) where last != nil && last! > 0 && size > 0:
-            let suffix = min(last!, size)
-            self.init(offset: size - suffix, count: min(suffix, answerBytesMax))
-        default:
-            throw Problem(description: "the range \(quoted(header)) is not satisfiable for a file of \(size) bytes")
-        }
-    }
-
-    init(offset: UInt64, count: UInt64) {
-        self.offset = offset
-        self.count = count
     }
 }

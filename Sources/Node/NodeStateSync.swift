@@ -79,8 +79,8 @@ extension NodeRunner {
         }
     }
 
-    /// One state sync with the engine closed: locks the data directory (creating it), finishes a
-    /// restore a crash interrupted, then fetches, verifies and installs a snapshot. Throws
+    /// One state sync with the engine closed: locks the data directory (creating it), then (the
+    /// service) finishes a restore a crash interrupted, fetches, verifies and installs a snapshot. Throws
     /// `StateSyncStopped` or `SyncStalled` (the plan decides), or `NodeExit` (69 locked, 74 I/O).
     static func stateSync(
         configuration: NodeConfiguration, clock: any WALClock, intervalClock: any WALClock, logger: Logger, stallSeconds: Int?,
@@ -97,7 +97,6 @@ extension NodeRunner {
         }
         do throws(SnapshotError) {
             lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: dataDirectory)
-            try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: dataDirectory, clock: clock)
         } catch {
             throw NodeExit(error.kind == .locked ? ExitCodes.unavailable : ExitCodes.ioError, "rivellum-node: \(error)")
         }
@@ -129,11 +128,9 @@ extension NodeRunner {
     /// The height a stopped node's data directory recovers to (0 when it has no genesis): state
     /// sync only takes a snapshot above it. Read before the lock is taken (the read takes it).
     static func localHeight(_ configuration: NodeConfiguration) throws -> UInt64 {
-        guard hasGenesis(configuration) else { return 0 }
         do {
-            let status = try DataDirectoryStatus.read(
+            return try StateSyncStaging.localHeight(
                 fileSystem: PosixFileSystem(), dataDirectory: configuration.node.dataDirectory, walDirectory: configuration.wal.walDirectory)
-            return max(status.logHeight, status.lanes.map(\.appliedHeight).min() ?? 0)
         } catch {
             throw NodeExit(NodeExit.exitCode(for: error), "rivellum-node: state sync: \(error)")
         }
@@ -142,10 +139,11 @@ extension NodeRunner {
     /// Block sync runs: a staging area of a state sync the node already stands at or above
     /// (a crash between the install and its removal) is removed.
     static func discardInstalledStaging(configuration: NodeConfiguration, localHeight: UInt64, logger: Logger) {
-        let dataDirectory = configuration.node.dataDirectory
-        guard let offer = StateSyncStaging.stagedOffer(fileSystem: PosixFileSystem(), dataDirectory: dataDirectory), offer.height <= localHeight else { return }
         do {
-            try StateSyncStaging.discard(fileSystem: PosixFileSystem(), dataDirectory: dataDirectory)
+            guard
+                let offer = try StateSyncStaging.discardIfInstalled(
+                    fileSystem: PosixFileSystem(), dataDirectory: configuration.node.dataDirectory, localHeight: localHeight)
+            else { return }
             logger.info("removed the staging of a state sync already installed", metadata: ["height": "\(offer.height)"])
         } catch {
             logger.warning("cannot remove the staging of an installed state sync", metadata: ["error": "\(error)"])

@@ -92,16 +92,9 @@ struct StateSyncService {
     /// (`SyncStalled`), a local I/O failure (`SnapshotError`), or cancellation.
     func run() async throws -> StateSyncReport {
         let fileSystem = self.fileSystem, dataDirectory = self.dataDirectory
-        let floor = machineConfiguration.heightFloor
-        let loaded = try await pool.runIfActive { () throws -> (StateSyncStaging, StagedDownload)? in
-            guard let loaded = try StateSyncStaging.load(fileSystem: fileSystem, dataDirectory: dataDirectory) else { return nil }
-            // Staging of a snapshot the node already stands at or above (a stop between the
-            // install and the removal of staging) is never installed again.
-            guard loaded.1.offer.height > floor else {
-                try StateSyncStaging.discard(fileSystem: fileSystem, dataDirectory: dataDirectory)
-                return nil
-            }
-            return loaded
+        let floor = machineConfiguration.heightFloor, journalClock = walClock
+        let loaded = try await pool.runIfActive {
+            try StateSyncStaging.resume(fileSystem: fileSystem, dataDirectory: dataDirectory, heightFloor: floor, clock: journalClock)
         }
         var loop = StateSyncLoop(service: self, startedAt: clock.nowNanoseconds())
         let staged = loaded.flatMap { StateSyncStaged($0.1, chunkBytes: machineConfiguration.chunkBytes) }
@@ -270,18 +263,11 @@ struct StateSyncLoop {
         do {
             let plan = try await onPool { try staging.install(walDirectory: walDirectory, id: id, clock: walClock) }
             return .installed(height: plan.manifest.height, metaRoot: staging.offer.metaRoot)
-        } catch let error as SnapshotError where Self.isRefusal(error) {
+        } catch let error as SnapshotError where error.refusesTheSnapshot {
             service.logger.error("the staged snapshot failed verification; it is discarded", metadata: ["error": "\(error)"])
             let fileSystem = staging.fileSystem, dataDirectory = staging.dataDirectory
             try await onPool { try StateSyncStaging.discard(fileSystem: fileSystem, dataDirectory: dataDirectory) }
             return .installRefused(reason: error.description)
-        }
-    }
-
-    static func isRefusal(_ error: SnapshotError) -> Bool {
-        switch error.kind {
-        case .damaged, .hostile, .incomplete, .wrongChain, .walGap: true
-        default: false
         }
     }
 

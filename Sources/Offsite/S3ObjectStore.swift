@@ -80,7 +80,7 @@ public final class S3ObjectStore: ObjectStore {
     private let nowSeconds: @Sendable () -> UInt64
 
     /// The largest object put or got in one request (S3's single-PUT limit is 5 GiB).
-    public static let objectBytesMax: UInt64 = 1 << 30
+    public static let objectBytesMax = OffsiteSnapshots.objectBytesMax
     static let attemptsMax = 3
     /// A request's time limit: 60 s, plus its body at 1 MB/s.
     static func timeoutSeconds(bodyBytes: Int) -> Int64 { 60 + Int64(bodyBytes / 1_000_000) }

@@ -119,7 +119,8 @@ struct StateSyncDownload: Sendable {
 
     /// A peer found faulty or unreachable: its chunks and manifest request go back to wait.
     mutating func forget(peer: Int) {
-        for (chunk, request) in sent where request.peer == peer {
+        // In chunk order, so that what is asked next does not depend on hashing.
+        for (chunk, request) in sentInOrder where request.peer == peer {
             sent[chunk] = nil
             requeue(chunk)
         }
@@ -132,10 +133,14 @@ struct StateSyncDownload: Sendable {
         for (path, only) in pinned where gone(only) { pinned[path] = nil }
     }
 
+    private var sentInOrder: [(key: Chunk, value: (peer: Int, sentAt: UInt64))] {
+        sent.sorted { ($0.key.path, $0.key.offset) < ($1.key.path, $1.key.offset) }
+    }
+
     /// Chunks in flight past their deadline (by their size): given up, to be asked of another.
     mutating func lateChunks(now: UInt64, deadline: (UInt64) -> UInt64) -> [(peer: Int, count: UInt64)] {
         var late: [(peer: Int, count: UInt64)] = []
-        for (chunk, request) in sent.sorted(by: { ($0.key.path, $0.key.offset) < ($1.key.path, $1.key.offset) })
+        for (chunk, request) in sentInOrder
         where elapsedNanoseconds(now, since: request.sentAt) >= deadline(chunk.count) {
             sent[chunk] = nil
             requeue(chunk)

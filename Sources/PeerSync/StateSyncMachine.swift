@@ -160,10 +160,12 @@ public struct StateSyncMachine: Sendable {
         download.manifestAskedOf = nil
         switch result {
         case .failure(let fault):
+            if case .misbehaved = fault { Probe.stateSyncManifestRefused.hit() }
             self.download = download
             punish(peer, fault, now: now, into: &outputs)
         case .success(let fetched):
             if let problem = Self.manifestProblem(fetched, offer: download.offer, configuration: sync, chunkBytes: configuration.chunkBytes) {
+                Probe.stateSyncManifestRefused.hit()
                 self.download = download
                 return punish(peer, .misbehaved(problem), now: now, into: &outputs)
             }
@@ -250,6 +252,7 @@ public struct StateSyncMachine: Sendable {
     /// sources served a snapshot that lies (its digest is refused), and another is chosen.
     private mutating func installRefused(_ reason: String, now: UInt64, into outputs: inout [StateSyncOutput]) {
         guard phase == .installing else { return }
+        Probe.stateSyncInstallRefused.hit()
         refuseSnapshot("it failed verification: \(reason)", now: now, into: &outputs)
     }
 
@@ -282,6 +285,9 @@ public struct StateSyncMachine: Sendable {
             outputs.append(.peerFaulty(peer: peer, why: why))
         }
         if let inFlight = linkInFlight[peer] { linksAsked[peer].remove(inFlight.height) }
+        // Once reachable again it is asked afresh what it offers: a 404 for a chunk or a
+        // manifest may mean it no longer keeps the snapshot.
+        if download != nil { offers[peer] = nil }
         download?.forget(peer: peer)
         offersInFlight[peer] = nil
         linkInFlight[peer] = nil
@@ -336,6 +342,7 @@ public struct StateSyncMachine: Sendable {
 
     /// Asks for statuses, offers and links; chooses a snapshot; fetches its manifest and chunks.
     private mutating func plan(now: UInt64, into outputs: inout [StateSyncOutput]) {
+        if let download { dropIfNoSource(download) }
         for peer in peers.indices {
             if peers[peer].askStatusIfDue(now: now, refresh: sync.statusRefreshNanoseconds) { outputs.append(.request(peer: peer, .status)) }
             // Offers once per peer until a snapshot is chosen (and again when it is dropped).
@@ -485,10 +492,7 @@ public struct StateSyncMachine: Sendable {
     private mutating func askManifest(now: UInt64, into outputs: inout [StateSyncOutput]) {
         guard var download, download.manifest == nil, download.manifestAskedOf == nil else { return }
         let sources = askableSources(of: download.offer)
-        guard !sources.isEmpty else {
-            dropIfNoSource(download)
-            return
-        }
+        guard !sources.isEmpty else { return }
         let peer = sources[download.manifestAttempts % sources.count]
         download.manifestAttempts += 1
         download.manifestAskedOf = (peer, now)
@@ -496,8 +500,9 @@ public struct StateSyncMachine: Sendable {
         outputs.append(.request(peer: peer, .manifest(name: offerName(download.offer, at: peer))))
     }
 
-    /// Once every peer has answered and none offers the snapshot being fetched any more (a
-    /// resumed one that is gone, or every source was faulty), another is chosen.
+    /// Once every peer has answered and no trusted one offers the snapshot being fetched any
+    /// more (pruned, a resumed one that is gone, or every source was faulty), another is chosen
+    /// (staging is replaced when it is staged).
     private mutating func dropIfNoSource(_ download: StateSyncDownload) {
         guard everyUsablePeerAnswered, sources(of: download.offer).allSatisfy({ !isTrusted($0) }) else { return }
         abandonDownload()
@@ -506,7 +511,7 @@ public struct StateSyncMachine: Sendable {
     private mutating func askChunks(now: UInt64, into outputs: inout [StateSyncOutput]) {
         guard var download, download.manifest != nil else { return }
         let sources = askableSources(of: download.offer)
-        if sources.isEmpty { return dropIfNoSource(download) }
+        if sources.isEmpty { return }
         download.unpin { !peers[$0].isAskable }
         var skipped: [StateSyncDownload.Chunk] = []
         // Bounded: chunksMax in flight, and each waiting chunk looked at once.

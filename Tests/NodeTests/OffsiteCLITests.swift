@@ -38,7 +38,7 @@ struct OffsiteCLITests {
             try await S3ObjectStore.withStore(bucket: "rivellum-a", prefix: "", settings: S3Settings(
                 credentials: AWSCredentials(accessKeyID: "testing", secretAccessKey: "testing"), region: "us-east-1", endpoint: moto.endpoint)) { try await $0.createBucket() }
         }
-        var config = "[node]\ndata_dir = \"\(scratch.path)/a\"\n[wal]\nwal_fsync_policy = \"dev_fast\"\n[snapshot]\noffsite = \"\(daemonStore)\"\n"
+        let config = "[node]\ndata_dir = \"\(scratch.path)/a\"\n[wal]\nwal_fsync_policy = \"dev_fast\"\n[snapshot]\noffsite = \"\(daemonStore)\"\n"
         let a = try NodeProcess.start(
             binary: NodeProcess.siblingBinary(), arguments: ["--config", scratch.file("a.toml", config), "--log-level", "info"], logPath: scratch.path + "/a.log",
             environment: environment)

@@ -51,3 +51,15 @@ public struct SnapshotError: Error, Sendable, CustomStringConvertible {
 
     public var description: String { "\(kind.rawValue): \(path): \(message)" }
 }
+
+extension SnapshotError {
+    /// Whether the snapshot itself was refused (damaged, hostile, incomplete, of another chain,
+    /// or leaving a gap to the log), as opposed to a local failure (I/O, a lock, the engine):
+    /// a state sync refuses such a snapshot and chooses another.
+    public var refusesTheSnapshot: Bool {
+        switch kind {
+        case .damaged, .hostile, .incomplete, .wrongChain, .walGap: true
+        default: false
+        }
+    }
+}

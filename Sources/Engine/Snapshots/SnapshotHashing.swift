@@ -2,7 +2,8 @@ import Crypto
 import FaultFS
 import Foundation
 
-func sha256Hex(_ bytes: [UInt8]) -> String {
+/// SHA-256 of `bytes`, as 64 lower-case hex digits (what manifests, offers and off-site keys use).
+public func sha256Hex(_ bytes: [UInt8]) -> String {
     Hex.encode(SHA256.hash(data: bytes))
 }
 

@@ -182,11 +182,12 @@ public struct StateSyncStaging: Sendable {
         do throws(FileSystemError) {
             try handle.append(entry.line())
             try handle.sync()
-            try handle.close()
         } catch {
             try? handle.close()
             throw error
         }
+        // Closed once, whatever close reports (a second close could close another file).
+        try handle.close()
     }
 
     // MARK: Installing
@@ -233,14 +234,15 @@ extension StateSyncStaging {
 
         /// `chunk <offset> <count> <crc32c hex> <path>|<line crc32c hex>\n`: the path is the rest of
         /// the line up to the last `|` (`SnapshotManifest.pathProblem` refuses control characters).
+        /// Checksums are 8 hex digits, so a line's length does not depend on the bytes it covers.
         func line() -> [UInt8] {
             let body: String
             switch self {
-            case .chunk(let path, let offset, let count, let crc): body = "chunk \(offset) \(count) \(String(crc, radix: 16)) \(path)"
+            case .chunk(let path, let offset, let count, let crc): body = "chunk \(offset) \(count) \(hex8(crc)) \(path)"
             case .verified(let path): body = "verified \(path)"
             case .discarded(let path): body = "discarded \(path)"
             }
-            return Array("\(body)|\(String(CRC32C.checksum(Array(body.utf8)), radix: 16))\n".utf8)
+            return Array("\(body)|\(hex8(CRC32C.checksum(Array(body.utf8))))\n".utf8)
         }
 
         /// One line without its newline; nil when torn or damaged.
@@ -265,7 +267,13 @@ extension StateSyncStaging {
 
     static func encodeOffer(_ offer: SnapshotOffer) -> [UInt8] {
         let body = "format=1\nname=\(offer.name)\nheight=\(offer.height)\nmeta_root=\(offer.metaRoot.hex)\nmanifest_sha256=\(offer.manifestSHA256)\nsize=\(offer.sizeBytes)\n"
-        return Array((body + "crc32c=\(String(CRC32C.checksum(Array(body.utf8)), radix: 16))\n").utf8)
+        return Array((body + "crc32c=\(hex8(CRC32C.checksum(Array(body.utf8))))\n").utf8)
+    }
+
+    /// A checksum as exactly 8 lower-case hex digits.
+    static func hex8(_ value: UInt32) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 8 - digits.count) + digits
     }
 
     static func decodeOffer(_ bytes: [UInt8]) -> SnapshotOffer? {
@@ -286,6 +294,40 @@ extension StateSyncStaging {
 // MARK: Resuming
 
 extension StateSyncStaging {
+    /// Where a state sync (re)starts, under the data directory's lock, as both drivers (the node
+    /// and the simulator) run it: a restore a crash interrupted is finished first
+    /// (`RestoreJournal.complete`); staging of a snapshot at or below `heightFloor` (installed
+    /// already: a stop between the install and the removal of staging) is removed and never
+    /// installed again; otherwise what `load` vouches for.
+    public static func resume(
+        fileSystem: any FileSystem, dataDirectory: String, heightFloor: UInt64, clock: any WALClock
+    ) throws(SnapshotError) -> (StateSyncStaging, StagedDownload)? {
+        try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: dataDirectory, clock: clock)
+        guard let loaded = try load(fileSystem: fileSystem, dataDirectory: dataDirectory) else { return nil }
+        guard loaded.1.offer.height > heightFloor else {
+            try discard(fileSystem: fileSystem, dataDirectory: dataDirectory)
+            return nil
+        }
+        return loaded
+    }
+
+    /// Block sync is to run at `localHeight`: staging of a snapshot at or below it (a crash
+    /// between the install and the removal of staging) is removed. Returns the offer removed.
+    public static func discardIfInstalled(fileSystem: any FileSystem, dataDirectory: String, localHeight: UInt64) throws(SnapshotError) -> SnapshotOffer? {
+        guard let offer = stagedOffer(fileSystem: fileSystem, dataDirectory: dataDirectory), offer.height <= localHeight else { return nil }
+        try discard(fileSystem: fileSystem, dataDirectory: dataDirectory)
+        return offer
+    }
+
+    /// The height a stopped node's data directory recovers to (0 when it holds no genesis): state
+    /// sync takes only a snapshot above it. Takes the data directory's lock while it reads.
+    public static func localHeight(fileSystem: any FileSystem, dataDirectory: String, walDirectory: String?) throws(EngineError) -> UInt64 {
+        let genesis = DataDirectoryLayout(dataDirectory: dataDirectory).genesis
+        guard (try? fileSystem.exists(genesis)) == true else { return 0 }
+        let status = try DataDirectoryStatus.read(fileSystem: fileSystem, dataDirectory: dataDirectory, walDirectory: walDirectory)
+        return max(status.logHeight, status.lanes.map(\.appliedHeight).min() ?? 0)
+    }
+
     /// What a stopped state sync left, checked again: nil when there is no staging area, or when
     /// it cannot be vouched for (no offer, a damaged offer or manifest) — then it is removed. A
     /// torn or damaged journal line ends the journal (it is rewritten to the good lines before

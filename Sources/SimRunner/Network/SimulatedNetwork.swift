@@ -3,11 +3,12 @@ import Engine
 import FaultFS
 import PeerSync
 
-/// A seeded network between the simulator's nodes, at the level of the sync protocol's wire:
-/// a `SyncRequest` reaches its server after a drawn delay, the server's answer (the bytes
-/// `SyncServing` gives, computed when the request arrives) comes back after another, and the
-/// client reads it through `SyncExchange` exactly as the HTTP driver does. From the seed:
-/// delays (hence reordering), drops either way, duplicated answers, one bit flipped in a block range,
+/// A seeded network between the simulator's nodes, at the level of the sync protocols' wire:
+/// a request (`SimulatedRequest`: blocks or state sync) reaches its server after a drawn delay,
+/// the server's answer (the bytes `SyncServing` or `SnapshotServing` gives, computed when the
+/// request arrives) comes back after another, and the client reads it through `SyncExchange` or
+/// `StateSyncExchange` exactly as the HTTP driver does. From the seed: delays (hence
+/// reordering), drops either way, duplicated answers, one bit flipped in a block range or a chunk,
 /// and partitions (a client–server pair cut for a while: exchanges fail at once, as a refused
 /// connection does). `heal` switches every fault off. Bounded: the machines bound what is in
 /// flight, and every message is delivered or dropped once it is due.
@@ -38,7 +39,7 @@ final class SimulatedNetwork {
         var incarnation: Int
         var slot: Int
         var server: Int
-        var request: SyncRequest
+        var request: SimulatedRequest
         var payload: Payload
     }
 
@@ -68,7 +69,7 @@ final class SimulatedNetwork {
     private func delay() -> UInt64 { UInt64(random.int(in: 1...Int(max(1, rates.delayMaxNanoseconds / 1_000_000)))) * 1_000_000 }
 
     /// Sends a request; a partitioned pair fails at once (after a short delay) as unreachable.
-    func send(client: Int, incarnation: Int, slot: Int, server: Int, request: SyncRequest, now: UInt64) -> String {
+    func send(client: Int, incarnation: Int, slot: Int, server: Int, request: SimulatedRequest, now: UInt64) -> String {
         let key = pairKey(client, server)
         if let until = partitions[key], now >= until { partitions[key] = nil }
         if partitions[key] == nil, random.chance(rates.partition) {
@@ -78,8 +79,7 @@ final class SimulatedNetwork {
             deliverAt: now + delay(), sequence: next(), client: client, incarnation: incarnation, slot: slot, server: server, request: request,
             payload: .request)
         if partitions[key] != nil {
-            let wire = SyncExchange.peerRequest(request, baseURL: "http://node-\(server)", timeoutSeconds: 1)
-            message.payload = .answer(.failure(PeerTransportError(.unreachable, request: wire, "partitioned")))
+            message.payload = .answer(.failure(PeerTransportError(.unreachable, request: request.wire(server: server), "partitioned")))
             enqueue(message)
             return "partitioned"
         }
@@ -113,13 +113,14 @@ final class SimulatedNetwork {
         return note
     }
 
-    /// One bit flipped in a block range (its own draw per copy). Only block ranges: they carry
-    /// their own checksums end to end, while status and links are JSON that HTTP over TCP
-    /// delivers intact (a flip there would be a lie by the network no checksum can catch).
+    /// One bit flipped in a block range or a snapshot chunk (its own draw per copy). Only those:
+    /// they carry their own checksums end to end (a chunk's file its SHA-256), while status,
+    /// links, offers and manifests are JSON that HTTP over TCP delivers intact (a flip there
+    /// would be a lie by the network no checksum can catch).
     private func corrupted(
-        _ outcome: Result<PeerResponse, PeerTransportError>, request: SyncRequest, note: inout String
+        _ outcome: Result<PeerResponse, PeerTransportError>, request: SimulatedRequest, note: inout String
     ) -> Result<PeerResponse, PeerTransportError> {
-        guard case .blocks = request, case .success(var response) = outcome, !response.body.isEmpty, random.chance(rates.corrupt) else { return outcome }
+        guard request.carriesItsOwnChecksum, case .success(var response) = outcome, !response.body.isEmpty, random.chance(rates.corrupt) else { return outcome }
         let index = random.int(in: 0...(response.body.count - 1))
         response.body[index] ^= UInt8(1 << random.int(in: 0...7))
         note += " corrupted@\(index)"
@@ -142,6 +143,35 @@ final class SimulatedNetwork {
     private func enqueue(_ message: Message) {
         precondition(queue.count < 100_000, "the simulated network's queue is bounded by what the machines keep in flight")
         queue.append(message)
+    }
+}
+
+/// What a simulated client asks of a server: a block-sync or a state-sync request.
+enum SimulatedRequest: Equatable, CustomStringConvertible {
+    case blocks(SyncRequest)
+    case state(StateSyncRequest)
+
+    /// The request as the HTTP driver would send it (its bounds are the transport's).
+    func wire(server: Int) -> PeerRequest {
+        let baseURL = "http://node-\(server)"
+        switch self {
+        case .blocks(let request): return SyncExchange.peerRequest(request, baseURL: baseURL, timeoutSeconds: 1)
+        case .state(let request): return StateSyncExchange.peerRequest(request, baseURL: baseURL, timeoutSeconds: 1)
+        }
+    }
+
+    var carriesItsOwnChecksum: Bool {
+        switch self {
+        case .blocks(.blocks), .state(.chunk): true
+        default: false
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .blocks(let request): "\(request)"
+        case .state(let request): "\(request)"
+        }
     }
 }
 

@@ -23,7 +23,7 @@ struct SyncScenarioRunner {
         }
         run.execute()
         let operations = run.result.fileSystemOperations
-        let stops = run.nodes.compactMap { node in node.stop.map { (node, $0) } }
+        let stops = run.nodes.compactMap { node in node.stop.map { (node, "\($0)") } ?? node.planStop.map { (node, "\($0)") } }
         let summary =
             stops.isEmpty
             ? "converged: \(run.nodes.count) nodes at height \(run.model.height), \(run.crashes) crashes"
@@ -36,10 +36,10 @@ struct SyncScenarioRunner {
 
     /// `converges`: no node stopped. `refuses`: the catching-up node stopped for the reason
     /// `expect_error` names (other nodes' stops were already judged by the workload's oracle).
-    private func judge(_ stops: [SyncStop], catcher: SyncStop?) -> String? {
+    private func judge(_ stops: [String], catcher: SyncStop?) -> String? {
         switch scenario.expect {
         case .converges:
-            return stops.isEmpty ? nil : "expected every node to converge, but \(stops.map { "\($0)" }.joined(separator: ", "))"
+            return stops.isEmpty ? nil : "expected every node to converge, but \(stops.joined(separator: ", "))"
         case .refuses:
             guard let stop = catcher else { return "expected the catching-up node to stop (\(scenario.expectError ?? "")), but it converged" }
             return stop.kindName == scenario.expectError ? nil : "stopped with \(stop.kindName), expected \(scenario.expectError ?? "")"

@@ -33,6 +33,36 @@ public enum SyncScenarioFault: String, Sendable, CaseIterable {
     /// The writer loses its newest acknowledged block to rot after its followers hold it; it
     /// restarts with them as peers and must take it back from them before it commits again.
     case writerBehindPeers = "writer_behind_peers"
+    /// No peer keeps the whole history; the peers keep snapshots (the writer takes them, the
+    /// followers hold copies): an empty node state-syncs, then syncs blocks, and converges.
+    case stateSyncFromPeers = "state_sync_from_peers"
+    /// State sync with a byzantine peer that flips a bit in every chunk it serves.
+    case stateSyncAlteredChunk = "state_sync_altered_chunk"
+    /// State sync with a byzantine peer that alters the manifests it serves.
+    case stateSyncAlteredManifest = "state_sync_altered_manifest"
+    /// State sync with a byzantine peer offering a newer snapshot under a true root whose
+    /// manifest lies consistently about one altered SST: only the install's verification refuses it.
+    case stateSyncTamperedSnapshot = "state_sync_tampered_snapshot"
+    /// State sync with a byzantine peer offering a snapshot with a MetaRoot nobody vouches for.
+    case stateSyncForgedSnapshot = "state_sync_forged_snapshot"
+    /// State sync with a byzantine peer that never answers a chunk request.
+    case stateSyncSlowPeer = "state_sync_slow_peer"
+    /// State sync while the syncing nodes crash and lose power at any operation of the download,
+    /// the checks and the install, with file-system faults.
+    case crashDuringStateSync = "crash_during_state_sync"
+
+    /// The snapshot lie of a state-sync case (nil: none, or not a state-sync case).
+    var stateSyncLie: SnapshotLie?? {
+        switch self {
+        case .stateSyncFromPeers, .crashDuringStateSync: .some(nil)
+        case .stateSyncAlteredChunk: .alteredChunk
+        case .stateSyncAlteredManifest: .alteredManifest
+        case .stateSyncTamperedSnapshot: .tamperedSnapshot
+        case .stateSyncForgedSnapshot: .forgedSnapshot
+        case .stateSyncSlowPeer: .slowChunks
+        default: nil
+        }
+    }
 
     /// Fixes the setup's named parts.
     func adjust(_ setup: inout SyncSwarmSetup, followers: Int?) {
@@ -69,7 +99,18 @@ public enum SyncScenarioFault: String, Sendable, CaseIterable {
             setup.flushEveryBlocks = 2...4
         case .localFork: setup.catcherOwnBlocks = 3
         case .writerBehindPeers: setup.loseWriterTail()
+        case .crashDuringStateSync:
+            setup.crashChance = 0.04
+            setup.fileSystemFaults = true
+        default: break
         }
         if self != .restoreSnapshotThenSync { setup.catcherStart = .genesis }
+        if case .some(let lie) = stateSyncLie {
+            var random = DeterministicRandom(seed: setup.networkSeed ^ 0x5354_4154)
+            setup.stateSyncFromPeers(random: &random)
+            setup.snapshotLie = lie
+            // A liar asked first is asked for the manifest and its share of the chunks.
+            setup.byzantineFirst = lie != nil
+        }
     }
 }

@@ -26,9 +26,7 @@ extension SyncSwarmRun {
     private func perform(_ node: Int, _ output: SyncOutput) -> [SyncInput] {
         switch output {
         case .request(let slot, let request):
-            let server = nodes[node].peers[slot]
-            let note = network.send(client: node, incarnation: nodes[node].incarnation, slot: slot, server: server, request: request, now: now)
-            record(node, "net.send", "\(slot)->\(server) \(request) \(note)")
+            send(node, slot: slot, .blocks(request))
             return []
         case .apply(let blocks, let attested):
             return apply(node, blocks, attested: attested)
@@ -39,6 +37,7 @@ extension SyncSwarmRun {
             record(node, "sync.caught_up", "\(height)")
             return []
         case .stop(let stop):
+            if blockSyncStopped(node, stop) { return [] }
             guard setup.mayStop(nodes[node].role, stop) else {
                 failure = OracleViolation(
                     .syncConvergence, expected: "an honest node never stops syncing", found: "\(nodes[node].role.rawValue)\(node) stopped: \(stop)")
@@ -100,38 +99,75 @@ extension SyncSwarmRun {
                     continue
                 }
                 let note = network.answer(message, with: outcome, now: now)
-                record(message.client, "net.serve", "\(message.server) \(message.request) \(Self.describe(outcome)) \(note)")
+                record(message.client, "net.serve", "\(message.server) \(message.request) \(Self.describe(outcome, of: message.request)) \(note)")
             case .answer(let outcome):
-                guard nodes[message.client].engine != nil, nodes[message.client].incarnation == message.incarnation else {
+                guard nodes[message.client].isUp, nodes[message.client].incarnation == message.incarnation else {
                     record(message.client, "net.stale_answer", "\(message.server) \(message.request)")
                     continue
                 }
-                record(message.client, "net.deliver", "\(message.server) \(message.request) \(Self.describe(outcome))")
-                drive(message.client, SyncExchange.input(peer: message.slot, request: message.request, outcome: outcome))
+                record(message.client, "net.deliver", "\(message.server) \(message.request) \(Self.describe(outcome, of: message.request))")
+                switch message.request {
+                case .blocks(let request): drive(message.client, SyncExchange.input(peer: message.slot, request: request, outcome: outcome))
+                case .state(let request): driveStateSync(message.client, StateSyncExchange.input(peer: message.slot, request: request, outcome: outcome))
+                }
             }
         }
     }
 
     /// The server's answer: the byzantine node alters the primary's; a crashed node cannot be
-    /// reached; a crash point hit while serving crashes the server. nil: never answered.
+    /// reached; a crash point hit while serving crashes the server; an answer larger than the
+    /// request allows is refused as the HTTP transport refuses it. nil: never answered.
     private func serve(_ message: SimulatedNetwork.Message) -> Result<PeerResponse, PeerTransportError>? {
-        let wire = SyncExchange.peerRequest(message.request, baseURL: "http://node-\(message.server)", timeoutSeconds: 1)
-        if message.server == byzantineIndex, let mode = byzantine, let source = mode == .ownFork ? forkEngine : nodes[0].engine {
-            return mode.alter(message.request, SyncServing.respond(to: message.request, from: source), random: &random)
-        }
+        let wire = message.request.wire(server: message.server)
+        if message.server == byzantineIndex { return byzantineAnswer(message.request).map { bounded($0, wire) } }
         guard let engine = nodes[message.server].engine else { return .failure(PeerTransportError(.unreachable, request: wire, "down")) }
-        let response = SyncServing.respond(to: message.request, from: engine)
+        let response: PeerResponse
+        switch message.request {
+        case .blocks(let request): response = SyncServing.respond(to: request, from: engine)
+        case .state(let request): response = SnapshotServing.respond(to: request, engine: engine, fileSystem: nodes[message.server].fileSystem)
+        }
         if nodes[message.server].fileSystem.isHalted {
             crash(message.server)
             return .failure(PeerTransportError(.unreachable, request: wire, "crashed while answering"))
         }
-        return .success(response)
+        return bounded(.success(response), wire)
     }
 
-    static func describe(_ outcome: Result<PeerResponse, PeerTransportError>) -> String {
-        switch outcome {
-        case .success(let response): "\(response.status) \(response.body.count)B \(StateHashing.sha256(response.body).hex.prefix(12))"
-        case .failure(let error): error.kind.rawValue
+    /// The byzantine node serves the primary's answers (its own under `ownFork`), lying about
+    /// blocks as `byzantine` says and about snapshots as `snapshotLie` says.
+    private func byzantineAnswer(_ request: SimulatedRequest) -> Result<PeerResponse, PeerTransportError>? {
+        let sourceIsFork = byzantine == .ownFork
+        guard let engine = sourceIsFork ? forkEngine : nodes[0].engine else {
+            return .failure(PeerTransportError(.unreachable, request: request.wire(server: byzantineIndex), "down"))
+        }
+        switch request {
+        case .blocks(let request):
+            let honest = SyncServing.respond(to: request, from: engine)
+            guard let mode = byzantine else { return .success(honest) }
+            return mode.alter(request, honest, random: &random)
+        case .state(let request):
+            let fileSystem = sourceIsFork ? forkFileSystem! : nodes[0].fileSystem
+            let honest = SnapshotServing.respond(to: request, engine: engine, fileSystem: fileSystem)
+            guard let lie = setup.snapshotLie else { return .success(honest) }
+            return lyingAnswer(request, lie: lie, honest: honest)
+        }
+    }
+
+    /// What the HTTP transport does with an answer past the request's `responseBytesMax`.
+    private func bounded(_ outcome: Result<PeerResponse, PeerTransportError>, _ wire: PeerRequest) -> Result<PeerResponse, PeerTransportError> {
+        guard case .success(let response) = outcome, response.body.count > wire.responseBytesMax else { return outcome }
+        return .failure(PeerTransportError(.responseTooLarge, request: wire, "\(response.body.count) bytes, more than \(wire.responseBytesMax)"))
+    }
+
+    /// An answer as the trace records it. A block answer names its bytes' hash; a state-sync
+    /// answer only its size: snapshot files hold RocksDB's session ids, which RocksDB draws at
+    /// random whatever the seed (same length, other bytes), so their hashes would differ from
+    /// run to run while nothing the run does depends on them.
+    static func describe(_ outcome: Result<PeerResponse, PeerTransportError>, of request: SimulatedRequest) -> String {
+        switch (outcome, request) {
+        case (.success(let response), .blocks): "\(response.status) \(response.body.count)B \(StateHashing.sha256(response.body).hex.prefix(12))"
+        case (.success(let response), .state): "\(response.status) \(response.body.count)B"
+        case (.failure(let error), _): error.kind.rawValue
         }
     }
 
@@ -143,6 +179,7 @@ extension SyncSwarmRun {
         let kind: CrashKind = fileSystem.isHalted && random.chance(0.7) ? .powerLoss : .processCrash
         crashMachine(fileSystem, engine: &nodes[node].engine, kind)
         nodes[node].machine = nil
+        forgetStateSync(node)
         crashes += 1
         if let engineHeight = Optional(nodes[node].durableHeight), Int(engineHeight) < model.height { nodes[node].resumingAfterCrash = true }
         record(node, "sim.crash", "\(kind)")

@@ -36,6 +36,17 @@ final class SyncSwarmRun {
     var writerTailLost = false
     /// Shut while the primary, back behind its peers, may not take new blocks.
     var writerGate: WriterGate?
+    /// State-sync seeds: snapshots the primary took; the byzantine node's tampered manifests.
+    var snapshotsTaken = 0
+    /// The liar's newest forged snapshot, and the digest of every one it offered.
+    var forgery: SnapshotForgery?
+    var forgedDigests: Set<String> = []
+    /// Nodes state syncing into a directory that holds no chain, whose install has not begun
+    /// (nothing but staging may be written there); those installing; those whose install a
+    /// crash interrupted (its roll-forward is probed).
+    var emptyUntilInstall: Set<Int> = []
+    var installing: Set<Int> = []
+    var installInterrupted: Set<Int> = []
 
     static let stepNanoseconds: UInt64 = 50_000_000
     /// Steps after healing within which every node must have converged (100 simulated seconds).
@@ -81,7 +92,9 @@ final class SyncSwarmRun {
         forkFileSystem?.setOpaqueLengthPrefixes([nodes[0].configuration.lanesDirectoryPath])
         let honestServers = Array(0...followers)
         for index in 1...followers { nodes[index].peers = [0] }
-        nodes[followers + 1].peers = honestServers + (byzantine == nil ? [] : [byzantineIndex])
+        for index in 1...(followers + 1) { nodes[index].followsPlan = setup.catcherStart == .stateSync }
+        let liar = byzantine == nil && setup.snapshotLie == nil ? [] : [byzantineIndex]
+        nodes[followers + 1].peers = setup.byzantineFirst ? liar + honestServers : honestServers + liar
         knobs = "workload=sync blocks=\(workload.blocks) \(setup) plans: \(plans.joined(separator: "; "))"
         self.random = random
     }
@@ -153,6 +166,7 @@ final class SyncSwarmRun {
         heal()
         // Bounded: convergeStepsMax steps.
         for _ in 0..<Self.convergeStepsMax where failure == nil && !converged { step(commitChance: 0) }
+        if failure == nil && converged && setup.snapshotEveryBlocks > 0 { offsiteRound() }
         if failure == nil && !converged {
             let heights = syncNodes.map { "\(nodes[$0].role.rawValue)\($0)=\(nodes[$0].engine.map { String($0.stateRoots().height) } ?? "down")" }
             failure = OracleViolation(
@@ -173,7 +187,13 @@ final class SyncSwarmRun {
         if !nodes[catcher].started && (catcherMayStartNow() || healed) { startCatcher(catcher) }
         if !healed && crashChance > 0 && random.chance(crashChance) { armCrash() }
         if failure == nil && nodes[0].machine != nil { drive(0, .tick) }
-        for node in syncNodes where failure == nil && nodes[node].started && nodes[node].stop == nil {
+        for node in syncNodes where failure == nil && nodes[node].started && !nodes[node].isStopped {
+            if nodes[node].followsPlan {
+                if !nodes[node].isUp { startByPlan(node) }
+                if nodes[node].stateSync != nil { driveStateSync(node, .tick) }
+                if nodes[node].engine != nil && failure == nil { drive(node, .tick) }
+                continue
+            }
             if nodes[node].engine == nil { recover(node) }
             if nodes[node].engine != nil { drive(node, .tick) }
         }
@@ -186,6 +206,7 @@ final class SyncSwarmRun {
     private func catcherMayStartNow() -> Bool {
         guard model.height * 3 >= workload.blocks else { return false }
         if setup.archive { return true }
+        if setup.catcherStart == .stateSync && snapshotsTaken == 0 { return false }
         return nodes.dropLast().allSatisfy { node in
             guard let engine = node.engine, let oldest = try? engine.oldestServableHeight() else { return false }
             return oldest > 1
@@ -211,13 +232,15 @@ final class SyncSwarmRun {
                 failure = OracleViolation(.metaRoot, expected: "the primary's block \(model.height) with the model's MetaRoot", found: "\(committed.metaRoot.hex) at \(committed.height)")
             }
             reportLocalCommit()
+            takeSnapshotIfDue()
+            takeForgedSnapshotIfDue()
         } catch {
             failure = OracleViolation(.faultFreeOperation, expected: "the primary (no faults) commits", found: "\(error)")
         }
     }
 
     private func armCrash() {
-        let candidates = syncNodes.filter { nodes[$0].started && nodes[$0].stop == nil && nodes[$0].engine != nil }
+        let candidates = syncNodes.filter { nodes[$0].started && !nodes[$0].isStopped && nodes[$0].isUp }
         guard !candidates.isEmpty else { return }
         let node = candidates[random.int(in: 0...(candidates.count - 1))]
         let fileSystem = nodes[node].fileSystem
@@ -227,7 +250,7 @@ final class SyncSwarmRun {
     /// Every node that did not stop is at the primary's height and root.
     var converged: Bool {
         nodes.indices.allSatisfy { node in
-            if nodes[node].stop != nil { return true }
+            if nodes[node].isStopped { return true }
             guard let engine = nodes[node].engine else { return false }
             let roots = engine.stateRoots()
             return Int(roots.height) == model.height && roots.metaRoot == self.roots[model.height]
@@ -248,15 +271,27 @@ final class SyncSwarmRun {
     private func closeAll() {
         try? forkEngine?.close()
         forkEngine = nil
-        for index in nodes.indices {
-            guard let engine = nodes[index].engine else { continue }
+        for index in nodes.indices { closeEngine(index) }
+    }
+
+    /// Closes the node's engine (abandoning it if the close fails); its machine goes with it.
+    func closeEngine(_ node: Int) {
+        if let engine = nodes[node].engine {
             do {
                 try engine.close()
             } catch {
                 engine.abandon()
             }
-            nodes[index].engine = nil
         }
+        nodes[node].engine = nil
+        nodes[node].machine = nil
+    }
+
+    /// Sends a request of the node's to the server in its peer slot, recorded in the trace.
+    func send(_ node: Int, slot: Int, _ request: SimulatedRequest) {
+        let server = nodes[node].peers[slot]
+        let note = network.send(client: node, incarnation: nodes[node].incarnation, slot: slot, server: server, request: request, now: now)
+        record(node, "net.send", "\(slot)->\(server) \(request) \(note)")
     }
 
     func record(_ node: Int, _ name: String, _ detail: String) {

@@ -12,6 +12,9 @@ struct SyncSwarmSetup: CustomStringConvertible {
         /// The primary's snapshot, copied over and restored into an empty directory (new
         /// hardware), then the blocks after it from peers.
         case snapshot
+        /// An empty data directory and no archive peer: state sync from the snapshots the peers
+        /// offer (the primary takes them, the followers hold copies), then blocks from its height.
+        case stateSync = "state_sync"
     }
 
     var laneCount: Int
@@ -39,6 +42,28 @@ struct SyncSwarmSetup: CustomStringConvertible {
     /// and comes back as a writer with them as peers: it must take the block back from them
     /// before it commits again.
     var writerLosesTail = false
+    /// The primary takes a snapshot every this many blocks (0: never), offered to peers and
+    /// copied to every follower that is up.
+    var snapshotEveryBlocks = 0
+    /// How the byzantine node lies about snapshots (state-sync seeds).
+    var snapshotLie: SnapshotLie?
+    /// The catcher's state-sync chunk size (small, so that files take several chunks).
+    var stateSyncChunkBytes: UInt64 = 4_096
+    /// The byzantine node is the catcher's first peer (asked first for manifests and chunks,
+    /// winning ties), not its last.
+    var byzantineFirst = false
+
+    /// A state-sync seed: no archive, snapshots taken and copied, the catcher starting empty.
+    mutating func stateSyncFromPeers(random: inout DeterministicRandom) {
+        catcherStart = .stateSync
+        archive = false
+        writerLosesTail = false
+        flushEveryBlocks = Self.flushEveryBlocksUsual
+        snapshotEveryBlocks = random.int(in: 8...16)
+        snapshotLie = random.chance(0.6) ? SnapshotLie.allCases[random.int(in: 0...(SnapshotLie.allCases.count - 1))] : nil
+        stateSyncChunkBytes = [1_024, 4_096, 16_384][random.int(in: 0...2)]
+        byzantineFirst = random.chance(0.5)
+    }
 
     /// The writer loses its newest block to rot once, mid-run; no node checkpoints on its own
     /// (the lost block's lane state must not be flushed ahead of the log, which would be a
@@ -50,7 +75,7 @@ struct SyncSwarmSetup: CustomStringConvertible {
 
     /// Whether the catcher is meant to stop syncing (a fork, or no peer holding its next height);
     /// otherwise any stop is a violation.
-    var catcherMayStop: Bool { !archive || catcherOwnBlocks > 0 }
+    var catcherMayStop: Bool { (!archive && catcherStart != .stateSync) || catcherOwnBlocks > 0 }
 
     /// Whether a node of `role` may stop for `stop`: the catcher when it is meant to, and,
     /// without an archive, a follower that fell behind every peer's retention (the documented
@@ -82,12 +107,16 @@ struct SyncSwarmSetup: CustomStringConvertible {
             crashChance: crashChance, blocksPerRequest: random.int(in: 2...64), applyBatchMax: random.int(in: 1...64))
         setup.catcherStart = random.chance(0.3) ? .snapshot : .genesis
         if random.chance(0.15) { setup.loseWriterTail() }
+        // Its own stream, so that the draws above stay what they were for every seed.
+        var stateSyncRandom = DeterministicRandom(seed: networkSeed ^ 0x5354_4154)
+        if setup.catcherStart == .genesis && stateSyncRandom.chance(0.4) { setup.stateSyncFromPeers(random: &stateSyncRandom) }
         return setup
     }
 
     var description: String {
         "lanes=\(laneCount) followers=\(followers) byzantine=\(byzantine?.rawValue ?? "none") catcher_start=\(catcherStart.rawValue) "
-            + "archive=\(archive) fs_faults=\(fileSystemFaults) catcher_own_blocks=\(catcherOwnBlocks) writer_loses_tail=\(writerLosesTail) "
+            + "archive=\(archive) snapshot_every=\(snapshotEveryBlocks) snapshot_lie=\(snapshotLie?.rawValue ?? "none") byzantine_first=\(byzantineFirst) chunk_bytes=\(stateSyncChunkBytes) "
+            + "fs_faults=\(fileSystemFaults) catcher_own_blocks=\(catcherOwnBlocks) writer_loses_tail=\(writerLosesTail) "
             + "blocks_per_request=\(blocksPerRequest) apply_batch_max=\(applyBatchMax) crash_chance=\(crashChance) network: \(rates)"
     }
 }

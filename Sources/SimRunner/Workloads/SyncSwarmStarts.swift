@@ -13,6 +13,9 @@ extension SyncSwarmRun {
             record(catcher, "sim.start", "catching up from genesis at primary height \(model.height)")
         case .snapshot:
             restoreSnapshot(on: catcher)
+        case .stateSync:
+            record(catcher, "sim.start", "an empty data directory, no archive peer, \(snapshotsTaken) snapshot(s) taken, at primary height \(model.height)")
+            startByPlan(catcher)
         }
         if failure == nil && setup.catcherOwnBlocks > 0 { commitOwnBlocks(on: catcher) }
     }
@@ -71,7 +74,7 @@ extension SyncSwarmRun {
     }
 
     /// Copies a directory tree between two machines' file systems, every file and directory synced.
-    private func copyTree(_ root: String, from source: SimulatedFileSystem, to target: SimulatedFileSystem) throws(FileSystemError) {
+    func copyTree(_ root: String, from source: SimulatedFileSystem, to target: SimulatedFileSystem) throws(FileSystemError) {
         try target.createDirectories(root)
         for entry in try source.walkTree(root) {
             let path = PathComponents.join(root, entry.path)
@@ -122,12 +125,6 @@ extension SyncSwarmRun {
                 .syncConvergence, expected: "\(nodes[node].role.rawValue)\(node) stops with its chain as it was (\(expected.height))",
                 found: "\(roots.metaRoot.hex) at \(roots.height)")
         }
-        do {
-            try engine.close()
-        } catch {
-            engine.abandon()
-        }
-        nodes[node].engine = nil
-        nodes[node].machine = nil
+        closeEngine(node)
     }
 }

@@ -68,4 +68,21 @@ struct SimulatedNode {
     var ownTip: (height: UInt64, metaRoot: Hash32)?
     /// Why it stopped syncing for good (a scenario that expects it), with its roots then.
     var stop: SyncStop?
+    /// State-sync seeds: what it runs next, decided as the node's `sync` decides
+    /// (`SyncModePlan`, made again at each start as a process would).
+    var plan: SyncModePlan?
+    /// It starts and restarts by a plan (state-sync seeds: the followers and the catcher).
+    var followsPlan = false
+    /// Set while the plan's step is state sync (the engine is closed throughout).
+    var syncingState = false
+    var stateSync: StateSyncMachine?
+    var staging: StateSyncStaging?
+    /// The data directory's lock, held from the start of a state sync to its install.
+    var stateSyncLock: (any FileLock)?
+    /// Why its plan stopped for good (a state sync that could not install, or no way on).
+    var planStop: SyncModePlan.StopReason?
+
+    var isStopped: Bool { stop != nil || planStop != nil }
+    /// Up: an open engine, or a state sync running.
+    var isUp: Bool { engine != nil || stateSync != nil }
 }

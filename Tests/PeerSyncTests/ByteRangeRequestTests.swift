@@ -1,4 +1,4 @@
-@testable import Node
+import PeerSync
 import Testing
 
 /// `Range` headers for snapshot files, resolved against the file's size and the answer cap:

@@ -1,4 +1,3 @@
-import Crypto
 import Engine
 import FaultFS
 
@@ -47,6 +46,9 @@ public enum OffsiteSnapshots {
         public var objectsRemoved: Int
         public var bytesRemoved: UInt64
     }
+
+    /// The most bytes one object holds (one S3 `PUT`; files are stored whole).
+    public static let objectBytesMax: UInt64 = 1 << 30
 
     static func objectKey(_ sha256: String) -> String { "objects/" + sha256 }
     static func manifestKey(_ name: String) -> String { "snapshots/\(name)/" + SnapshotManifest.fileName }
@@ -118,8 +120,8 @@ public enum OffsiteSnapshots {
     /// A snapshot file's bytes, bounded, checked against the manifest (it may have changed
     /// since the verify).
     static func readChecked(fileSystem: any FileSystem, path: String, file: SnapshotManifest.File) throws -> [UInt8] {
-        guard file.sizeBytes <= S3ObjectStore.objectBytesMax else {
-            throw SnapshotError(.invalid, path: path, "\(file.sizeBytes) bytes: an off-site object holds at most \(S3ObjectStore.objectBytesMax)")
+        guard file.sizeBytes <= objectBytesMax else {
+            throw SnapshotError(.invalid, path: path, "\(file.sizeBytes) bytes: an off-site object holds at most \(objectBytesMax)")
         }
         let bytes: [UInt8]
         do {
@@ -139,8 +141,6 @@ public enum OffsiteSnapshots {
             throw ObjectStoreError(.damaged, store: store.description, key: key, operation: "read back", "the stored object does not hash to what was uploaded")
         }
     }
-
-    static func sha256Hex(_ bytes: [UInt8]) -> String { SigV4.hex(SHA256.hash(data: bytes)) }
 
     // MARK: Pull
 
@@ -180,7 +180,7 @@ public enum OffsiteSnapshots {
         var directories = Set<String>()
         for file in manifest.files {
             let key = objectKey(file.sha256)
-            guard file.sizeBytes <= S3ObjectStore.objectBytesMax else {
+            guard file.sizeBytes <= objectBytesMax else {
                 throw ObjectStoreError(.damaged, store: store.description, key: key, operation: "pull", "\(file.path) claims \(file.sizeBytes) bytes, more than an object holds")
             }
             guard let bytes = try await store.get(key, bytesMax: file.sizeBytes) else {
