@@ -137,13 +137,16 @@ final class SimulatedObjectStore: ObjectStore {
     }
 }
 
-/// Runs async work to its end from the simulator's synchronous loop. The work must not wait on
-/// anything but the simulated stores and file systems (which never suspend), so it runs straight
-/// through, in order, whatever thread carries it: the seed still fixes everything.
+/// Runs async work to its end from the simulator's synchronous loop, on the calling thread: the
+/// task prefers a `CallerDrainedExecutor` that this thread drains until the work is done. It never
+/// waits for the cooperative pool, whose threads (two on a two-core machine) may all be inside
+/// synchronous simulator runs like this one, as in the test process: waiting there for a pool
+/// thread deadlocks. The work must not wait on anything but the simulated stores and file systems
+/// (which never suspend), so its jobs run straight through, in order: the seed fixes everything.
 func runToCompletion<Value: Sendable>(_ work: @escaping @Sendable () async throws -> Value) -> Result<Value, any Error> {
     let outcome = Mutex<Result<Value, any Error>?>(nil)
-    let done = DispatchSemaphore(value: 0)
-    Task {
+    let executor = CallerDrainedExecutor()
+    Task(executorPreference: executor) {
         let result: Result<Value, any Error>
         do {
             result = .success(try await work())
@@ -151,8 +154,49 @@ func runToCompletion<Value: Sendable>(_ work: @escaping @Sendable () async throw
             result = .failure(error)
         }
         outcome.withLock { $0 = result }
-        done.signal()
+        executor.finish()
     }
-    done.wait()
+    executor.drainUntilFinished()
     return outcome.withLock { $0! }
+}
+
+/// A task executor whose jobs run on the one thread that calls `drainUntilFinished`, in the order
+/// they were enqueued. A job enqueued from another thread (a continuation resumed elsewhere) wakes
+/// the drainer.
+final class CallerDrainedExecutor: TaskExecutor, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+    private var finished = false
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        condition.lock()
+        jobs.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Called by the task's last job: the drainer returns once no job is left.
+    func finish() {
+        condition.lock()
+        finished = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Runs jobs until `finish` was called and none is pending. Bounded by the jobs the work
+    /// enqueues.
+    func drainUntilFinished() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty && !finished { condition.wait() }
+            if jobs.isEmpty {
+                condition.unlock()
+                return
+            }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
 }
