@@ -11,7 +11,7 @@ struct RivellumBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rivellum-bench",
         abstract: "Side-by-side measurements of the engine's storage paths; reports ratios, asserts nothing.",
-        subcommands: [All.self, Plot.self, RocksDBEnvironmentComparison.self, SyncComparison.self, StateSyncComparison.self])
+        subcommands: [All.self, Plot.self, RocksDBEnvironmentComparison.self, SyncComparison.self, StateSyncComparison.self, OffsiteComparison.self])
 }
 
 /// A scratch directory under `parent` (default /tmp), removed afterwards.
