@@ -87,25 +87,58 @@ public enum OffsiteSnapshots {
             throw ObjectStoreError(.unavailable, store: store.description, key: pruningKey, operation: "push", "a prune is running (since \(started)); push again once it is done")
         }
         var done = Set<String>()
+        var missing: [SnapshotManifest.File] = []
         for file in manifest.files where done.insert(file.sha256).inserted {
-            let key = objectKey(file.sha256)
-            if try await isStored(store, key: key, file: file, verify: verifyExisting) {
+            if try await isStored(store, key: objectKey(file.sha256), file: file, verify: verifyExisting) {
                 report.filesAlreadyStored += 1
                 report.bytesAlreadyStored += file.sizeBytes
-                continue
+            } else {
+                missing.append(file)
             }
-            let bytes = try readChecked(fileSystem: fileSystem, path: PathComponents.join(snapshotPath, file.path), file: file)
-            try await store.put(key, bytes: bytes)
-            try await readBack(store, key: key, sha256: file.sha256, sizeBytes: file.sizeBytes)
-            report.filesUploaded += 1
-            report.bytesUploaded += file.sizeBytes
         }
+        try await upload(missing, snapshotPath: snapshotPath, store: store, fileSystem: fileSystem)
+        report.filesUploaded = missing.count
+        report.bytesUploaded = missing.reduce(0) { $0 + $1.sizeBytes }
         try await store.put(manifestKey(name), bytes: manifestBytes)
         guard try await store.get(manifestKey(name), bytesMax: UInt64(manifestBytes.count)) == manifestBytes else {
             throw ObjectStoreError(.damaged, store: store.description, key: manifestKey(name), operation: "read back", "the stored manifest is not what was uploaded")
         }
         try await store.delete(pushingKey(name))
         return report
+    }
+
+    /// Uploads at most this many objects at once (a push is bound by round trips, as `aws s3 cp`'s
+    /// ten concurrent requests are)...
+    public static let uploadsInFlightMax = 4
+    /// ...holding at most this many of their bytes in memory (a larger object goes alone).
+    public static let uploadBytesInFlightMax: UInt64 = 256 << 20
+
+    /// Uploads each of `files` (read and checked against the manifest), then reads it back and
+    /// checks it, several at once within the bounds above. The first failure is thrown; the
+    /// uploads still running are cancelled and awaited. Within one thread (the simulator's
+    /// drained executor, whose stores never suspend) the uploads run one after another in order.
+    static func upload(_ files: [SnapshotManifest.File], snapshotPath: String, store: any ObjectStore, fileSystem: any FileSystem) async throws {
+        try await withThrowingTaskGroup(of: UInt64.self) { group in
+            var inFlight = 0
+            var bytesInFlight: UInt64 = 0
+            for file in files {
+                while inFlight > 0, inFlight >= uploadsInFlightMax || bytesInFlight + file.sizeBytes > uploadBytesInFlightMax {
+                    guard let finished = try await group.next() else { break }
+                    inFlight -= 1
+                    bytesInFlight -= finished
+                }
+                inFlight += 1
+                bytesInFlight += file.sizeBytes
+                group.addTask {
+                    let key = objectKey(file.sha256)
+                    let bytes = try readChecked(fileSystem: fileSystem, path: PathComponents.join(snapshotPath, file.path), file: file)
+                    try await store.put(key, bytes: bytes)
+                    try await readBack(store, key: key, sha256: file.sha256, sizeBytes: file.sizeBytes)
+                    return file.sizeBytes
+                }
+            }
+            try await group.waitForAll()
+        }
     }
 
     /// Whether the store holds `file`'s object already: by its size, or (`verify`) read back and

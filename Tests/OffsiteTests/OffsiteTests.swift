@@ -202,6 +202,23 @@ struct OffsiteTests {
         #expect(late.filesUploaded > 0)
     }
 
+    /// Uploads run several at once within their bound; one that does not read back as uploaded
+    /// fails the push with the object's key, and the manifest never goes up (nothing lists it).
+    @Test func aBadUploadAmongConcurrentOnesFailsThePushBeforeTheManifest() async throws {
+        let snapshots = try TwoSnapshots()
+        let manifest = try SnapshotVerifier.readManifest(fileSystem: snapshots.fileSystem, path: "/backup/s1")
+        let victim = try #require(manifest.files.max { $0.sizeBytes < $1.sizeBytes })
+        let store = RottingStore(FileObjectStore(fileSystem: snapshots.fileSystem, root: "/offsite"), rotting: "objects/" + victim.sha256)
+        do {
+            _ = try await OffsiteSnapshots.push(snapshotPath: "/backup/s1", name: "s1", store: store, fileSystem: snapshots.fileSystem, nowSeconds: 10)
+            Issue.record("a push whose upload was damaged succeeded")
+        } catch let error as ObjectStoreError {
+            #expect(error.kind == .damaged && error.key == "objects/" + victim.sha256 && error.operation == "read back", "\(error)")
+        }
+        #expect(try await OffsiteSnapshots.list(store: store).isEmpty, "no manifest without every object read back")
+        #expect(store.putsInFlightMax <= OffsiteSnapshots.uploadsInFlightMax && store.putsInFlightMax >= 1)
+    }
+
     /// ListObjectsV2's XML: leaf values decoded once, containers left raw.
     @Test func listingXMLIsDecodedOnce() {
         let xml = Array("<ListBucketResult><Contents><Key>a&amp;lt;b</Key><Size>3</Size></Contents><Contents><Key>c&lt;d</Key><Size>4</Size></Contents></ListBucketResult>".utf8)
@@ -209,4 +226,37 @@ struct OffsiteTests {
         #expect(entries.count == 2)
         #expect(entries.flatMap { S3ObjectStore.xmlValues(Array($0.utf8), tag: "Key") } == ["a&lt;b", "c<d"])
     }
+}
+
+/// A store that flips a byte of one key's object as it is stored, and records how many puts were
+/// ever in flight at once (each put yields once, so that others may start).
+final class RottingStore: ObjectStore, @unchecked Sendable {
+    let inner: any ObjectStore
+    let rotting: String
+    private let lock = NSLock()
+    private var inFlight = 0
+    private(set) var putsInFlightMax = 0
+    var description: String { "rotting " + inner.description }
+
+    init(_ inner: any ObjectStore, rotting: String) {
+        self.inner = inner
+        self.rotting = rotting
+    }
+
+    func put(_ key: String, bytes: [UInt8]) async throws(ObjectStoreError) {
+        lock.withLock {
+            inFlight += 1
+            putsInFlightMax = max(putsInFlightMax, inFlight)
+        }
+        defer { lock.withLock { inFlight -= 1 } }
+        await Task.yield()
+        var stored = bytes
+        if key == rotting, !stored.isEmpty { stored[stored.count / 2] ^= 0x01 }
+        try await inner.put(key, bytes: stored)
+    }
+
+    func get(_ key: String, bytesMax: UInt64) async throws(ObjectStoreError) -> [UInt8]? { try await inner.get(key, bytesMax: bytesMax) }
+    func size(_ key: String) async throws(ObjectStoreError) -> UInt64? { try await inner.size(key) }
+    func list(prefix: String) async throws(ObjectStoreError) -> [StoredObject] { try await inner.list(prefix: prefix) }
+    func delete(_ key: String) async throws(ObjectStoreError) { try await inner.delete(key) }
 }
