@@ -190,7 +190,8 @@ extension FileSystem {
     /// process that crashed between a `mkdir` and the sync of its parent left an entry that only
     /// the page cache holds, and a power loss can still take it (with everything under it). A
     /// parent of an existing component that cannot be opened to sync (permission denied, above
-    /// the directories this process owns) is left as the operator made it.
+    /// the directories this process owns) is left as the operator made it. Callers racing to
+    /// create the same directories all succeed.
     public func createDirectories(_ path: String) throws(FileSystemError) {
         let components = PathComponents.split(path)
         let absolute = path.hasPrefix("/")
@@ -209,7 +210,12 @@ extension FileSystem {
                 }
                 continue
             }
-            try createDirectory(current)
+            do {
+                try createDirectory(current)
+            } catch where error.code == .alreadyExists {
+                // Another creator (a concurrent upload, another process) made it since the status.
+                guard try status(current)?.kind == .directory else { throw error }
+            }
             try syncDirectory(parent)
         }
     }

@@ -1,5 +1,7 @@
 import FaultFS
+import Foundation
 import Glibc
+import Synchronization
 import Testing
 
 /// The two implementations under one contract: a real temporary directory, and the simulated
@@ -163,6 +165,25 @@ struct FileSystemConformanceTests {
             try fileSystem.rename(base + "/new", to: base + "/x")
         }
         #expect(missing?.code == .notFound)
+    }
+
+    /// Concurrent uploads into one store create the same directories at once: every caller succeeds.
+    @Test(arguments: FileSystemUnderTest.allCases)
+    func racingCreatorsOfTheSameDirectoriesAllSucceed(kind: FileSystemUnderTest) throws {
+        let (fileSystem, base) = try kind.make()
+        defer { kind.cleanUp(fileSystem, base) }
+        for round in 0..<20 {
+            let failures = Mutex(0)
+            DispatchQueue.concurrentPerform(iterations: 4) { _ in
+                do {
+                    try fileSystem.createDirectories(base + "/r\(round)/objects/deep")
+                } catch {
+                    failures.withLock { $0 += 1 }
+                }
+            }
+            #expect(failures.withLock { $0 } == 0, "round \(round)")
+            #expect(try fileSystem.status(base + "/r\(round)/objects/deep")?.kind == .directory)
+        }
     }
 
     @Test(arguments: FileSystemUnderTest.allCases)
