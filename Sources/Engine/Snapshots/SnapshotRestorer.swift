@@ -144,7 +144,8 @@ public enum SnapshotRestorer {
     /// swap (see the type's comment). The caller holds the data directory's lock. `clock` is the
     /// one the WAL started for the snapshot is given (the simulator's, or the system's).
     public static func restore(
-        fileSystem: any FileSystem, plan: RestorePlan, deleteOld: Bool, clock: any WALClock, progress: (SnapshotCreator.Progress) -> Void = { _ in }
+        fileSystem: any FileSystem, plan: RestorePlan, deleteOld: Bool, clock: any WALClock, placement: FilePlacement = .copy,
+        progress: (SnapshotCreator.Progress) -> Void = { _ in }
     ) throws(SnapshotError) {
         let staging = plan.stagingPath
         try io(plan.dataDirectory, "staging") { () throws(FileSystemError) in
@@ -161,21 +162,10 @@ public enum SnapshotRestorer {
             try io(target, "copying") { () throws(FileSystemError) in
                 if directories.insert(parent).inserted { try fileSystem.createDirectories(parent) }
             }
-            // Every copy is read back from the media and must hash as the manifest says: a bad
-            // read of the snapshot or a bad write of the copy is copied again (bounded), never
-            // swapped in.
-            var attempt = 0
-            while true {
-                attempt += 1
-                try io(target, "copying") { () throws(FileSystemError) in
-                    if try fileSystem.exists(target) { try fileSystem.removeFile(target) }
-                    try fileSystem.copyFile(PathComponents.join(plan.snapshotPath, file.path), to: target)
-                }
-                if try SnapshotVerifier.rehashMatches(fileSystem: fileSystem, path: target, expected: file.sha256) { break }
-                guard attempt < copyAttemptsMax else {
-                    throw SnapshotError(.io, path: target, "the copy does not read back as the snapshot's file after \(attempt) attempts")
-                }
-            }
+            let source = PathComponents.join(plan.snapshotPath, file.path)
+            var isLinked = false
+            if placement == .link { isLinked = try linked(fileSystem, source, to: target) }
+            if !isLinked { try copyCheckingReadBack(fileSystem, source, to: target, sha256: file.sha256) }
             done += file.sizeBytes
             progress(SnapshotCreator.Progress(filesDone: index + 1, filesTotal: plan.manifest.files.count, bytesDone: done, bytesTotal: plan.bytesToCopy))
         }
@@ -201,8 +191,48 @@ public enum SnapshotRestorer {
         }
     }
 
+    /// How a restore puts the snapshot's files into its staging directory.
+    public enum FilePlacement: Sendable, Equatable {
+        /// Copied, each copy read back from the media and hashed: the snapshot stays as it was,
+        /// and a bad read of it or a bad write of the copy is copied again (bounded), never
+        /// swapped in.
+        case copy
+        /// Hard-linked (the plan verified these very bytes): nothing is read or written again and
+        /// no second copy needs room. Only for a source nobody keeps as a snapshot — state sync's
+        /// staging, removed right after the install — since the lanes then share its inodes. A
+        /// file system that cannot link there (another device, no hard links) gets the copy.
+        case link
+    }
+
     /// Copies of one file made before a restore gives up (each read back and hashed).
     static let copyAttemptsMax = 3
+
+    /// Copies `source` to `target` until the copy reads back from the media as `sha256`.
+    static func copyCheckingReadBack(_ fileSystem: any FileSystem, _ source: String, to target: String, sha256: String) throws(SnapshotError) {
+        for attempt in 1...copyAttemptsMax {
+            try io(target, "copying") { () throws(FileSystemError) in
+                if try fileSystem.exists(target) { try fileSystem.removeFile(target) }
+                try fileSystem.copyFile(source, to: target)
+            }
+            if try SnapshotVerifier.rehashMatches(fileSystem: fileSystem, path: target, expected: sha256) { return }
+            guard attempt < copyAttemptsMax else { break }
+        }
+        throw SnapshotError(.io, path: target, "the copy does not read back as the snapshot's file after \(copyAttemptsMax) attempts")
+    }
+
+    /// Hard-links `source` as `target`; false when the file system cannot link them (the caller
+    /// copies instead). Any other failure throws.
+    static func linked(_ fileSystem: any FileSystem, _ source: String, to target: String) throws(SnapshotError) -> Bool {
+        do {
+            if try fileSystem.exists(target) { try fileSystem.removeFile(target) }
+            try fileSystem.link(source, to: target)
+            return true
+        } catch where error.code == .crossDevice || error.code == .permissionDenied || error.code == .other {
+            return false
+        } catch {
+            throw SnapshotError(error.code == .alreadyExists ? .exists : .io, path: target, "linking \(source): \(error)")
+        }
+    }
 
     static func isKeep(_ action: RestorePlan.WALAction) -> Bool {
         if case .keep = action { return true }

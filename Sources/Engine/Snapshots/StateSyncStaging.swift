@@ -193,10 +193,10 @@ public struct StateSyncStaging: Sendable {
     // MARK: Installing
 
     /// Makes staging a complete snapshot (its marker) and restores it through the staged restore
-    /// (`SnapshotRestorer`), which verifies it fully first — every file's SHA-256, then every lane
-    /// root and the MetaRoot recomputed — and writes nothing outside staging if it refuses. The
-    /// log is started afresh at the snapshot (the old one, if any, is moved aside). Staging is
-    /// removed once the restore is complete. The caller holds the data directory's lock.
+    /// (`SnapshotRestorer`, files hard-linked rather than copied), which verifies it fully first
+    /// — every file's SHA-256, then every lane root and the MetaRoot recomputed — and writes
+    /// nothing outside staging if it refuses. The log is started afresh at the snapshot (the old
+    /// one, if any, is moved aside). Staging is removed once the restore is complete. The caller holds the data directory's lock.
     public func install(walDirectory: String?, id: String, clock: any WALClock) throws(SnapshotError) -> RestorePlan {
         let marker = PathComponents.join(snapshotPath, SnapshotManifest.completeMarkerName)
         let manifestPath = PathComponents.join(snapshotPath, SnapshotManifest.fileName)
@@ -208,7 +208,8 @@ public struct StateSyncStaging: Sendable {
         }
         let plan = try SnapshotRestorer.plan(
             fileSystem: fileSystem, snapshotPath: snapshotPath, dataDirectory: dataDirectory, walDirectory: walDirectory, resetWAL: true, id: id)
-        try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: false, clock: clock)
+        // Staging is removed right after: its verified files become the lanes' by hard link.
+        try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: false, clock: clock, placement: .link)
         try Self.discard(fileSystem: fileSystem, dataDirectory: dataDirectory)
         return plan
     }
