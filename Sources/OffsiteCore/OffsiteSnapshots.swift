@@ -110,7 +110,8 @@ public enum OffsiteSnapshots {
     /// Uploads at most this many objects at once (a push is bound by round trips, as `aws s3 cp`'s
     /// ten concurrent requests are)...
     public static let uploadsInFlightMax = 4
-    /// ...holding at most this many of their bytes in memory (a larger object goes alone).
+    /// ...reading at most this many bytes of their files at once (a larger object goes alone; the
+    /// store's request body and the read-back come on top of each).
     public static let uploadBytesInFlightMax: UInt64 = 256 << 20
 
     /// Uploads each of `files` (read and checked against the manifest), then reads it back and

@@ -162,6 +162,42 @@ struct StateSyncStagingTests {
         #expect(!(try fileSystem.exists(StateSyncStaging.root(Self.target))))
     }
 
+    /// After an install that a crash left unfinished, staged files may be hard links of the
+    /// lanes' own: a verified file that no longer checks, and a discarded one, are replaced by
+    /// new files, never written in place, so the linked lane file keeps its bytes.
+    @Test func aStagedFileLinkedIntoTheLanesIsReplacedNeverWrittenInPlace() throws {
+        let source = try Self.source()
+        let fileSystem = source.fileSystem
+        let staging = try StateSyncStaging.begin(fileSystem: fileSystem, dataDirectory: Self.target, offer: source.offer, manifestBytes: source.manifestBytes)
+        let files = source.manifest.files.filter { $0.sizeBytes >= 64 }
+        try #require(files.count >= 2)
+        for file in files.prefix(2) {
+            try staging.writeChunk(path: file.path, offset: 0, bytes: try fileSystem.readFile(SnapshotTests.snapshot + "/" + file.path))
+            #expect(try staging.checkFile(path: file.path))
+        }
+        // "Lane" copies sharing the staged inodes, as an install's links do.
+        try fileSystem.createDirectories("/lane-links")
+        for (index, file) in files.prefix(2).enumerated() {
+            try fileSystem.link(staging.snapshotPath + "/" + file.path, to: "/lane-links/\(index)")
+        }
+        // The first no longer checks (rot through either name): load replaces it.
+        let handle = try fileSystem.openFile("/lane-links/0", options: .readWrite)
+        try handle.write([0xA5], at: 10)
+        try handle.sync()
+        try handle.close()
+        let laneBytes = try fileSystem.readFile("/lane-links/0")
+        let (loaded, staged) = try #require(try StateSyncStaging.load(fileSystem: fileSystem, dataDirectory: Self.target))
+        #expect(!staged.verifiedPaths.contains(files[0].path) && staged.verifiedPaths.contains(files[1].path))
+        #expect(staged.stagedChunks[files[0].path] == nil, "no chunk of the linked file is kept to be completed in place")
+        #expect(try fileSystem.readFile("/lane-links/0") == laneBytes)
+        #expect(try fileSystem.status(staging.snapshotPath + "/" + files[0].path)?.linkCount == 1)
+        // Discarding the second: the lane's file keeps its bytes.
+        let second = try fileSystem.readFile("/lane-links/1")
+        try loaded.discardFile(path: files[1].path)
+        #expect(try fileSystem.readFile("/lane-links/1") == second)
+        #expect(try fileSystem.status(staging.snapshotPath + "/" + files[1].path)?.sizeBytes == 0)
+    }
+
     @Test func journalLinesRoundTripAndRefuseDamage() {
         let entries: [StateSyncStaging.JournalEntry] = [
             .chunk(path: "lanes/lane-0001/0 1|2.sst", offset: 4_194_304, count: 17, crc: 0xDEAD_BEEF),

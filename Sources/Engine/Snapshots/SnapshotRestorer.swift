@@ -50,7 +50,8 @@ public struct RestorePlan: Sendable {
 
 /// Restores a snapshot into a stopped node's data directory.
 ///
-/// Crash safety: the snapshot's lanes are copied into `<data>/lanes.restore-staging` and synced;
+/// Crash safety: the snapshot's lanes are copied (or, for state sync's staging, hard-linked:
+/// `FilePlacement`) into `<data>/lanes.restore-staging` and synced;
 /// only then is the journal `<data>/RESTORE_IN_PROGRESS` written (atomically). The swap —
 /// current lanes moved aside, staging renamed into place, the WAL reset if planned — happens
 /// after it, and `RestoreJournal.complete` (run by the next restore and by every engine open)
@@ -140,7 +141,8 @@ public enum SnapshotRestorer {
         return .keep(replayThrough: meta.lastLSN)
     }
 
-    /// Carries out `plan`: stage (every copy read back and hashed against the manifest), journal,
+    /// Carries out `plan`: stage (every copy read back and hashed against the manifest; links
+    /// share the verified bytes), journal,
     /// swap (see the type's comment). The caller holds the data directory's lock. `clock` is the
     /// one the WAL started for the snapshot is given (the simulator's, or the system's).
     public static func restore(

@@ -164,14 +164,15 @@ public struct StateSyncStaging: Sendable {
         return true
     }
 
-    /// Empties a staged file that failed its check (it is fetched again) and journals it.
+    /// Replaces a staged file that failed its check by a new empty one (it is fetched again) and
+    /// journals it. Never empties the old file in place: after an install that a crash left
+    /// unfinished, staged files are hard links of the lanes' own (`SnapshotRestorer.FilePlacement.link`).
     public func discardFile(path: String) throws(SnapshotError) {
         precondition(files[path] != nil, "a discarded file is listed")
         let target = stagedPath(path)
         try io(target, "discarding a staged file") { () throws(FileSystemError) in
-            let handle = try fileSystem.openFile(target, options: OpenOptions(creation: .createIfMissing, writable: true, truncate: true))
-            try handle.sync()
-            try handle.close()
+            if try fileSystem.exists(target) { try fileSystem.removeFile(target) }
+            try createFiles([path])
             try appendJournal(.discarded(path: path))
         }
     }
@@ -412,6 +413,12 @@ extension StateSyncStaging {
                     let stillWhole = status.sizeBytes == file.sizeBytes && (try? SnapshotVerifier.rehashMatches(fileSystem: fileSystem, path: target, expected: file.sha256)) == true
                     if stillWhole { continue }
                     verified.remove(file.path)
+                    if status.linkCount > 1 {
+                        // Linked into the lanes by an install: replaced, never written in place.
+                        try fileSystem.removeFile(target)
+                        try createFiles([file.path])
+                        continue
+                    }
                 }
                 intact[file.path] = try chunksStillIntact(target, chunks[file.path] ?? [:])
             }
