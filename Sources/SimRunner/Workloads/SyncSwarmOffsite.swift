@@ -108,7 +108,9 @@ extension SyncSwarmRun {
     }
 
     /// A pull refused as damaged: an object that is not what the manifest says (the store), or
-    /// a snapshot that does not verify (a manifest damaged into another that still decodes).
+    /// a snapshot that does not verify (a manifest damaged into another that still decodes —
+    /// not reached while `SimulatedObjectStore.rot` damages a manifest at its first byte; kept
+    /// so that the oracle stays right for any damage).
     private static func refusesDamage(_ error: any Error) -> Bool {
         if let error = error as? ObjectStoreError { return error.kind == .damaged }
         if let error = error as? SnapshotError { return error.refusesTheSnapshot }
@@ -120,8 +122,9 @@ extension SyncSwarmRun {
         let bytes = try? SnapshotVerifier.readManifestAndBytes(fileSystem: fileSystem, path: outPath).bytes
         let verified = (try? SnapshotVerifier.verify(fileSystem: fileSystem, path: outPath)) != nil
         let rootRight = Int(report.height) <= model.height && report.metaRoot == roots[Int(report.height)].hex
-        // A manifest the store damaged may still decode and describe the same snapshot (a bit of
-        // its creation time): verified and at the right root, it is a good copy all the same.
+        // A manifest the store damaged could still decode and describe the same snapshot (a bit
+        // of its creation time): verified and at the right root, it would be a good copy all the
+        // same. (Rot damages a manifest at its first byte, so that it never decodes, today.)
         let asPushed = bytes.map(SnapshotOffers.digest) == snapshot.digest || manifestDamaged
         guard !pruned, verified, rootRight, asPushed else {
             failure = OracleViolation(
