@@ -17,12 +17,14 @@ struct BenchFailure: Error, CustomStringConvertible {
 /// A baseline that is an external command (`cp -r`, `sync`, `sha256sum`), run directly (no
 /// shell) and timed. It must exit 0 and print nothing on standard error, or the benchmark fails.
 enum BaselineCommand {
-    /// Runs `arguments` (the first is looked up on PATH) and returns its wall time in seconds.
-    static func run(_ arguments: [String]) throws(BenchFailure) -> Double {
+    /// Runs `arguments` (the first is looked up on PATH) and returns its wall time in seconds;
+    /// `environment` replaces this process's when given.
+    static func run(_ arguments: [String], environment: [String: String]? = nil) throws(BenchFailure) -> Double {
         precondition(!arguments.isEmpty, "a baseline command needs a program")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
+        if let environment { process.environment = environment }
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice

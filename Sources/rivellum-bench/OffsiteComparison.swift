@@ -84,25 +84,10 @@ extension RivellumBench {
             print(line("snapshot pull (download, hash each object, full verify)", pull, against: download))
         }
 
-        /// Runs `executable` (searched on PATH) to exit; its wall-clock seconds. Throws, with its
-        /// output's tail, unless it exits 0.
+        /// Runs `executable` with `arguments` to exit, as a baseline is run (exit 0, nothing on
+        /// standard error); its wall-clock seconds.
         static func timedRun(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> Double {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [executable] + arguments
-            process.environment = environment
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            let started = nowSeconds()
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            let elapsed = nowSeconds() - started
-            guard process.terminationStatus == 0 else {
-                throw ValidationError("\(executable) \(arguments.prefix(2).joined(separator: " ")) exited \(process.terminationStatus): \(text.suffix(400))")
-            }
-            return elapsed
+            try BaselineCommand.run([executable] + arguments, environment: environment)
         }
 
         /// Both sides brought back every file of the manifest, byte for byte the same size (the
