@@ -92,24 +92,43 @@ struct StateSyncService {
     /// (`SyncStalled`), a local I/O failure (`SnapshotError`), or cancellation.
     func run() async throws -> StateSyncReport {
         let fileSystem = self.fileSystem, dataDirectory = self.dataDirectory
-        let floor = machineConfiguration.heightFloor, journalClock = walClock
-        let loaded = try await pool.runIfActive {
+        let floor = machineConfiguration.heightFloor, journalClock = walClock, startedAt = clock.nowNanoseconds()
+        let resumption = try await pool.runIfActive {
             try StateSyncStaging.resume(fileSystem: fileSystem, dataDirectory: dataDirectory, heightFloor: floor, clock: journalClock)
         }
-        var loop = StateSyncLoop(service: self, startedAt: clock.nowNanoseconds())
-        let staged = loaded.flatMap { StateSyncStaged($0.1, chunkBytes: machineConfiguration.chunkBytes) }
-        loop.staging = loaded?.0
-        if let staged {
+        var loop = StateSyncLoop(service: self, startedAt: startedAt)
+        var machineConfiguration = self.machineConfiguration
+        var staged: StateSyncStaged?
+        switch resumption {
+        case .installed(let download):
+            return installFinished(download, startedAt: startedAt)
+        case .nothingStaged(let heightFloor):
+            machineConfiguration.heightFloor = heightFloor
+        case .staged(let staging, let download):
+            loop.staging = staging
+            staged = StateSyncStaged(download, chunkBytes: machineConfiguration.chunkBytes)
+            guard staged != nil else { break }
             loop.resumed = true
             logger.info(
                 "state sync resumes from staging",
                 metadata: [
-                    "snapshot": "\(staged.offer.name)", "height": "\(staged.offer.height)", "files_verified": "\(staged.verifiedFiles.count)",
-                    "files": "\(staged.manifest.files.count)",
+                    "snapshot": "\(download.offer.name)", "height": "\(download.offer.height)", "files_verified": "\(download.verifiedPaths.count)",
+                    "files": "\(download.manifest.files.count)",
                 ])
         }
         let machine = StateSyncMachine(configuration: machineConfiguration, staged: staged)
         return try await loop.run(machine: machine)
+    }
+
+    /// A stop between the install's restore journal and its end: the restore is finished now.
+    private func installFinished(_ download: StagedDownload, startedAt: UInt64) -> StateSyncReport {
+        let offer = download.offer
+        logger.notice(
+            "state sync finished the install a stop interrupted; block sync continues from its height",
+            metadata: ["snapshot": "\(offer.name)", "height": "\(offer.height)", "meta_root": "\(offer.metaRoot.hex)"])
+        return StateSyncReport(
+            name: offer.name, height: offer.height, metaRoot: offer.metaRoot, snapshotBytes: download.manifest.totalBytes, bytesDownloaded: 0,
+            resumed: true, elapsedNanoseconds: elapsedNanoseconds(clock.nowNanoseconds(), since: startedAt))
     }
 }
 

@@ -43,6 +43,15 @@ struct StateSyncStagingTests {
     /// resuming what staging holds; then installs it. Returns whether it got that far.
     @discardableResult
     static func download(_ fileSystem: SimulatedFileSystem, _ source: Source, progress: inout Progress) throws -> RestorePlan {
+        let staging = try stage(fileSystem, source, progress: &progress)
+        let lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: target)
+        defer { try? lock.unlock() }
+        try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: target, clock: ManualClock())
+        return try staging.install(walDirectory: nil, id: "ss", clock: ManualClock())
+    }
+
+    /// Stages every file of the snapshot (resuming what staging holds), each checked.
+    static func stage(_ fileSystem: SimulatedFileSystem, _ source: Source, progress: inout Progress) throws -> StateSyncStaging {
         let staging: StateSyncStaging
         if let (loaded, staged) = try StateSyncStaging.load(fileSystem: fileSystem, dataDirectory: target) {
             staging = loaded
@@ -65,10 +74,7 @@ struct StateSyncStagingTests {
                 throw SnapshotError(.damaged, path: file.path, "staged wrong")
             }
         }
-        let lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: target)
-        defer { try? lock.unlock() }
-        try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: target, clock: ManualClock())
-        return try staging.install(walDirectory: nil, id: "ss", clock: ManualClock())
+        return staging
     }
 
     /// Opens the target's engine and checks it stands at the snapshot; closes it.
@@ -220,6 +226,43 @@ struct StateSyncStagingTests {
     /// writes, lost directory entries), then the node's start: state sync again while the data
     /// directory has no genesis (resuming staging), else open the engine (rolling a restore
     /// forward) and state-sync again if it stands below the snapshot. Always at the snapshot.
+    /// A stop after the install journalled its restore and before staging was removed: resuming
+    /// finishes that restore and says the install is done (block sync follows), and staging —
+    /// whose files may be the lanes' by hard link — is removed, never downloaded or installed again.
+    @Test func resumingAfterAStopInsideTheInstallFinishesItAndNeverInstallsAgain() throws {
+        let pristine = try Self.source()
+        var progress = Progress()
+        _ = try Self.stage(pristine.fileSystem, pristine, progress: &progress)
+        let measured = pristine.fileSystem.clone()
+        let start = measured.operationCount
+        _ = try Self.download(measured, pristine, progress: &progress)
+        var finishedInstalls = 0
+        for offset in 1...(measured.operationCount - start) {
+            let fileSystem = pristine.fileSystem.clone()
+            fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + offset)
+            var again = Progress()
+            _ = try? Self.download(fileSystem, pristine, progress: &again)
+            fileSystem.crash(.processCrash)
+            let journalled = try fileSystem.exists(Self.target + "/" + RestoreJournal.fileName)
+            // The floor as both drivers take it: the height the directory stands at before resuming
+            // (with no journal left, they open the engine first: `crashAtEveryOperation…` covers that).
+            let floor = journalled ? try StateSyncStaging.localHeight(fileSystem: fileSystem, dataDirectory: Self.target, walDirectory: nil) : 0
+            let lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: Self.target)
+            let resumption = try StateSyncStaging.resume(fileSystem: fileSystem, dataDirectory: Self.target, heightFloor: floor, clock: ManualClock())
+            try lock.unlock()
+            if case .installed(let download) = resumption {
+                #expect(journalled, "only a journalled restore is an install to finish (operation \(offset))")
+                #expect(download.offer == pristine.offer)
+                #expect(!(try fileSystem.exists(StateSyncStaging.root(Self.target))), "staging is removed (operation \(offset))")
+                try Self.expectAtSnapshot(fileSystem, pristine, "install finished by resume after operation \(offset)")
+                finishedInstalls += 1
+            } else {
+                #expect(!journalled, "a journalled install is finished, never resumed as a download or forgotten (operation \(offset))")
+            }
+        }
+        #expect(finishedInstalls > 0, "some stop fell between the journal and its removal")
+    }
+
     @Test func crashAtEveryOperationOfADownloadAndInstall() throws {
         let pristine = try Self.source()
         let whole = pristine.fileSystem.clone()

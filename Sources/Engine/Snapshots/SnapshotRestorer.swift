@@ -281,20 +281,30 @@ public struct RestoreJournal: Sendable, Equatable {
         return journal.encoded() == bytes ? journal : nil
     }
 
+    /// The journal of a restore a crash interrupted, when one is left and reads whole (a damaged
+    /// one is `complete`'s to report).
+    static func pending(fileSystem: any FileSystem, dataDirectory: String) -> RestoreJournal? {
+        let journalPath = PathComponents.join(dataDirectory, fileName)
+        guard (try? fileSystem.exists(journalPath)) == true, let bytes = try? fileSystem.readFile(journalPath) else { return nil }
+        return decode(bytes)
+    }
+
     /// Finishes a restore a crash interrupted, or removes a staging directory no journal vouches
     /// for. Idempotent; every step is durable before the next. Called with the data directory's
-    /// lock held, before the lanes are opened.
-    public static func complete(fileSystem: any FileSystem, dataDirectory: String, clock: any WALClock) throws(SnapshotError) {
+    /// lock held, before the lanes are opened. Returns the height of the restore it finished
+    /// (nil when no journal was left): the lanes stand at that snapshot's height now.
+    @discardableResult
+    public static func complete(fileSystem: any FileSystem, dataDirectory: String, clock: any WALClock) throws(SnapshotError) -> UInt64? {
         let journalPath = PathComponents.join(dataDirectory, fileName)
         let lanes = DataDirectoryLayout(dataDirectory: dataDirectory).lanes
         let staging = lanes + ".restore-staging"
-        try io(dataDirectory, "completing a restore") { () throws(FileSystemError) in
+        return try io(dataDirectory, "completing a restore") { () throws(FileSystemError) -> UInt64? in
             guard try fileSystem.exists(journalPath) else {
                 if try fileSystem.exists(staging) {
                     try fileSystem.removeTree(staging)
                     Probe.snapshotRestoreStagingDiscarded.hit()
                 }
-                return
+                return nil
             }
             guard let journal = decode(try fileSystem.readFile(journalPath)) else {
                 throw FileSystemError(.other, operation: "restore journal", path: journalPath, detail: "damaged; inspect it and the lanes.* directories by hand")
@@ -322,6 +332,7 @@ public struct RestoreJournal: Sendable, Equatable {
             try startWAL(fileSystem: fileSystem, journal: journal, clock: clock)
             try fileSystem.removeFile(journalPath)
             try fileSystem.syncDirectory(dataDirectory)
+            return journal.height
         }
     }
 

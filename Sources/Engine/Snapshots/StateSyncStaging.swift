@@ -295,22 +295,38 @@ extension StateSyncStaging {
 
 // MARK: Resuming
 
+/// What a state sync (re)starting finds in its data directory (`StateSyncStaging.resume`).
+public enum StateSyncResumption: Sendable {
+    /// Nothing to resume: a new download starts, for a snapshot above `heightFloor` (the floor
+    /// asked for, or the height of a restore that `resume` has just finished, if higher).
+    case nothingStaged(heightFloor: UInt64)
+    /// A download to carry on: the staging handle and what it holds, checked again.
+    case staged(StateSyncStaging, StagedDownload)
+    /// A crash interrupted the install of this download's snapshot after its restore was
+    /// journalled; the restore is finished now and the lanes stand at the snapshot's height.
+    /// Block sync follows; nothing is fetched or installed again.
+    case installed(StagedDownload)
+}
+
 extension StateSyncStaging {
     /// Where a state sync (re)starts, under the data directory's lock, as both drivers (the node
-    /// and the simulator) run it: a restore a crash interrupted is finished first
-    /// (`RestoreJournal.complete`); staging of a snapshot at or below `heightFloor` (installed
-    /// already: a stop between the install and the removal of staging) is removed and never
-    /// installed again; otherwise what `load` vouches for.
+    /// and the simulator) run it. A restore a crash interrupted is finished first
+    /// (`RestoreJournal.complete`). When that restore was staging's install (at its snapshot's
+    /// height), the install is done: staging is removed and `.installed` says so, so that block
+    /// sync follows and nothing is fetched or installed again. Staging of a snapshot at or below
+    /// the floor (installed already: a stop between the install and the removal of staging; or
+    /// below a finished restore) is removed too. Otherwise what `load` vouches for.
     public static func resume(
         fileSystem: any FileSystem, dataDirectory: String, heightFloor: UInt64, clock: any WALClock
-    ) throws(SnapshotError) -> (StateSyncStaging, StagedDownload)? {
-        try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: dataDirectory, clock: clock)
-        guard let loaded = try load(fileSystem: fileSystem, dataDirectory: dataDirectory) else { return nil }
-        guard loaded.1.offer.height > heightFloor else {
+    ) throws(SnapshotError) -> StateSyncResumption {
+        let restoredHeight = try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: dataDirectory, clock: clock)
+        let floor = max(heightFloor, restoredHeight ?? 0)
+        guard let loaded = try load(fileSystem: fileSystem, dataDirectory: dataDirectory) else { return .nothingStaged(heightFloor: floor) }
+        guard loaded.1.offer.height > floor else {
             try discard(fileSystem: fileSystem, dataDirectory: dataDirectory)
-            return nil
+            return loaded.1.offer.height == restoredHeight ? .installed(loaded.1) : .nothingStaged(heightFloor: floor)
         }
-        return loaded
+        return .staged(loaded.0, loaded.1)
     }
 
     /// Block sync is to run at `localHeight`: staging of a snapshot at or below it (a crash
@@ -322,10 +338,13 @@ extension StateSyncStaging {
     }
 
     /// The height a stopped node's data directory recovers to (0 when it holds no genesis): state
-    /// sync takes only a snapshot above it. Takes the data directory's lock while it reads.
+    /// sync takes only a snapshot above it. A restore that a crash interrupted counts at its
+    /// snapshot's height, where its roll-forward (`RestoreJournal.complete`, which every start
+    /// runs first) puts the lanes. Takes the data directory's lock while it reads the lanes.
     public static func localHeight(fileSystem: any FileSystem, dataDirectory: String, walDirectory: String?) throws(EngineError) -> UInt64 {
         let genesis = DataDirectoryLayout(dataDirectory: dataDirectory).genesis
         guard (try? fileSystem.exists(genesis)) == true else { return 0 }
+        if let restoring = RestoreJournal.pending(fileSystem: fileSystem, dataDirectory: dataDirectory) { return restoring.height }
         let status = try DataDirectoryStatus.read(fileSystem: fileSystem, dataDirectory: dataDirectory, walDirectory: walDirectory)
         return max(status.logHeight, status.lanes.map(\.appliedHeight).min() ?? 0)
     }

@@ -149,16 +149,27 @@ extension SyncSwarmRun {
             let floor = try heightFloor(node)
             let lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: dataDirectory)
             nodes[node].stateSyncLock = lock
-            let resumed = try StateSyncStaging.resume(fileSystem: fileSystem, dataDirectory: dataDirectory, heightFloor: floor, clock: clock)
+            let resumption = try StateSyncStaging.resume(fileSystem: fileSystem, dataDirectory: dataDirectory, heightFloor: floor, clock: clock)
             var configuration = StateSyncConfiguration(sync: syncConfiguration(nodes[node].peers.count, true))
             configuration.chunkBytes = setup.stateSyncChunkBytes
             configuration.heightFloor = floor
             configuration.chunkGraceNanoseconds = 1_000_000_000
             configuration.chunksPerPeerMax = 4
-            let staged = resumed.flatMap { StateSyncStaged($0.1, chunkBytes: configuration.chunkBytes) }
+            var staged: StateSyncStaged?
+            switch resumption {
+            case .installed(let download):
+                record(node, "sim.state_sync", "floor \(floor), the interrupted install of \(download.offer.name) finished")
+                markEmptyUntilInstall(node)
+                stateSynced(node, height: download.offer.height, metaRoot: download.offer.metaRoot)
+                return
+            case .nothingStaged(let heightFloor):
+                configuration.heightFloor = heightFloor
+            case .staged(let staging, let download):
+                nodes[node].staging = staging
+                staged = StateSyncStaged(download, chunkBytes: configuration.chunkBytes)
+            }
             // Finishing an interrupted restore is the install's own work, not a write before it.
             markEmptyUntilInstall(node)
-            nodes[node].staging = resumed?.0
             nodes[node].stateSync = StateSyncMachine(configuration: configuration, staged: staged)
             nodes[node].incarnation += 1
             record(node, "sim.state_sync", "floor \(floor), staged \(staged.map { "\($0.offer.name): \($0.verifiedFiles.count) verified" } ?? "nothing")")
