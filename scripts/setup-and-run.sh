@@ -12,6 +12,9 @@ swift build -c release --product rivellum-sim
 echo "== scenario suite"
 .build/release/rivellum-sim scenarios scenarios
 
+echo "== regression capsules (seeds that once failed, each replayed twice)"
+.build/release/rivellum-sim regressions scenarios/regressions
+
 echo "== exhaustive crash points (every operation x persistence variants, WAL)"
 .build/release/rivellum-sim exhaustive --records 200
 

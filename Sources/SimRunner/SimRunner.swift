@@ -60,13 +60,58 @@ public struct SweepSummary: Sendable {
         if result.failure != nil { failures.append(result) }
     }
 
+    /// The summary as a JSON document (`rivellum-sim sweep --json`), for the seeds of `sweep`.
+    public func document(of sweep: SweepIdentity) -> SweepSummaryDocument {
+        SweepSummaryDocument(
+            sweep: sweep, seeds: seedsRun,
+            failures: failures.map { .init(seed: $0.seed, failure: $0.failure ?? "", knobs: $0.knobs) },
+            correctRefusals: refusals, crashes: crashes, fileSystemOperations: fileSystemOperations, elapsedSeconds: elapsedSeconds,
+            faults: faults, probes: probes, probesMissed: SweepSummaryDocument.missed(probes))
+    }
+}
+
+/// `rivellum-sim sweep --json` (and `--json-out`, and `merge`): which seeds were run, the
+/// sweep's totals, each failing seed with its knobs, the faults injected by family and the
+/// coverage probes hit (and those missed).
+public struct SweepSummaryDocument: Codable, Sendable, Equatable {
+    public struct Failure: Codable, Sendable, Equatable {
+        public var seed: UInt64
+        public var failure: String
+        public var knobs: String
+    }
+
+    public var sweep: SweepIdentity
+    public var seeds: Int
+    public var failures: [Failure]
+    public var correctRefusals: Int
+    public var crashes: Int
+    public var fileSystemOperations: UInt64
+    /// Wall-clock seconds; for a merge, the longest shard's (shards run side by side).
+    public var elapsedSeconds: Double
+    public var faults: [String: UInt64]
+    public var probes: [String: UInt64]
+    public var probesMissed: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case sweep, seeds, failures, crashes, faults, probes
+        case correctRefusals = "correct_refusals"
+        case fileSystemOperations = "file_system_operations"
+        case elapsedSeconds = "elapsed_seconds"
+        case probesMissed = "probes_missed"
+    }
+
+    /// Probes never hit that are not rare: the seed budget stopped reaching a branch.
+    static func missed(_ probes: [String: UInt64]) -> [String] {
+        probes.keys.sorted().filter { probes[$0]! == 0 && Probe(rawValue: $0)?.isRare != true }
+    }
+
     /// The one-line text summary.
     public var text: String {
-        var line = "sweep: \(seedsRun) seeds, \(failures.count) failures, \(refusals) ended on a correct refusal, \(crashes) crashes, \(fileSystemOperations) file-system operations"
+        var line = "sweep: \(seeds) seeds, \(failures.count) failures, \(correctRefusals) ended on a correct refusal, \(crashes) crashes, \(fileSystemOperations) file-system operations"
         if elapsedSeconds > 0 {
             line += String(
                 format: " (%.0f ops/s, %.1f crash-recover cycles/s, %.0f seeds/min)",
-                Double(fileSystemOperations) / elapsedSeconds, Double(crashes) / elapsedSeconds, Double(seedsRun) * 60 / elapsedSeconds)
+                Double(fileSystemOperations) / elapsedSeconds, Double(crashes) / elapsedSeconds, Double(seeds) * 60 / elapsedSeconds)
         }
         return line
     }
@@ -84,46 +129,9 @@ public struct SweepSummary: Sendable {
         }
     }
 
-    /// Probes never hit that are not rare: the seed budget stopped reaching a branch.
-    public var probesMissed: [String] {
-        probes.keys.sorted().filter { probes[$0]! == 0 && Probe(rawValue: $0)?.isRare != true }
-    }
-
-    /// The summary as a JSON document (`rivellum-sim sweep --json`).
-    public var document: SweepSummaryDocument {
-        SweepSummaryDocument(
-            seeds: seedsRun,
-            failures: failures.map { .init(seed: $0.seed, failure: $0.failure ?? "", knobs: $0.knobs) },
-            correctRefusals: refusals, crashes: crashes, fileSystemOperations: fileSystemOperations, elapsedSeconds: elapsedSeconds,
-            faults: faults, probes: probes, probesMissed: probesMissed)
-    }
-}
-
-/// `rivellum-sim sweep --json`: the sweep's totals, each failing seed with its knobs, the faults
-/// injected by family and the coverage probes hit (and those missed).
-public struct SweepSummaryDocument: Codable, Sendable, Equatable {
-    public struct Failure: Codable, Sendable, Equatable {
-        public var seed: UInt64
-        public var failure: String
-        public var knobs: String
-    }
-
-    public var seeds: Int
-    public var failures: [Failure]
-    public var correctRefusals: Int
-    public var crashes: Int
-    public var fileSystemOperations: UInt64
-    public var elapsedSeconds: Double
-    public var faults: [String: UInt64]
-    public var probes: [String: UInt64]
-    public var probesMissed: [String]
-
-    enum CodingKeys: String, CodingKey {
-        case seeds, failures, crashes, faults, probes
-        case correctRefusals = "correct_refusals"
-        case fileSystemOperations = "file_system_operations"
-        case elapsedSeconds = "elapsed_seconds"
-        case probesMissed = "probes_missed"
+    /// The text report: the summary line, the faults by family and the probes.
+    public var report: String {
+        ([text, "faults injected by family:"] + faultLines + ["probes hit:"] + probeLines).joined(separator: "\n")
     }
 }
 

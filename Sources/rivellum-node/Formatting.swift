@@ -69,12 +69,3 @@ func pad(_ cells: [String], _ widths: [Int]) -> String {
     }.joined()
 }
 
-func printError(_ text: String, newline: Bool = true) {
-    writeText(text + (newline ? "\n" : ""), to: 2)
-}
-
-/// Writes `text` to a file descriptor at once, unbuffered (progress events are read as they come).
-func writeText(_ text: String, to descriptor: Int32) {
-    let bytes = Array(text.utf8)
-    _ = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-}

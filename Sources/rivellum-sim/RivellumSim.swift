@@ -1,5 +1,6 @@
 import ArgumentParser
 import CommandLineOptions
+import Documents
 import FaultFS
 import Engine
 import SimRunner
@@ -14,7 +15,7 @@ struct RivellumSim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rivellum-sim",
         abstract: "Deterministic simulation of the Rivellum storage engine under injected faults.",
-        subcommands: [Sweep.self, Scenarios.self, Replay.self, Shrink.self, Exhaustive.self])
+        subcommands: [Sweep.self, Merge.self, Soak.self, Scenarios.self, Regressions.self, Replay.self, Shrink.self, Exhaustive.self])
 }
 
 extension RivellumSim {
@@ -34,8 +35,16 @@ extension RivellumSim {
         @Option(help: "Write every trace event of the run as JSON lines to this file (best with --seeds 1).")
         var trace: String?
 
+        @Option(help: "Run only shard K of N (0 <= K < N): the seeds at positions K, K+N, K+2N, ... of the range; `merge` adds the shards' --json-out files up.")
+        var shard: String = "0/1"
+
+        @Option(help: "Also write the summary as JSON to this file (what `merge` reads).")
+        var jsonOut: String?
+
         func validate() throws {
             guard seeds > 0 && seeds <= 1_000_000 else { throw ValidationError("--seeds must be in 1...1000000") }
+            guard firstSeed <= UInt64.max - UInt64(seeds) else { throw ValidationError("--first-seed + --seeds must fit in 64 bits") }
+            guard SweepShard(parsing: shard) != nil else { throw ValidationError("--shard is K/N with 0 <= K < N <= \(SweepShard.countMax), not \(shard)") }
             guard !requireProbes || workload == .all else { throw ValidationError("--require-probes needs --workload all") }
         }
 
@@ -51,46 +60,51 @@ extension RivellumSim {
         var mutation: [String] = []
 
         func run() throws {
-            var summary = SweepSummary()
-            let sink = try trace.map { try TraceFileSink(path: $0) }
-            defer { sink?.close() }
-            var write: (@Sendable (TraceEvent) -> Void)?
-            if let sink { write = { event in sink.write(event) } }
-            let started = monotonicSeconds()
-            let probesBefore = ProbeCounters.snapshot()
-            SeedCrashReporter.arm()
-            for seed in firstSeed..<(firstSeed + UInt64(seeds)) {
-                SeedCrashReporter.running(seed: seed, workload: workload.rawValue)
-                let mutations = Set(mutation.compactMap(EngineMutation.init(rawValue:)))
-                var result = workload.run(seed: seed, traceSink: write, mutations: mutations)
-                if checkDeterminism && result.failure == nil {
-                    // The same seed, the same code and the same configuration: mutations included.
-                    let again = workload.run(seed: seed, mutations: mutations)
-                    if again.traceHash != result.traceHash {
-                        result.violation = OracleViolation(.determinism, expected: "trace hash \(result.traceHash) again", found: "\(again.traceHash)")
-                    }
+            let identity = SweepIdentity(
+                workload: workload.rawValue, firstSeed: firstSeed, seedCount: seeds, shard: SweepShard(parsing: shard)!,
+                checkDeterminism: checkDeterminism, mutations: mutation)
+            let document = try SeedSweep(workload: workload, checkDeterminism: checkDeterminism, mutations: mutation, printFailures: !output.json)
+                .run(identity.shard.seeds(firstSeed: firstSeed, seedCount: seeds), trace: trace)
+                .document(of: identity)
+            try SweepReport(document: document, output: output, jsonOut: jsonOut, requireProbes: requireProbes).finish()
+        }
+    }
+
+    /// Adds the `--json-out` files of every shard of one sweep up into that sweep's summary.
+    struct Merge: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Merge the --json-out results of a sweep's shards into one summary; exit 1 on any failure, 2 if the shards do not add up.")
+
+        @Argument(help: "One result file per shard (sweep --shard K/N --json-out FILE).")
+        var results: [String]
+
+        @OptionGroup var output: OutputOptions
+
+        @Option(help: "Also write the merged summary as JSON to this file.")
+        var jsonOut: String?
+
+        @Flag(help: "Fail when a coverage probe that is not rare was never hit by any shard (sweeps of --workload all).")
+        var requireProbes = false
+
+        func run() throws {
+            guard !results.isEmpty else { throw ValidationError("give the shards' result files") }
+            var documents: [SweepSummaryDocument] = []
+            for path in results {
+                do {
+                    documents.append(try JSONDocument.decode(SweepSummaryDocument.self, from: try PosixFileSystem().readFile(path)))
+                } catch {
+                    printError("rivellum-sim merge: cannot read \(path) as a sweep result: \(error)")
+                    throw ExitCode(2)
                 }
-                summary.add(result)
-                if let failure = result.failure, !output.json {
-                    print("FAIL seed=\(seed): \(failure)")
-                    print("  knobs: \(result.knobs)")
-                    print("  reproduce: swift run -c release rivellum-sim replay --workload \(workload.rawValue) --seed \(seed) --trace seed-\(seed).jsonl")
-                }
             }
-            summary.elapsedSeconds = monotonicSeconds() - started
-            let probesAfter = ProbeCounters.snapshot()
-            for probe in Probe.allCases {
-                summary.probes[probe.rawValue] = (probesAfter[probe] ?? 0) - (probesBefore[probe] ?? 0)
+            let merged: SweepSummaryDocument
+            do {
+                merged = try SweepSummaryDocument.merge(documents)
+            } catch {
+                printError("rivellum-sim merge: \(error)")
+                throw ExitCode(2)
             }
-            output.print(summary.document) {
-                ([summary.text, "faults injected by family:"] + summary.faultLines + ["probes hit:"] + summary.probeLines)
-                    .joined(separator: "\n")
-            }
-            if requireProbes && !summary.probesMissed.isEmpty {
-                print("coverage: probes never hit by \(seeds) seeds: \(summary.probesMissed.joined(separator: ", "))")
-                throw ExitCode(1)
-            }
-            if !summary.failures.isEmpty { throw ExitCode(1) }
+            try SweepReport(document: merged, output: output, jsonOut: jsonOut, requireProbes: requireProbes && merged.sweep.workload == "all").finish()
         }
     }
 
@@ -217,6 +231,19 @@ extension RivellumSim {
     }
 }
 
+/// The names in `directory` that end in `suffix`, sorted; a usage error when it cannot be read
+/// or holds none.
+func namesInDirectory(_ directory: String, endingIn suffix: String, what: String) throws -> [String] {
+    let names: [String]
+    do {
+        names = try PosixFileSystem().listDirectory(directory).filter { $0.hasSuffix(suffix) }.sorted()
+    } catch {
+        throw ValidationError("cannot read \(directory): \(error)")
+    }
+    guard !names.isEmpty else { throw ValidationError("no \(what) (*\(suffix)) in \(directory)") }
+    return names
+}
+
 func monotonicSeconds() -> Double {
     var spec = timespec()
     clock_gettime(CLOCK_MONOTONIC, &spec)
@@ -234,13 +261,7 @@ extension RivellumSim {
 
         func run() throws {
             let fileSystem = PosixFileSystem()
-            let names: [String]
-            do {
-                names = try fileSystem.listDirectory(directory).filter { $0.hasSuffix(".toml") }
-            } catch {
-                throw ValidationError("cannot read \(directory): \(error)")
-            }
-            guard !names.isEmpty else { throw ValidationError("no scenario files (*.toml) in \(directory)") }
+            let names = try namesInDirectory(directory, endingIn: ".toml", what: "scenario files")
             var failures = 0
             for name in names {
                 let path = PathComponents.join(directory, name)

@@ -32,21 +32,17 @@ struct ScenarioTests {
     /// probe counters are process-wide, and in-process tests run in parallel, so only here is
     /// every `expect_probes` check exact (a probe another test hit cannot pass for this one).
     @Test func theBinaryRunsTheSuiteWithEveryProbeCheckExact() throws {
-        let arguments = CommandLine.arguments[0]
-        var directory = PathComponents.parent(of: arguments)
-        // The test bundle sits in the build directory, or one below it.
-        if !((try? PosixFileSystem().exists(directory + "/rivellum-sim")) ?? false) { directory = PathComponents.parent(of: directory) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: directory + "/rivellum-sim")
-        process.arguments = ["scenarios", scenariosDirectory]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(printed)")
+        let printed = try SimBinary.finish(try SimBinary.start(["scenarios", scenariosDirectory]), expecting: 0)
         #expect(printed.contains("scenarios: \(Self.names.count) passed, 0 failed"), "\(printed)")
+    }
+
+    /// Every capsule kept in `scenarios/regressions/` (a seed that once failed, kept after its
+    /// fix) replays through the real binary and passes.
+    @Test func theBinaryReplaysEveryRegressionCapsuleAndEachPasses() throws {
+        let capsules = try PosixFileSystem().listDirectory(scenariosDirectory + "/regressions").filter { $0.hasSuffix(".json") }
+        #expect(capsules.count >= 3, "\(capsules)")
+        let printed = try SimBinary.finish(try SimBinary.start(["regressions", scenariosDirectory + "/regressions"]), expecting: 0)
+        #expect(printed.contains("regressions: \(capsules.count) passed, 0 failed"), "\(printed)")
     }
 
     @Test func unknownKeysAndMissingExpectationsAreRejected() {
