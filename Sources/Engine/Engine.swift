@@ -15,6 +15,16 @@ public struct EngineConfiguration: Sendable, Equatable {
     public var wal = WALConfiguration()
     /// Lanes are flushed (after the WAL is synced) every this many blocks. The default is 256.
     public var flushEveryBlocks: UInt64 = 256
+    /// Each lane's RocksDB memtable size. RocksDB would flush a full memtable on its own, making
+    /// lane state durable ahead of the log; so the engine checkpoints (log synced, then lanes
+    /// flushed) after any block that leaves a lane's memtable at a quarter of this or more. That
+    /// holds only while one block's lane batch stays below about two thirds of it: a larger one
+    /// could be flushed by RocksDB before its log is synced (the API's body limit keeps blocks
+    /// far below the default). Default 64 MiB; at least 64 KiB (RocksDB's own minimum).
+    public var laneWriteBufferBytes: UInt64 = RocksDatabase.writeBufferBytesDefault
+    public static let laneWriteBufferBytesMin: UInt64 = 64 << 10
+    /// A lane's memtable bytes from which the engine checkpoints: a quarter of the write buffer.
+    public var memtableCheckpointBytes: UInt64 { laneWriteBufferBytes / 4 }
     /// WAL segments are kept at least this long after they are no longer needed. Default 24.
     public var walRetentionHours: UInt64 = 24
     /// Keep every WAL segment from genesis (retention deletes nothing), so that peers can resync
@@ -272,7 +282,7 @@ public final class Engine: @unchecked Sendable {
                 } catch {
                     throw EngineError(.storage, lane: lane, path: directory, "preparing the lane directory: \(error)")
                 }
-                opened.append(try LaneStore.open(index: lane, path: directory, environment: environment))
+                opened.append(try LaneStore.open(index: lane, path: directory, environment: environment, writeBufferBytes: configuration.laneWriteBufferBytes))
             }
         } catch {
             for lane in opened { lane.close() }
@@ -432,7 +442,7 @@ public final class Engine: @unchecked Sendable {
             if pendingDurability.count > Self.pendingDurabilityMax { pendingDurability.removeFirst() }
         }
         blocksSinceFlush += 1
-        if blocksSinceFlush >= configuration.flushEveryBlocks {
+        if blocksSinceFlush >= configuration.flushEveryBlocks || memtableNearlyFull(touched) {
             try checkpointLocked()
         }
         return (CommitResult(height: newHeight, metaRoot: newMetaRoot, durable: false), targets)
@@ -589,6 +599,15 @@ public final class Engine: @unchecked Sendable {
             failure = EngineError.wal(error)
             throw failure!
         }
+    }
+
+    /// Whether a lane the block touched holds a quarter of its write buffer or more: the next
+    /// writes could fill it, and RocksDB would flush it on its own, ahead of the log.
+    private func memtableNearlyFull(_ touched: [Int]) -> Bool {
+        guard !configuration.wal.mutations.active(.ignoreMemtableBound) else { return false }
+        let nearlyFull = touched.contains { lanes[$0].memtableHolds(atLeast: configuration.memtableCheckpointBytes) }
+        if nearlyFull { Probe.engineCheckpointForMemtable.hit() }
+        return nearlyFull
     }
 
     private func checkpointLocked() throws(EngineError) {

@@ -16,6 +16,16 @@ public enum EngineMutation: String, CaseIterable, Sendable {
     /// A peer's block is taken on its word: its lane roots and MetaRoot are not recomputed
     /// from its operations (only the attested root is compared with its claim).
     case skipPeerBlockRootCheck = "skip_peer_block_root_check"
+    /// A snapshot's `.partial` directory is renamed to its name, but the parent directory is
+    /// not synced: a power loss can take the snapshot away after create reported it made.
+    case skipSnapshotRenameDirectorySync = "skip_snapshot_rename_directory_sync"
+    /// Start takes every lane directory on its word: neither a lane's applied root is checked
+    /// against the commit record at its height, nor whether the log still reaches back to it,
+    /// and a MetaRoot mismatch names no lane.
+    case trustLaneDirectories = "trust_lane_directories"
+    /// Lanes are flushed only every `flushEveryBlocks` blocks, however full their memtables:
+    /// RocksDB would flush a full one on its own, ahead of the log.
+    case ignoreMemtableBound = "ignore_memtable_bound"
 }
 
 extension Set where Element == EngineMutation {

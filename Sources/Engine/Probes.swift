@@ -19,6 +19,12 @@ public enum Probe: String, CaseIterable, Sendable {
     case engineLaneReplayed = "engine.lane_replayed"
     case engineUncommittedBlockDropped = "engine.uncommitted_block_dropped"
     case engineCheckpoint = "engine.checkpoint"
+    /// A lane's memtable reached half its write buffer: checkpointed (or, in a replay, flushed
+    /// after the log was synced) before RocksDB could flush it on its own.
+    case engineCheckpointForMemtable = "engine.checkpoint_for_memtable"
+    /// Start refused a lane directory that cannot be this chain's (its applied root differs
+    /// from the commit record at its height) or that the log no longer reaches back to.
+    case engineLaneOfAnotherHistoryRefused = "engine.lane_of_another_history_refused"
     case engineCommitFailed = "engine.commit_failed"
     case engineRecoveryRefused = "engine.recovery_refused"
     /// Recovery refused and was run again from fresh reads before the refusal stood.
@@ -84,6 +90,9 @@ public enum Probe: String, CaseIterable, Sendable {
         // consistent manifest is chosen only when it offers the newest attested snapshot first
         // (its scenario runs it every time).
         case .stateSyncInstallRolledForward, .stateSyncInstallRefused: true
+        // The sweep's lanes keep RocksDB's default 64 MiB write buffer, which its blocks never
+        // fill; `EngineMemtableBoundTests` reach it with small buffers.
+        case .engineCheckpointForMemtable: true
         default: false
         }
     }

@@ -162,8 +162,40 @@ public final class SimulatedFileSystem: FileSystem {
         }
     }
 
+    /// Records a fault the simulator injected above the file system (an operator's mistake, say)
+    /// in the trace, tagged as injected, and counts it under `name` with the file system's own.
+    public func recordInjectedFault(_ name: String, detail: String) {
+        state.withLock { state in
+            state.injectedCounts[name, default: 0] += 1
+            state.trace.record(
+                index: state.operationCount, operation: name, path: "", offset: nil, length: nil, outcome: detail, injected: [name])
+        }
+    }
+
     /// How many times each fault family fired so far, by its raw name (and `crash_point`).
     public var injectedFaultCounts: [String: UInt64] { state.withLock { $0.injectedCounts } }
+
+    /// The files at or under `path` (a file, or a directory walked through its current
+    /// entries) whose media bytes corruption at rest has struck — bit rot at rest, or a
+    /// misdirected write into them — sorted. Hard links share the verdict (one inode). Not an
+    /// operation: for the oracles, which may excuse damage only where it landed.
+    public func filesDamagedAtRest(under path: String) -> [String] {
+        state.withLock { state in
+            guard let id = try? state.lookup(path, operation: "oracle") else { return [] }
+            var found: [String] = []
+            var stack = [(id, path)]
+            // Bounded: every inode of the tree is visited once (a directory has one parent).
+            while let (next, nextPath) = stack.popLast() {
+                let inode = state.inodes[next]!
+                if inode.kind == .file {
+                    if inode.damagedAtRest { found.append(nextPath) }
+                    continue
+                }
+                for (name, child) in inode.entries { stack.append((child, PathComponents.join(nextPath, name))) }
+            }
+            return found.sorted()
+        }
+    }
 
     /// The bytes the page cache holds for all files together.
     public var cachedBytesTotal: UInt64 { state.withLock { $0.cachedBytesTotal } }
@@ -438,6 +470,7 @@ public final class SimulatedFileSystem: FileSystem {
             if state.fires(.misdirectedWrites) {
                 let shift = UInt64(SimulatedState.sectorSizeBytes * state.random.int(in: 1...8))
                 mediaOffset = state.random.chance(0.5) || position < shift ? position + shift : position - shift
+                state.inodes[id]!.damagedAtRest = true
             }
             state.applyWrite(id, bytes: data, offset: position, mediaOffset: mediaOffset)
             return position

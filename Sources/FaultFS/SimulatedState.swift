@@ -31,6 +31,9 @@ struct SimulatedState {
         /// prefix of them (journaling file systems commit metadata in order).
         var entryLog: [EntryChange] = []
         var openCount = 0
+        /// Corruption at rest struck this file's media bytes (bit rot at rest, a misdirected write):
+        /// what the oracles may excuse, file by file.
+        var damagedAtRest = false
     }
 
     struct EntryChange {
@@ -351,6 +354,7 @@ struct SimulatedState {
         if !image.isEmpty && fires(.bitRotAtRest) {
             let bit = random.below(image.count * 8)
             image[bit / 8] ^= UInt8(1) << UInt8(bit % 8)
+            inodes[id]!.damagedAtRest = true
         }
         inodes[id]!.durable = image
         inodes[id]!.cached = image

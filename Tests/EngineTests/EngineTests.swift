@@ -1,4 +1,4 @@
-@testable import Engine
+@_spi(Mutations) @testable import Engine
 import FaultFS
 import SimRunner
 import Testing
@@ -111,6 +111,99 @@ struct EngineTests {
             let afterFlush = height % 16
             #expect(reopened.recoveryReport.lanes.contains { $0.recordsReplayed > 0 } == (afterFlush > 0))
             try reopened.close()
+        }
+    }
+}
+
+/// Lane state never durable ahead of the log, against RocksDB's own flushes: with a small
+/// write buffer, a lane whose memtable reaches a quarter of it is checkpointed (log synced, then the
+/// lane flushed) after the block, so RocksDB never has a full memtable to flush on its own; a
+/// replay that fills one flushes it too, after syncing the log it replayed.
+@Suite("Engine memtable bound")
+struct EngineMemtableBoundTests {
+    static func configuration(_ policy: FsyncPolicy) -> EngineConfiguration {
+        var configuration = EngineTests.configuration(policy, laneCount: 2)
+        configuration.flushEveryBlocks = 100_000
+        configuration.laneWriteBufferBytes = EngineConfiguration.laneWriteBufferBytesMin
+        return configuration
+    }
+
+    /// A block of 8 values of 1 KiB on the 2 lanes.
+    static func block(_ height: Int) -> [BlockOperation] {
+        (0..<8).map { BlockOperation(key: Array("key-\(height)-\($0)".utf8), value: [UInt8](repeating: UInt8(height % 251), count: 1_024)) }
+    }
+
+    @Test(arguments: [FsyncPolicy.strict, .balanced])
+    func noMemtableEverOutgrowsItsWriteBufferAndPowerLossKeepsTheAcknowledgedPrefix(policy: FsyncPolicy) throws {
+        let fileSystem = SimulatedFileSystem(seed: 4, plan: .none)
+        let engine = try Engine(fileSystem: fileSystem, configuration: Self.configuration(policy), clock: ManualClock())
+        let checkpointsBefore = ProbeCounters.snapshot()[.engineCheckpointForMemtable] ?? 0
+        for height in 1...200 {
+            _ = try engine.commit(Self.block(height))
+            for (lane, store) in engine.laneStores.enumerated() {
+                let memtables = try #require(store.memtables)
+                #expect(memtables.immutable == 0 && memtables.activeBytes <= Self.configuration(policy).laneWriteBufferBytes, "lane \(lane) at \(height)")
+            }
+        }
+        #expect((ProbeCounters.snapshot()[.engineCheckpointForMemtable] ?? 0) > checkpointsBefore, "the bound checkpointed")
+        // The check can fail: without the bound (a deliberate bug, in debug builds) the same
+        // blocks outgrow the write buffer.
+        var unbounded = Self.configuration(policy)
+        unbounded.dataDirectory = "/unbounded"
+        unbounded.wal.mutations = [.ignoreMemtableBound]
+        let careless = try Engine(fileSystem: fileSystem, configuration: unbounded, clock: ManualClock())
+        var outgrown = false
+        for height in 1...200 where !outgrown {
+            _ = try careless.commit(Self.block(height))
+            outgrown = careless.laneStores.contains { ($0.memtables?.immutable ?? 0) > 0 || ($0.memtables?.activeBytes ?? 0) > unbounded.laneWriteBufferBytes }
+        }
+        #expect(outgrown, "without the bound a memtable outgrows its write buffer")
+        careless.abandon()
+        let durable = Int(engine.durableHeight)
+        fileSystem.setPlan(FaultPlan(rates: [.lostUnsyncedWrites: 1]))
+        fileSystem.crash(.powerLoss)
+        engine.abandon()
+        fileSystem.setPlan(.none)
+        let reopened = try Engine(fileSystem: fileSystem, configuration: Self.configuration(policy), clock: ManualClock())
+        #expect(Int(reopened.stateRoots().height) >= durable, "no lane ahead of the log, every durable block kept")
+        try reopened.close()
+    }
+
+    /// A process crash after 80 unflushed blocks under balanced (more than the write buffer
+    /// holds, none of it synced): recovery flushes lanes as they fill (the WAL's recovery has
+    /// synced what it replays by then). A power loss at any of 24 points spread over that recovery, then a
+    /// recovery, finds no lane ahead of the log and every block synced before the crash.
+    @Test func aLongReplayFlushesLanesAsTheyFillAndAPowerLossInsideItLosesNothing() throws {
+        let fileSystem = SimulatedFileSystem(seed: 5, plan: .none)
+        var unbounded = Self.configuration(.balanced)
+        unbounded.laneWriteBufferBytes = 64 << 20
+        // Nothing synced by the window: the whole replay is of log the crash left unsynced.
+        unbounded.wal.syncBytes = 1 << 30
+        unbounded.wal.syncIntervalMilliseconds = 1 << 30
+        let engine = try Engine(fileSystem: fileSystem, configuration: unbounded, clock: ManualClock())
+        for height in 1...80 { _ = try engine.commit(Self.block(height)) }
+        let durable = engine.durableHeight
+        fileSystem.crash(.processCrash)
+        engine.abandon()
+        let measured = fileSystem.clone()
+        let start = measured.operationCount
+        let flushesBefore = ProbeCounters.snapshot()[.engineCheckpointForMemtable] ?? 0
+        let recovered = try Engine(fileSystem: measured, configuration: Self.configuration(.balanced), clock: ManualClock())
+        #expect(recovered.stateRoots().height == 80)
+        #expect((ProbeCounters.snapshot()[.engineCheckpointForMemtable] ?? 0) > flushesBefore, "the replay flushed a filling lane")
+        try recovered.close()
+        let operations = measured.operationCount - start
+        for offset in stride(from: UInt64(1), to: operations, by: max(1, Int(operations / 24))) {
+            let image = fileSystem.clone()
+            image.scheduleCrash(atOperation: image.operationCount + offset)
+            if let opened = try? Engine(fileSystem: image, configuration: Self.configuration(.balanced), clock: ManualClock()) { opened.abandon() }
+            image.scheduleCrash(atOperation: nil)
+            image.setPlan(FaultPlan(rates: [.lostUnsyncedWrites: 1]))
+            image.crash(.powerLoss)
+            image.setPlan(.none)
+            let again = try Engine(fileSystem: image, configuration: Self.configuration(.balanced), clock: ManualClock())
+            #expect(again.stateRoots().height >= durable, "power loss at recovery operation \(offset) of \(operations)")
+            try again.close()
         }
     }
 }

@@ -38,10 +38,46 @@ struct MutationTests {
         #expect(found != nil, "\(testCase.mutation.rawValue) survived \(testCase.budget) seeds")
     }
 
+    static func scenario(_ name: String) throws -> Scenario {
+        let path = scenariosDirectory + "/" + name + ".toml"
+        return try Scenario.load(path: path, text: String(decoding: try PosixFileSystem().readFile(path), as: UTF8.self))
+    }
+
+    /// Gap 3 of the simulator's blind spots: a snapshot that vanishes after create reported it
+    /// made (its rename never made durable) used to pass as an I/O error at restore. The check
+    /// of every catalogued snapshot after recovery (I6) catches it; without the check the same
+    /// run converges.
+    @Test func aSnapshotThatVanishesAfterCreateIsCaughtByTheCataloguedSnapshotCheck() throws {
+        let scenario = try Self.scenario("power-loss-after-snapshot")
+        let mutation = EngineMutation.skipSnapshotRenameDirectorySync
+        let asWritten = ScenarioRunner(scenario: scenario).run()
+        #expect(asWritten.failure == nil, "passes as written: \(asWritten.failure ?? "")")
+        let caught = ScenarioRunner(scenario: scenario, mutations: [mutation]).run()
+        #expect(caught.failure?.contains("reported made") == true, "\(caught.failure ?? "not caught") — \(caught.summary)")
+        let unchecked = ScenarioRunner(scenario: scenario, mutations: [mutation], checksOff: [.cataloguedSnapshots]).run()
+        #expect(unchecked.failure == nil, "without the check the vanished snapshot goes unseen: \(unchecked.failure ?? "")")
+    }
+
+    /// Gap 5: a lane directory put back on its own from another chain's snapshot. Start must
+    /// refuse it naming the lane (the lane's applied root against the commit record at its
+    /// height); trusting lane directories, as start did before, refuses only on the MetaRoot and
+    /// names no lane — the scenario catches that. A lane from an older snapshot of this chain
+    /// converges either way (the log brings it forward).
+    @Test func aLaneOfAnotherChainIsRefusedNamingTheLane() throws {
+        let foreign = try Self.scenario("lane-from-other-chain")
+        let older = try Self.scenario("lane-from-older-snapshot")
+        for scenario in [foreign, older] {
+            let asWritten = ScenarioRunner(scenario: scenario).run()
+            #expect(asWritten.failure == nil, "\(scenario.name) passes as written: \(asWritten.failure ?? "")")
+        }
+        let trusting = ScenarioRunner(scenario: foreign, mutations: [.trustLaneDirectories]).run()
+        #expect(trusting.failure != nil, "trusting lane directories was not caught: \(trusting.summary)")
+        let olderTrusting = ScenarioRunner(scenario: older, mutations: [.trustLaneDirectories]).run()
+        #expect(olderTrusting.failure == nil, "\(olderTrusting.failure ?? "")")
+    }
+
     @Test func midLogDamageTreatedAsTornTailFailsTheBitRotScenario() throws {
-        let scenario = try Scenario.load(
-            path: "bit-rot-mid-log.toml",
-            text: String(decoding: try PosixFileSystem().readFile(scenariosDirectory + "/bit-rot-mid-log.toml"), as: UTF8.self))
+        let scenario = try Self.scenario("bit-rot-mid-log")
         #expect(ScenarioRunner(scenario: scenario).run().failure == nil, "passes as written")
         let mutated = ScenarioRunner(scenario: scenario, mutations: [.midLogDamageAsTornTail]).run()
         #expect(mutated.failure != nil, "the mutation was not caught: \(mutated.summary)")

@@ -35,8 +35,11 @@ enum EngineRecovery {
         var steps = Steps(fileSystem: fileSystem, configuration: configuration, lanes: lanes)
         try steps.readAppliedMarkers()
         var recovered = try steps.recoverLog()
+        let checksLanes = !configuration.wal.mutations.active(.trustLaneDirectories)
+        if checksLanes { try steps.refuseLanesBelowTheLog(recovered) }
         let committed = try steps.findCommittedHeight()
         try steps.refuseLanesAheadOfLog(committed: committed)
+        if checksLanes { try steps.refuseLanesOfAnotherHistory() }
         var (reportLanes, laneRoots, appliedLSNs) = try steps.replayLanes(through: committed)
         let dropped = try steps.discardUncommitted(after: committed, appliedLSNs: appliedLSNs, recovered: &recovered, reportLanes: &reportLanes)
         let metaRoot = try steps.checkMetaRoot(committed: committed, laneRoots: laneRoots)
@@ -143,6 +146,26 @@ enum EngineRecovery {
             return recovered
         }
 
+        /// 2b. Every lane must be able to come forward from what it applied: the log must still
+        /// hold the commit records after the lane's height and the lane's records after its LSN.
+        /// Checkpoints write every lane's position before retention retires the log below it,
+        /// so only a lane directory put back on its own (from a snapshot older than the log
+        /// keeps, or of another chain) stands below; it is refused naming the lane.
+        func refuseLanesBelowTheLog(_ recovered: WriteAheadLog.Recovered) throws(EngineError) {
+            let metaFirst = recovered.scans[.meta]?.firstLSN ?? 1
+            for (lane, marker) in markers.enumerated() {
+                let laneFirst = recovered.scans[.lane(lane)]?.firstLSN ?? 1
+                guard marker.height + 1 >= metaFirst, marker.lsn + 1 >= laneFirst else {
+                    Probe.engineLaneOfAnotherHistoryRefused.hit()
+                    throw EngineError(
+                        .missingRecord, lane: lane, height: marker.height, path: configuration.laneDirectory(lane),
+                        "the lane has applied height \(marker.height) (LSN \(marker.lsn)), but the log keeps commit records only from height "
+                            + "\(metaFirst) and this lane's records only from LSN \(laneFirst): the lane cannot be brought forward "
+                            + "(restored on its own from a snapshot older than the log, or of another chain)")
+                }
+            }
+        }
+
         /// 3. H*, the last committed height: walking up from the lowest applied height, a height
         /// is committed when its commit record is present, chains to the previous MetaRoot, and
         /// every lane record it names is present (or applied) with the recorded lane root.
@@ -200,8 +223,31 @@ enum EngineRecovery {
             }
         }
 
+        /// 4b. Each lane's applied state must be this chain's at its height: where the log holds
+        /// that height's commit record, the lane root the lane recorded with its applied position
+        /// must be the one the commit record names for it. A lane directory copied from another
+        /// chain, another fork or another history (lanes are restored one by one) is refused
+        /// here, naming the lane, before anything is replayed onto it. (A lane from an older
+        /// snapshot of this chain passes, and the log brings it forward.)
+        func refuseLanesOfAnotherHistory() throws(EngineError) {
+            for (lane, marker) in markers.enumerated() where marker.height > 0 {
+                guard let record = commits[marker.height] else { continue }
+                let recorded = record.lanes[lane].laneRoot
+                guard marker.laneRoot == recorded else {
+                    Probe.engineLaneOfAnotherHistoryRefused.hit()
+                    throw EngineError(
+                        .laneRootMismatch, lane: lane, height: marker.height, path: configuration.laneDirectory(lane),
+                        "the lane's applied state at height \(marker.height) has lane root \(marker.laneRoot.hex.prefix(16)), this chain's "
+                            + "commit record at that height says \(recorded.hex.prefix(16)): the lane directory is of another chain or history")
+                }
+            }
+        }
+
         /// 5. Replays each lane's records up to H*, checking every resulting lane root; then
         /// every commit up to H* that names a lane must be applied in it.
+        /// A lane whose memtable reaches a quarter of its write buffer during the replay is flushed, so
+        /// that RocksDB never flushes it on its own (the log it replays is synced already:
+        /// `WALRecovery` syncs every segment it recovers).
         func replayLanes(through committed: UInt64) throws(EngineError) -> ([EngineRecoveryReport.Lane], [Hash32], [LSN]) {
             var reportLanes: [EngineRecoveryReport.Lane] = []
             var laneRoots: [Hash32] = []
@@ -216,7 +262,9 @@ enum EngineRecovery {
             return (reportLanes, laneRoots, appliedLSNs)
         }
 
-        private func replay(lane: Int, store: LaneStore, through committed: UInt64) throws(EngineError) -> (LaneAppliedMarker, Int) {
+        private func replay(
+            lane: Int, store: LaneStore, through committed: UInt64
+        ) throws(EngineError) -> (LaneAppliedMarker, Int) {
             var marker = markers[lane]
             var replayed = 0
             // Bounded by the lane records recovered; LSNs must run on without a gap.
@@ -232,6 +280,10 @@ enum EngineRecovery {
                 try store.write(record.operations, tree: tree, marker: marker)
                 replayed += 1
                 Probe.engineLaneReplayed.hit()
+                if !configuration.wal.mutations.active(.ignoreMemtableBound), store.memtableHolds(atLeast: configuration.memtableCheckpointBytes) {
+                    try store.flush()
+                    Probe.engineCheckpointForMemtable.hit()
+                }
             }
             // Every commit up to H* that names this lane must now be applied.
             if let last = (lowestApplied...committed).reversed().lazy.compactMap({ commits[$0]?.lanes[lane].lsn }).first, last > marker.lsn {
@@ -277,6 +329,15 @@ enum EngineRecovery {
                     .missingRecord, height: committed, path: partitionDirectory(.meta), "the commit record of the last committed height is missing")
             }
             let recomputed = MetaRoot.compute(chainID: configuration.chainID, height: committed, laneRoots: laneRoots)
+            // A lane whose root is not the one the commit record names is the one to blame.
+            if recomputed != record.metaRoot, !configuration.wal.mutations.active(.trustLaneDirectories),
+                let lane = laneRoots.indices.first(where: { laneRoots[$0] != record.lanes[$0].laneRoot })
+            {
+                throw EngineError(
+                    .laneRootMismatch, lane: lane, height: committed, path: configuration.laneDirectory(lane),
+                    "the lane's root is \(laneRoots[lane].hex.prefix(16)), the commit record of the last committed height says "
+                        + "\(record.lanes[lane].laneRoot.hex.prefix(16))")
+            }
             guard recomputed == record.metaRoot else {
                 throw EngineError(
                     .metaRootMismatch, height: committed, path: configuration.dataDirectory,

@@ -67,9 +67,12 @@ public final class LaneStore: @unchecked Sendable {
 
     /// Opens lane `index`'s RocksDB at `path`, reading again when RocksDB reports corruption
     /// (see `corruptReadAttemptsMax`). Damage that stands is `corruptState` naming the lane.
-    static func open(index: Int, path: String, environment: RocksDBEnvironment, readOnly: Bool = false) throws(EngineError) -> LaneStore {
+    static func open(
+        index: Int, path: String, environment: RocksDBEnvironment, readOnly: Bool = false,
+        writeBufferBytes: UInt64 = RocksDatabase.writeBufferBytesDefault
+    ) throws(EngineError) -> LaneStore {
         let database = try retryingCorruptReads(lane: index, path: path) { () throws(RocksDBError) in
-            try RocksDatabase(path: path, environment: environment, createIfMissing: !readOnly, readOnly: readOnly)
+            try RocksDatabase(path: path, environment: environment, createIfMissing: !readOnly, readOnly: readOnly, writeBufferBytes: writeBufferBytes)
         }
         return LaneStore(index: index, path: path, database: database)
     }
@@ -177,6 +180,14 @@ public final class LaneStore: @unchecked Sendable {
     /// Makes everything written durable (SST files and MANIFEST synced by RocksDB).
     func flush() throws(EngineError) {
         try storage { () throws(RocksDBError) in try database.flush() }
+    }
+
+    /// What the lane's memtables hold (see `RocksDatabase.memtables`).
+    public var memtables: (activeBytes: UInt64, immutable: UInt64)? { database.memtables }
+
+    /// Whether the lane's memtable holds at least `bytes` (false when RocksDB does not say).
+    func memtableHolds(atLeast bytes: UInt64) -> Bool {
+        (database.memtables?.activeBytes ?? 0) >= bytes
     }
 
     /// Level-0 files a lane may gather before `compactIfNeeded()` merges them. Every checkpoint

@@ -81,14 +81,14 @@ public final class RocksDatabase: @unchecked Sendable {
     ///   never uses it (its own WAL comes first); the benchmark compares against it.
     public init(
         path: String, environment: RocksDBEnvironment?, createIfMissing: Bool = true, readOnly: Bool = false,
-        syncedWAL: Bool = false
+        syncedWAL: Bool = false, writeBufferBytes: UInt64 = RocksDatabase.writeBufferBytesDefault
     ) throws(RocksDBError) {
         self.path = path
         self.environment = environment
         let compactsAutomatically = !(environment?.isSimulation ?? false)
         var options = rvb_open_options(
             create_if_missing: createIfMissing ? 1 : 0, read_only: readOnly ? 1 : 0,
-            auto_compactions: compactsAutomatically ? 1 : 0, synced_wal: syncedWAL ? 1 : 0, write_buffer_bytes: 64 << 20)
+            auto_compactions: compactsAutomatically ? 1 : 0, synced_wal: syncedWAL ? 1 : 0, write_buffer_bytes: writeBufferBytes)
         var message = RocksDBError.messageBuffer()
         var opened: OpaquePointer?
         let status = rvb_db_open(path, environment.map { UnsafeMutableRawPointer($0.pointer) }, &options, &opened, &message)
@@ -142,6 +142,19 @@ public final class RocksDatabase: @unchecked Sendable {
         let status = rvb_db_flush(database, &message)
         if !compactsAutomatically { waitForBackgroundWork() }
         try RocksDBError.check(status, message, "flush", path)
+    }
+
+    /// RocksDB's memtable size (`write_buffer_size`) unless the caller chooses: 64 MiB.
+    public static let writeBufferBytesDefault: UInt64 = 64 << 20
+
+    /// What the memtables hold now: the active one's bytes and how many immutable ones wait
+    /// to be flushed (RocksDB switches memtables, and flushes on its own, once the active one
+    /// outgrows the write buffer). Nil when RocksDB does not answer.
+    public var memtables: (activeBytes: UInt64, immutable: UInt64)? {
+        checkOpen()
+        guard let active = integerProperty("rocksdb.cur-size-active-mem-table"), let immutable = integerProperty("rocksdb.num-immutable-mem-table")
+        else { return nil }
+        return (active, immutable)
     }
 
     /// An integer property, or nil when RocksDB does not answer it.

@@ -78,7 +78,7 @@ public enum SnapshotCreator {
             }
             try fileSystem.syncDirectory(partial)
             try fileSystem.rename(partial, to: outputPath)
-            try fileSystem.syncDirectory(parent)
+            if !engine.configuration.wal.mutations.active(.skipSnapshotRenameDirectorySync) { try fileSystem.syncDirectory(parent) }
             try fileSystem.writeFileAtomically(
                 PathComponents.join(outputPath, SnapshotManifest.completeMarkerName),
                 bytes: SnapshotManifest.completeMarker(manifestBytes: manifestBytes))

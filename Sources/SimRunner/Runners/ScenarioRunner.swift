@@ -9,10 +9,13 @@ public struct ScenarioRunner {
     public let scenario: Scenario
     /// Deliberate bugs to switch on (debug builds only), to show the scenario catches them.
     public let mutations: Set<EngineMutation>
+    /// Oracle checks left out (mutation tests only: what a check adds).
+    public let checksOff: Set<OracleCheck>
 
-    public init(scenario: Scenario, mutations: Set<EngineMutation> = []) {
+    public init(scenario: Scenario, mutations: Set<EngineMutation> = [], checksOff: Set<OracleCheck> = []) {
         self.scenario = scenario
         self.mutations = mutations
+        self.checksOff = checksOff
     }
 
     final class Run {
@@ -24,6 +27,8 @@ public struct ScenarioRunner {
         var written = 0
         var durable = 0
         var random: DeterministicRandom
+        /// Snapshots created and catalogued (checked after recovery by `SnapshotOracle`).
+        var snapshots: [(path: String, height: Int)] = []
 
         init(scenario: Scenario, mutations: Set<EngineMutation>) {
             let seed = UInt64(scenario.seed ?? 1)
@@ -156,6 +161,10 @@ public struct ScenarioRunner {
             do {
                 failure = try EngineSwarmWorkload.check(
                     engine, model: run.model, durable: run.durable, written: run.written)?.description
+                if failure == nil && !checksOff.contains(.cataloguedSnapshots) {
+                    failure = SnapshotOracle.checkCatalogued(run.snapshots, fileSystem: run.fileSystem, dataDirectory: run.configuration.dataDirectory)?
+                        .description
+                }
             } catch {
                 failure = OracleViolation(.metaRoot, expected: "lane roots recomputable from scratch", found: "\(error)").description
             }
@@ -170,6 +179,8 @@ public struct ScenarioRunner {
             summary = "refused: \(error)"
             if !found.contains(scenario.expectError ?? "") {
                 failure = "refused with \(found.joined(separator: "/")), expected \(scenario.expectError ?? "")"
+            } else if let lane = scenario.expectLane, error.lane != lane {
+                failure = "refused naming lane \(error.lane.map(String.init) ?? "none"), expected lane \(lane)"
             }
         case (.failure(let error), .converges):
             summary = "refused: \(error)"
@@ -259,7 +270,40 @@ public struct ScenarioRunner {
             try run.damage(path, at: 0, with: [UInt8](repeating: 0, count: WALFormat.segmentHeaderBytes))
         case .rotInWitnessedLastRecord:
             try rotWitnessedLastRecord(run)
+        case .powerLossAfterSnapshot:
+            let manifest = try SnapshotCreator.createVerifiedAndRecorded(
+                engine: run.engine!, fileSystem: fileSystem, outputPath: "/snapshots/s0", nowSeconds: 1)
+            run.snapshots.append(("/snapshots/s0", Int(manifest.height)))
+            for _ in 0..<5 { run.commit() }
+            fileSystem.setPlan(FaultPlan(rates: [.lostDirectoryEntries: 1, .lostUnsyncedWrites: 1]))
+            run.stop(.powerLoss)
+        case .laneFromOlderSnapshot:
+            _ = try SnapshotCreator.create(engine: run.engine!, fileSystem: fileSystem, outputPath: "/snapshots/older", nowSeconds: 1)
+            for _ in 0..<10 { run.commit() }
+            try run.engine!.close()
+            run.engine = nil
+            try LaneSwap.replace(lane: 1, in: run.configuration.dataDirectory, from: "/snapshots/older", fileSystem: fileSystem)
+        case .laneFromOtherChain:
+            try laneFromOtherChain(run)
         }
+    }
+
+    /// Another chain (same lane count and height) in `/other`, every block of it writing to
+    /// lane 1, snapshotted; its lane 1 replaces ours with the engine stopped. Its lane stands at
+    /// our height with at least our LSN, so no record of ours replays onto it: only the lane's
+    /// applied root, checked against our commit record at that height, tells it apart.
+    private func laneFromOtherChain(_ run: Run) throws {
+        var other = run.configuration
+        other.dataDirectory = "/other"
+        other.chainID = "another-chain"
+        let engine = try Engine(fileSystem: run.fileSystem, configuration: other, clock: ManualClock(), executor: SeededLaneExecutor(seed: 99))
+        let keys = (0..<100_000).lazy.map { Array("other-key-\($0)".utf8) }.filter { LaneRouting.lane(of: $0, laneCount: other.laneCount) == 1 }
+        for (height, key) in zip(1...run.model.height, keys) { _ = try engine.commit([BlockOperation(key: key, value: Array("other-\(height)".utf8))]) }
+        _ = try SnapshotCreator.create(engine: engine, fileSystem: run.fileSystem, outputPath: "/snapshots/other", nowSeconds: 1)
+        try engine.close()
+        try run.engine!.close()
+        run.engine = nil
+        try LaneSwap.replace(lane: 1, in: run.configuration.dataDirectory, from: "/snapshots/other", fileSystem: run.fileSystem)
     }
 
     /// Flips a byte a third of the way into the busiest lane segment's records: acknowledged,

@@ -54,6 +54,16 @@ public struct Scenario: Decodable, Sendable {
         /// One bit flipped in a lane's last record, after a later block (touching other lanes
         /// only) whose commit record names it durable.
         case rotInWitnessedLastRecord = "rot_in_witnessed_last_record"
+        /// A snapshot is created (and catalogued), a few more blocks committed, then power is lost
+        /// with every unsynced directory change and write lost: the snapshot must still exist
+        /// and verify (I6).
+        case powerLossAfterSnapshot = "power_loss_after_snapshot"
+        /// Lane 1's directory is replaced by lane 1 of a snapshot of this chain taken ten blocks
+        /// earlier (an operator restoring one lane); the log brings it forward.
+        case laneFromOlderSnapshot = "lane_from_older_snapshot"
+        /// Lane 1's directory is replaced by lane 1 of another chain's snapshot: refused at start,
+        /// naming the lane.
+        case laneFromOtherChain = "lane_from_other_chain"
     }
 
     /// What `fault` names: an engine fault (one engine, one file system) or a sync case
@@ -61,6 +71,11 @@ public struct Scenario: Decodable, Sendable {
     public enum Case: Decodable, Sendable, Equatable {
         case engine(Fault)
         case sync(SyncScenarioFault)
+
+        var isEngine: Bool {
+            if case .engine = self { return true }
+            return false
+        }
 
         public init(from decoder: any Decoder) throws {
             let name = try decoder.singleValueContainer().decode(String.self)
@@ -85,6 +100,8 @@ public struct Scenario: Decodable, Sendable {
     public var fault: Case
     public var expect: Expectation
     public var expectError: String?
+    /// With "refuses": the lane the refusal must name (an engine fault's error carries it).
+    public var expectLane: Int?
     public var lanes: Int?
     public var fsyncPolicy: FsyncPolicy?
     public var blocks: Int?
@@ -101,6 +118,7 @@ public struct Scenario: Decodable, Sendable {
         case name, description, fault, expect, lanes, blocks, seed, followers
         case expectProbes = "expect_probes"
         case expectError = "expect_error"
+        case expectLane = "expect_lane"
         case fsyncPolicy = "fsync_policy"
         case segmentSizeBytes = "segment_size_bytes"
     }
@@ -139,6 +157,9 @@ public struct Scenario: Decodable, Sendable {
                 throw ScenarioError(path: name, message: "fsync_policy and segment_size_bytes apply to engine faults only (every sync node is strict)")
             }
             if let lanes, lanes > 4 { throw ScenarioError(path: name, message: "a sync scenario has 1...4 lanes") }
+        }
+        if expectLane != nil && (expect != .refuses || !fault.isEngine) {
+            throw ScenarioError(path: name, message: "expect_lane applies to refusing engine scenarios only")
         }
         if expect == .refuses && (expectError ?? "").isEmpty {
             throw ScenarioError(path: name, message: "a refusing scenario needs expect_error")

@@ -30,6 +30,11 @@ final class EngineSwarmRun {
     /// Recovery (or a later read) refused on corruption at rest: correct, and the seed ends.
     var refused = false
     var atRestAtLastRecovery: UInt64 = 0
+    /// The lane an operator just replaced with another chain's (until recovery has run): the
+    /// one refusal that needs no corruption at rest, and it must name this lane.
+    var foreignLane: Int?
+    /// Another chain's snapshot, made the first time a lane swap asks for one.
+    var foreignSnapshotPath: String?
 
     /// The setup: the seed draws the configuration, the key space, snapshots on or off, and the
     /// fault plan, in this order.
@@ -58,11 +63,13 @@ final class EngineSwarmRun {
         // catalog), so their lengths are left out of the trace hash too.
         fileSystem.setOpaqueLengthPrefixes([
             configuration.lanesDirectoryPath, "/snapshots", PathComponents.join(configuration.dataDirectory, SnapshotCatalog.fileName),
+            Self.foreignDataDirectory,
         ])
         executor = SeededLaneExecutor(seed: random.next())
         knobs =
             "workload=engine lanes=\(configuration.laneCount) policy=\(configuration.wal.fsyncPolicy.rawValue) "
             + "segment_size_bytes=\(configuration.wal.segmentSizeBytes) flush_every_blocks=\(configuration.flushEveryBlocks) "
+
             + "key_space=\(keySpace) blocks=\(workload.blocks) snapshots=\(snapshotsOn ? "on" : "off") plan: \(plan)"
         model = ChainModel(chainID: configuration.chainID, laneCount: configuration.laneCount)
         blocks = BlockGenerator(
@@ -82,7 +89,8 @@ final class EngineSwarmRun {
     /// Whether `error` is an acceptable end of the seed: damage refused with the lane or file
     /// named, after corruption at rest was injected (I4).
     func refusalAccepted(_ error: EngineError) -> Bool {
-        error.isRefusal && corruptionAtRestCount(fileSystem) > 0 && (error.lane != nil || error.path != nil)
+        if let foreignLane, error.isRefusal, error.lane == foreignLane { return true }
+        return error.isRefusal && corruptionAtRestCount(fileSystem) > 0 && (error.lane != nil || error.path != nil)
     }
 
     func crash(_ kind: CrashKind) {
@@ -148,6 +156,9 @@ final class EngineSwarmRun {
             if (try? fileSystem.exists(PathComponents.join(configuration.dataDirectory, leftover))) != false {
                 failure = OracleViolation(.snapshot, expected: "no restore leftovers after recovery", found: "\(leftover) in the data directory")
             }
+        }
+        if failure == nil && !workload.controls.checksOff.contains(.cataloguedSnapshots) {
+            failure = SnapshotOracle.checkCatalogued(snapshots, fileSystem: fileSystem, dataDirectory: configuration.dataDirectory)
         }
         guard failure == nil else {
             // The seed ends on the violation; the model cannot adopt a height it never held.
@@ -249,7 +260,7 @@ final class EngineSwarmRun {
         defer { fileSystem.setFaultsEnabled(true) }
         do {
             try attemptRestore(target)
-        } catch where (error.kind == .damaged || error.kind == .walGap) && corruptionAtRestCount(fileSystem) > 0 {
+        } catch where (error.kind == .damaged || error.kind == .walGap) && struckWhereRefused(error, target.path) {
             // The snapshot or the log it needs was damaged on the media, and the restore
             // refused, naming it (I4). An operator would take another snapshot or resync; the
             // seed ends.
@@ -258,6 +269,14 @@ final class EngineSwarmRun {
             failure = OracleViolation(
                 .snapshot, expected: "snapshot \(target.path) (height \(target.height)) restores", found: "refused: \(error)")
         }
+    }
+
+    /// Whether corruption at rest struck what a refused restore names, or the snapshot itself
+    /// (a damaged lane file can surface as a WAL gap), or — for a WAL gap — the log.
+    private func struckWhereRefused(_ error: SnapshotError, _ snapshotPath: String) -> Bool {
+        var places = [error.path, snapshotPath]
+        if error.kind == .walGap { places.append(configuration.layout.wal) }
+        return places.contains { !fileSystem.filesDamagedAtRest(under: $0).isEmpty }
     }
 
     /// One restore as the operator runs it: lock, finish an interrupted one, plan, restore.
@@ -275,6 +294,63 @@ final class EngineSwarmRun {
         try SnapshotRestorer.restore(fileSystem: fileSystem, plan: plan, deleteOld: random.chance(0.5), clock: clock)
     }
 
+    // MARK: Lanes restored one by one
+
+    static let foreignDataDirectory = "/foreign"
+
+    /// An operator restores one lane on its own, with the engine stopped: from a completed
+    /// snapshot of this chain (recovery must converge: the catalog keeps the log the lane needs
+    /// to come forward), or in a quarter of the swaps from another chain's snapshot (recovery
+    /// must refuse naming that lane, or — where that lane of the other chain is still empty —
+    /// converge with the log rebuilding it). Counted as injected faults.
+    func swapLane() {
+        do {
+            try engine!.close()
+            // A crash point reached inside the close (which reports no error) halted the machine.
+            guard !fileSystem.isHalted else { throw EngineError(.failed, "the machine halted inside the close") }
+        } catch {
+            crashAndRecover()
+            return
+        }
+        engine = nil
+        acknowledgedDurable = written
+        let lane = random.int(in: 0..<configuration.laneCount)
+        let foreign = random.chance(0.25)
+        let ownSource = snapshots[random.int(in: 0..<snapshots.count)]
+        // The operator's copy runs on a healthy machine: no fault, no crash point pending.
+        fileSystem.scheduleCrash(atOperation: nil)
+        fileSystem.setFaultsEnabled(false)
+        do {
+            let source = foreign ? try foreignSnapshot() : ownSource.path
+            try LaneSwap.replace(lane: lane, in: configuration.dataDirectory, from: source, fileSystem: fileSystem)
+            fileSystem.recordInjectedFault(foreign ? "lane_swap_other_chain" : "lane_swap_older_snapshot", detail: "lane \(lane) from \(source)")
+        } catch {
+            failure = OracleViolation(.faultFreeOperation, expected: "a lane swap with faults off", found: "\(error)")
+        }
+        fileSystem.setFaultsEnabled(true)
+        guard failure == nil else { return }
+        foreignLane = foreign ? lane : nil
+        recover()
+        foreignLane = nil
+    }
+
+    /// Another chain with this one's lane count, a few blocks long, and its snapshot (faults off).
+    private func foreignSnapshot() throws -> String {
+        if let foreignSnapshotPath { return foreignSnapshotPath }
+        var other = EngineConfiguration(dataDirectory: Self.foreignDataDirectory + "/data")
+        other.chainID = configuration.chainID + "-other"
+        other.laneCount = configuration.laneCount
+        var foreignRandom = random.fork()
+        // Lanes in a seeded order, as the seed's own engine runs them (a thread pool would not replay).
+        let engine = try Engine(fileSystem: fileSystem, configuration: other, clock: ManualClock(), executor: SeededLaneExecutor(seed: foreignRandom.next()))
+        for _ in 0..<6 { _ = try engine.commit(blocks.block(using: &foreignRandom)) }
+        let path = Self.foreignDataDirectory + "/snapshot"
+        _ = try SnapshotCreator.create(engine: engine, fileSystem: fileSystem, outputPath: path, nowSeconds: 0)
+        try engine.close()
+        foreignSnapshotPath = path
+        return path
+    }
+
     // MARK: Blocks
 
     /// One step of the main loop: maybe a snapshot, maybe a restore, maybe a crash point, then
@@ -282,6 +358,7 @@ final class EngineSwarmRun {
     func step() {
         if snapshotsOn && random.chance(0.04) { createSnapshot() }
         if snapshotsOn && !snapshots.isEmpty && continues && random.chance(0.02) { restoreSnapshot() }
+        if snapshotsOn && !snapshots.isEmpty && continues && random.chance(0.01) { swapLane() }
         guard continues else { return }
         if random.chance(0.04) {
             fileSystem.scheduleCrash(atOperation: fileSystem.operationCount + UInt64(random.int(in: 1...300)))

@@ -13,11 +13,21 @@ public struct SeedControls: Sendable {
     public var mutations: Set<EngineMutation> = []
     /// Receives every trace event (file-system operations, injected faults, crashes) when set.
     public var traceSink: (@Sendable (TraceEvent) -> Void)?
+    /// Oracle checks left out, for the mutation tests only: to show that a deliberate bug gets
+    /// past the simulator without the check and is caught with it.
+    public var checksOff: Set<OracleCheck> = []
 
     public init(mutations: Set<EngineMutation> = [], traceSink: (@Sendable (TraceEvent) -> Void)? = nil) {
         self.mutations = mutations
         self.traceSink = traceSink
     }
+}
+
+/// Oracle checks a mutation test can switch off to show what each adds (`SeedControls.checksOff`).
+public enum OracleCheck: String, Sendable, CaseIterable {
+    /// After every recovery, every snapshot create reported made is catalogued and verifies,
+    /// unless corruption at rest struck it and verify refuses it by name (I6).
+    case cataloguedSnapshots = "catalogued_snapshots"
 }
 
 /// A seed-driven simulation workload, FoundationDB-style: its setup draws everything from the
