@@ -23,10 +23,11 @@ public struct DataDirectoryStatus: Sendable {
     public var logMetaRoot: Hash32?
 
     /// Reads the status of `dataDirectory`. Takes the data directory's lock for the duration, so
-    /// it refuses (`locked`) while a node runs on it. Throws `notInitialised`-style `storage`
-    /// errors when the directory holds no genesis.
+    /// it refuses (`locked`) while a node runs on it — unless the caller says it holds the lock
+    /// itself (`lockHeld`). Throws `notInitialised`-style `storage` errors when the directory
+    /// holds no genesis.
     public static func read(
-        fileSystem: any FileSystem, dataDirectory: String, walDirectory: String? = nil
+        fileSystem: any FileSystem, dataDirectory: String, walDirectory: String? = nil, lockHeld: Bool = false
     ) throws(EngineError) -> DataDirectoryStatus {
         let walDirectory = DataDirectoryLayout(dataDirectory: dataDirectory, walDirectory: walDirectory).wal
         do {
@@ -38,8 +39,8 @@ public struct DataDirectoryStatus: Sendable {
         } catch {
             throw EngineError(.storage, path: dataDirectory, "\(error)")
         }
-        let lock = try DataDirectoryLock.acquire(fileSystem: fileSystem, dataDirectory: dataDirectory)
-        defer { try? lock.unlock() }
+        let lock = lockHeld ? nil : try DataDirectoryLock.acquire(fileSystem: fileSystem, dataDirectory: dataDirectory)
+        defer { try? lock?.unlock() }
         guard let genesis = try Genesis.read(fileSystem: fileSystem, dataDirectory: dataDirectory) else {
             throw EngineError(.notInitialised, path: dataDirectory, "the data directory holds no genesis (never started)")
         }

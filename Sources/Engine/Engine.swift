@@ -191,6 +191,7 @@ public final class Engine: @unchecked Sendable {
         executor: (any LaneExecutor)? = nil, walObserver: (any WALObserver)? = nil
     ) throws(EngineError) {
         precondition(EngineConfiguration.laneCountRange.contains(configuration.laneCount), "lane count out of range")
+        precondition(configuration.laneWriteBufferBytes >= EngineConfiguration.laneWriteBufferBytesMin, "lane write buffer below RocksDB's minimum")
         let started = clock.nowNanoseconds()
         self.configuration = configuration
         self.fileSystem = fileSystem

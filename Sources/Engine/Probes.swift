@@ -19,8 +19,8 @@ public enum Probe: String, CaseIterable, Sendable {
     case engineLaneReplayed = "engine.lane_replayed"
     case engineUncommittedBlockDropped = "engine.uncommitted_block_dropped"
     case engineCheckpoint = "engine.checkpoint"
-    /// A lane's memtable reached half its write buffer: checkpointed (or, in a replay, flushed
-    /// after the log was synced) before RocksDB could flush it on its own.
+    /// A lane's memtable reached a quarter of its write buffer: checkpointed (or, in a replay,
+    /// flushed) before RocksDB could flush it on its own.
     case engineCheckpointForMemtable = "engine.checkpoint_for_memtable"
     /// Start refused a lane directory that cannot be this chain's (its applied root differs
     /// from the commit record at its height) or that the log no longer reaches back to.

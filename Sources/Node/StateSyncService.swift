@@ -93,8 +93,9 @@ struct StateSyncService {
     func run() async throws -> StateSyncReport {
         let fileSystem = self.fileSystem, dataDirectory = self.dataDirectory
         let floor = machineConfiguration.heightFloor, journalClock = walClock, startedAt = clock.nowNanoseconds()
+        let walDirectory = configuration.wal.walDirectory
         let resumption = try await pool.runIfActive {
-            try StateSyncStaging.resume(fileSystem: fileSystem, dataDirectory: dataDirectory, heightFloor: floor, clock: journalClock)
+            try StateSyncStaging.resume(fileSystem: fileSystem, dataDirectory: dataDirectory, walDirectory: walDirectory, heightFloor: floor, clock: journalClock)
         }
         var loop = StateSyncLoop(service: self, startedAt: startedAt)
         var machineConfiguration = self.machineConfiguration

@@ -40,6 +40,7 @@ extension RivellumSim {
 
         func validate() throws {
             guard minutes > 0 && minutes <= Self.minutesMax else { throw ValidationError("--minutes must be in (0, \(Int(Self.minutesMax))]") }
+            guard (firstSeed ?? 0) <= UInt64.max / 2 else { throw ValidationError("--first-seed must be at most \(UInt64.max / 2)") }
         }
 
         func run() throws {
@@ -49,7 +50,8 @@ extension RivellumSim {
             } catch {
                 throw ValidationError("cannot create the corpus directory \(corpus): \(error)")
             }
-            let first = firstSeed ?? UInt64(time(nil)) << 20
+            // Default: the wall clock's seconds and the process id, so that soaks started together differ.
+            let first = firstSeed ?? (UInt64(time(nil)) << 20 | UInt64(getpid() & 0xF_FFFF))
             if !output.json { print("soak: first seed \(first), \(minutes) minute(s), workload \(workload.rawValue), corpus \(corpus)") }
             let sweep = SeedSweep(workload: workload, checkDeterminism: checkDeterminism, mutations: mutation, printFailures: !output.json)
             let deadline = monotonicSeconds() + minutes * 60

@@ -104,7 +104,11 @@ extension RivellumSim {
                 printError("rivellum-sim merge: \(error)")
                 throw ExitCode(2)
             }
-            try SweepReport(document: merged, output: output, jsonOut: jsonOut, requireProbes: requireProbes && merged.sweep.workload == "all").finish()
+            guard !requireProbes || merged.sweep.workload == Workload.all.rawValue else {
+                printError("rivellum-sim merge: --require-probes needs a sweep of --workload all (this one ran \(merged.sweep.workload))")
+                throw ExitCode(2)
+            }
+            try SweepReport(document: merged, output: output, jsonOut: jsonOut, requireProbes: requireProbes).finish()
         }
     }
 

@@ -147,7 +147,7 @@ enum EngineRecovery {
         }
 
         /// 2b. Every lane must be able to come forward from what it applied: the log must still
-        /// hold the commit records after the lane's height and the lane's records after its LSN.
+        /// hold the commit records from the lane's height on and the lane's records after its LSN.
         /// Checkpoints write every lane's position before retention retires the log below it,
         /// so only a lane directory put back on its own (from a snapshot older than the log
         /// keeps, or of another chain) stands below; it is refused naming the lane.
@@ -155,7 +155,10 @@ enum EngineRecovery {
             let metaFirst = recovered.scans[.meta]?.firstLSN ?? 1
             for (lane, marker) in markers.enumerated() {
                 let laneFirst = recovered.scans[.lane(lane)]?.firstLSN ?? 1
-                guard marker.height + 1 >= metaFirst, marker.lsn + 1 >= laneFirst else {
+                // The commit record at the lane's own height too (4b checks the lane against it);
+                // a lane at genesis needs them from height 1.
+                let reachesBack = marker.height == 0 ? metaFirst <= 1 : marker.height >= metaFirst
+                guard reachesBack, marker.lsn + 1 >= laneFirst else {
                     Probe.engineLaneOfAnotherHistoryRefused.hit()
                     throw EngineError(
                         .missingRecord, lane: lane, height: marker.height, path: configuration.laneDirectory(lane),

@@ -185,9 +185,11 @@ public final class LaneStore: @unchecked Sendable {
     /// What the lane's memtables hold (see `RocksDatabase.memtables`).
     public var memtables: (activeBytes: UInt64, immutable: UInt64)? { database.memtables }
 
-    /// Whether the lane's memtable holds at least `bytes` (false when RocksDB does not say).
+    /// Whether the lane's memtable holds at least `bytes`, or one is already switched out waiting
+    /// to be flushed (false when RocksDB does not say).
     func memtableHolds(atLeast bytes: UInt64) -> Bool {
-        (database.memtables?.activeBytes ?? 0) >= bytes
+        guard let memtables = database.memtables else { return false }
+        return memtables.activeBytes >= bytes || memtables.immutable > 0
     }
 
     /// Level-0 files a lane may gather before `compactIfNeeded()` merges them. Every checkpoint

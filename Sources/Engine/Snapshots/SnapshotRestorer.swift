@@ -281,12 +281,12 @@ public struct RestoreJournal: Sendable, Equatable {
         return journal.encoded() == bytes ? journal : nil
     }
 
-    /// The journal of a restore a crash interrupted, when one is left and reads whole (a damaged
-    /// one is `complete`'s to report).
-    static func pending(fileSystem: any FileSystem, dataDirectory: String) -> RestoreJournal? {
+    /// The journal of a restore a crash interrupted, when one is left and decodes (a damaged one
+    /// is `complete`'s to report). A journal that cannot be read throws.
+    static func pending(fileSystem: any FileSystem, dataDirectory: String) throws(FileSystemError) -> RestoreJournal? {
         let journalPath = PathComponents.join(dataDirectory, fileName)
-        guard (try? fileSystem.exists(journalPath)) == true, let bytes = try? fileSystem.readFile(journalPath) else { return nil }
-        return decode(bytes)
+        guard try fileSystem.exists(journalPath) else { return nil }
+        return decode(try fileSystem.readFile(journalPath))
     }
 
     /// Finishes a restore a crash interrupted, or removes a staging directory no journal vouches

@@ -317,14 +317,25 @@ extension StateSyncStaging {
     /// the floor (installed already: a stop between the install and the removal of staging; or
     /// below a finished restore) is removed too. Otherwise what `load` vouches for.
     public static func resume(
-        fileSystem: any FileSystem, dataDirectory: String, heightFloor: UInt64, clock: any WALClock
+        fileSystem: any FileSystem, dataDirectory: String, walDirectory: String?, heightFloor: UInt64, clock: any WALClock
     ) throws(SnapshotError) -> StateSyncResumption {
+        var floor = heightFloor
         let restoredHeight = try RestoreJournal.complete(fileSystem: fileSystem, dataDirectory: dataDirectory, clock: clock)
-        let floor = max(heightFloor, restoredHeight ?? 0)
+        if restoredHeight != nil {
+            // The lanes are in place now: where the restore kept the log, it replays past the snapshot.
+            do {
+                floor = max(floor, try localHeight(fileSystem: fileSystem, dataDirectory: dataDirectory, walDirectory: walDirectory, lockHeld: true))
+            } catch {
+                throw SnapshotError(.io, path: dataDirectory, "reading the height a finished restore left: \(error)")
+            }
+        }
         guard let loaded = try load(fileSystem: fileSystem, dataDirectory: dataDirectory) else { return .nothingStaged(heightFloor: floor) }
-        guard loaded.1.offer.height > floor else {
+        let offer = loaded.1.offer
+        guard offer.height > floor else {
             try discard(fileSystem: fileSystem, dataDirectory: dataDirectory)
-            return loaded.1.offer.height == restoredHeight ? .installed(loaded.1) : .nothingStaged(heightFloor: floor)
+            // Staging at exactly the height the lanes stand at is the install that put them there
+            // (its restore just finished, or it finished before staging could be removed).
+            return offer.height == restoredHeight || offer.height == floor ? .installed(loaded.1) : .nothingStaged(heightFloor: floor)
         }
         return .staged(loaded.0, loaded.1)
     }
@@ -340,12 +351,23 @@ extension StateSyncStaging {
     /// The height a stopped node's data directory recovers to (0 when it holds no genesis): state
     /// sync takes only a snapshot above it. A restore that a crash interrupted counts at its
     /// snapshot's height, where its roll-forward (`RestoreJournal.complete`, which every start
-    /// runs first) puts the lanes. Takes the data directory's lock while it reads the lanes.
-    public static func localHeight(fileSystem: any FileSystem, dataDirectory: String, walDirectory: String?) throws(EngineError) -> UInt64 {
+    /// runs first) puts the lanes — at least. Takes the data directory's lock while it reads the
+    /// lanes, unless the caller holds it (`lockHeld`).
+    public static func localHeight(
+        fileSystem: any FileSystem, dataDirectory: String, walDirectory: String?, lockHeld: Bool = false
+    ) throws(EngineError) -> UInt64 {
         let genesis = DataDirectoryLayout(dataDirectory: dataDirectory).genesis
         guard (try? fileSystem.exists(genesis)) == true else { return 0 }
-        if let restoring = RestoreJournal.pending(fileSystem: fileSystem, dataDirectory: dataDirectory) { return restoring.height }
-        let status = try DataDirectoryStatus.read(fileSystem: fileSystem, dataDirectory: dataDirectory, walDirectory: walDirectory)
+        let restoring: RestoreJournal?
+        do {
+            restoring = try RestoreJournal.pending(fileSystem: fileSystem, dataDirectory: dataDirectory)
+        } catch {
+            throw EngineError(.storage, path: PathComponents.join(dataDirectory, RestoreJournal.fileName), "reading the restore journal: \(error)")
+        }
+        // Its lanes may be mid-swap; the snapshot's height is where they will stand (a restore that
+        // kept the log replays further: a lower bound, which `resume` raises once it is finished).
+        if let restoring { return restoring.height }
+        let status = try DataDirectoryStatus.read(fileSystem: fileSystem, dataDirectory: dataDirectory, walDirectory: walDirectory, lockHeld: lockHeld)
         return max(status.logHeight, status.lanes.map(\.appliedHeight).min() ?? 0)
     }
 

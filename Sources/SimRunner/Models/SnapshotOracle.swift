@@ -7,7 +7,12 @@ enum SnapshotOracle {
     /// listed by the catalog and verifies in full, as `snapshot verify` runs it — whatever crashes
     /// and power losses came after. Only where corruption at rest struck its files (which the
     /// simulated file system knows, file by file) may it fail, and then verify must refuse it,
-    /// naming a path inside it. A catalog that does not read is excused only when it was struck.
+    /// naming a struck file (or a directory of the snapshot holding one). A catalog that does not read is excused only when it was struck.
+    /// Whether `path` is `root` or lies under it.
+    static func names(_ path: String, within root: String) -> Bool {
+        path == root || path.hasPrefix(root + "/")
+    }
+
     static func checkCatalogued(_ snapshots: [(path: String, height: Int)], fileSystem: SimulatedFileSystem, dataDirectory: String) -> OracleViolation? {
         guard !snapshots.isEmpty else { return nil }
         let catalogPath = PathComponents.join(dataDirectory, SnapshotCatalog.fileName)
@@ -28,7 +33,7 @@ enum SnapshotOracle {
             let struck = fileSystem.filesDamagedAtRest(under: snapshot.path)
             do {
                 _ = try SnapshotVerifier.verify(fileSystem: fileSystem, path: snapshot.path)
-            } catch where !struck.isEmpty && error.kind != .io && error.path.hasPrefix(snapshot.path) {
+            } catch where error.kind != .io && names(error.path, within: snapshot.path) && struck.contains(where: { names(error.path, within: $0) || names($0, within: error.path) }) {
                 continue  // Refused by name: corruption at rest struck \(struck).
             } catch {
                 let excuse = struck.isEmpty ? "no corruption at rest struck it" : "damage struck \(struck), but the refusal does not name the snapshot"

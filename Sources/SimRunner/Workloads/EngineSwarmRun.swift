@@ -89,7 +89,7 @@ final class EngineSwarmRun {
     /// Whether `error` is an acceptable end of the seed: damage refused with the lane or file
     /// named, after corruption at rest was injected (I4).
     func refusalAccepted(_ error: EngineError) -> Bool {
-        if let foreignLane, error.isRefusal, error.lane == foreignLane { return true }
+        if let foreignLane, error.lane == foreignLane, [.laneRootMismatch, .laneAheadOfLog, .missingRecord].contains(error.kind) { return true }
         return error.isRefusal && corruptionAtRestCount(fileSystem) > 0 && (error.lane != nil || error.path != nil)
     }
 
@@ -271,11 +271,12 @@ final class EngineSwarmRun {
         }
     }
 
-    /// Whether corruption at rest struck what a refused restore names, or the snapshot itself
-    /// (a damaged lane file can surface as a WAL gap), or — for a WAL gap — the log.
+    /// Whether corruption at rest struck what a refused restore names, or — for a WAL gap — the
+    /// log or the snapshot (a damaged lane file of it can surface as a gap).
     private func struckWhereRefused(_ error: SnapshotError, _ snapshotPath: String) -> Bool {
-        var places = [error.path, snapshotPath]
-        if error.kind == .walGap { places.append(configuration.layout.wal) }
+        // A refusal naming the whole data directory (or nothing) is excused by nothing.
+        var places = [configuration.dataDirectory, "/", ""].contains(error.path) ? [] : [error.path]
+        if error.kind == .walGap { places += [configuration.layout.wal, snapshotPath] }
         return places.contains { !fileSystem.filesDamagedAtRest(under: $0).isEmpty }
     }
 

@@ -149,7 +149,7 @@ extension SyncSwarmRun {
             let floor = try heightFloor(node)
             let lock = try lockDataDirectory(fileSystem: fileSystem, dataDirectory: dataDirectory)
             nodes[node].stateSyncLock = lock
-            let resumption = try StateSyncStaging.resume(fileSystem: fileSystem, dataDirectory: dataDirectory, heightFloor: floor, clock: clock)
+            let resumption = try StateSyncStaging.resume(fileSystem: fileSystem, dataDirectory: dataDirectory, walDirectory: nil, heightFloor: floor, clock: clock)
             var configuration = StateSyncConfiguration(sync: syncConfiguration(nodes[node].peers.count, true))
             configuration.chunkBytes = setup.stateSyncChunkBytes
             configuration.heightFloor = floor
